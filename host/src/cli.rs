@@ -1,0 +1,171 @@
+//! The `ledge` command line: `ledge up` and `ledge build`, with the flags Spin users type.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ledge: serve Spin apps (wasi:http components) on a WebAssembly host.
+#[derive(Debug, Parser)]
+#[command(name = "ledge", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve an app: every `[[trigger.http]]` route of its manifest.
+    Up(Box<UpArgs>),
+    /// Run each component's `build.command`.
+    Build(BuildArgs),
+}
+
+/// `ledge up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The app: a manifest, a directory holding `spin.toml`, or a bare `.wasm`.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
+
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Build the components (`ledge build`) before serving.
+    #[arg(long)]
+    pub build: bool,
+
+    /// Set an environment variable for every component (`KEY=VALUE`; repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+
+    /// Where ledge keeps its state (compile cache, logs, data); default `.ledge/` next to the
+    /// manifest.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where component output is written (`<component>.log`); default `<state-dir>/logs`.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+
+    /// Do not print component output (it is still written to the log directory).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Allocate each instance on demand instead of from the pooling allocator.
+    #[arg(long)]
+    pub disable_pooling: bool,
+
+    /// Compile every component afresh instead of using the compile cache.
+    #[arg(long)]
+    pub disable_cache: bool,
+
+    /// The longest a request may run in a component (e.g. `30s`, `500ms`); over it: 504.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub request_timeout: Option<Duration>,
+
+    /// The most memory one instance may use (e.g. `128MiB`, `1GB`, or bytes).
+    #[arg(long, value_parser = parse_size)]
+    pub max_instance_memory: Option<u64>,
+
+    /// The largest request body accepted (e.g. `10MiB`); over it: 413.
+    #[arg(long, value_parser = parse_size, default_value = "10MiB")]
+    pub max_request_body_size: u64,
+
+    /// Requests one instance may serve before it is dropped (default: 1 for p2, 128 for p3;
+    /// a component's `tool.ledge` setting wins).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_instance_reuse_count: Option<u64>,
+
+    /// Requests one p3 instance may serve at once (default 16; a component's `tool.ledge`
+    /// setting wins).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_instance_concurrent_reuse_count: Option<u64>,
+
+    /// PEM certificate chain: serve HTTPS (with `--tls-key`).
+    #[arg(long, requires = "tls_key", env = "SPIN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert", env = "SPIN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `ledge build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The app: a manifest or a directory holding `spin.toml`.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
+
+    /// Build only these components (repeatable).
+    #[arg(short = 'c', long = "component-id")]
+    pub components: Vec<String>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("`{text}` has an empty key"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Parses a byte size: a number with an optional unit (`k`, `KB`, `KiB`, `M`, `MB`, `MiB`, `G`,
+/// `GB`, `GiB`; decimal units are powers of 1000, binary ones of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try `128MiB`)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gi" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (try `MiB` or `GB`)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("10 ki"), Ok(10 << 10));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(parse_key_value("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_key_value("novalue").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,139 @@
+//! From a `.wasm` file to a compiled [`Component`]: core modules are componentized first, and
+//! the compiled code is kept in an on-disk cache so a second start does not compile again.
+//!
+//! The cache key is the SHA-256 of the original bytes plus the engine's compatibility hash
+//! (wasmtime version, compiler and every setting that changes the generated code), so a cached
+//! artifact is only ever loaded by an engine that would have produced the same one.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// How a component was obtained, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileOutcome {
+    /// Loaded from the compile cache.
+    CacheHit,
+    /// Compiled now (and stored, when the cache is on).
+    Compiled,
+}
+
+/// Reads, componentizes if needed, and compiles `path`, using `cache_dir` when given.
+pub fn load_component(
+    engine: &Engine,
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CompileOutcome)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let cached = cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, &bytes))));
+    if let Some(cached) = &cached
+        && cached.is_file()
+    {
+        // SAFETY: the file was written by `Component::serialize` of an engine with the same
+        // compatibility hash (it is part of the file name) into ledge's own state directory.
+        match unsafe { Component::deserialize_file(engine, cached) } {
+            Ok(component) => return Ok((component, CompileOutcome::CacheHit)),
+            Err(error) => tracing::warn!(
+                "ignoring unusable cache entry {}: {error:#}",
+                cached.display()
+            ),
+        }
+    }
+    let component_bytes = componentize(&bytes)?;
+    let component = Component::new(engine, &component_bytes)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("the component failed to compile")?;
+    if let Some(cached) = cached {
+        store_in_cache(&component, &cached);
+    }
+    Ok((component, CompileOutcome::Compiled))
+}
+
+const NOT_COMPONENTIZABLE: &str = "the core module cannot be componentized (it needs a component-type \
+     section naming its imports and exports, as wit-bindgen guests have)";
+
+/// Turns a core module into a component; returns components unchanged.
+///
+/// A core module must carry a `component-type` section (as `wit-bindgen` guests do). If it
+/// imports WASI preview 1, the preview 1 adapter from the same wasmtime release is linked in.
+pub fn componentize(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    if !bytes.starts_with(b"\0asm") {
+        bail!("the file is not WebAssembly (it does not start with `\\0asm`)");
+    }
+    if wasmparser::Parser::is_component(bytes) {
+        return Ok(bytes.into());
+    }
+    let imports_preview1 = wasmparser::Parser::new(0).parse_all(bytes).any(|payload| {
+        matches!(payload, Ok(wasmparser::Payload::ImportSection(reader))
+            if reader.clone().into_iter().any(|import| matches!(import, Ok(import) if import.module == wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME)))
+    });
+    let mut encoder = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(bytes)
+        .context(NOT_COMPONENTIZABLE)?;
+    if imports_preview1 {
+        encoder = encoder
+            .adapter(
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+            )
+            .context("cannot link the WASI preview 1 adapter")?;
+    }
+    Ok(encoder.encode().context(NOT_COMPONENTIZABLE)?.into())
+}
+
+fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
+    let mut engine_hash = std::hash::DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let mut digest = Sha256::new();
+    digest.update(env!("CARGO_PKG_VERSION").as_bytes());
+    digest.update(engine_hash.finish().to_le_bytes());
+    digest.update(bytes);
+    format!("{:x}", digest.finalize())
+}
+
+/// Writes the artifact through a temporary file and a rename, so a concurrent start never
+/// reads half a file. A failure only costs the next start a compile.
+fn store_in_cache(component: &Component, path: &PathBuf) {
+    let result = (|| -> Result<()> {
+        let bytes = component
+            .serialize()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let dir = path.parent().context("cache path has a parent")?;
+        std::fs::create_dir_all(dir)?;
+        let temporary = dir.join(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&temporary, bytes)?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
+    })();
+    if let Err(error) = result {
+        tracing::warn!(
+            "cannot write the compile cache entry {}: {error:#}",
+            path.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_wasm() {
+        let error = componentize(b"not wasm").unwrap_err();
+        assert!(error.to_string().contains("not WebAssembly"));
+    }
+
+    #[test]
+    fn a_core_module_without_component_type_is_explained() {
+        let module = wat::parse_str(r#"(module (import "env" "f" (func)))"#).unwrap();
+        let error = componentize(&module).unwrap_err();
+        assert!(format!("{error:#}").contains("component-type"), "{error:#}");
+    }
+}

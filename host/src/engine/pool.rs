@@ -1,0 +1,356 @@
+//! Instances of one component and the way requests reach them.
+//!
+//! wasmtime-wasi-http's [`ProxyHandler`] does the scheduling: it starts a worker (a store and
+//! an instance) when no idle one can take a request, and asks [`PoolWorker`] whether a worker
+//! may take another. With the defaults every p2 request gets a fresh instance, while p3
+//! instances are reused (up to 128 requests, 16 at once), as in Spin and `wasmtime serve`.
+//! Per-component settings or command-line flags change that.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use wasmtime::component::{Component, GuestTaskId, ResourceTable};
+use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::handler::{
+    ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ProxyPre,
+    ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+};
+use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+
+use super::Runtime;
+use super::guest::{GuestLog, GuestState};
+use super::outbound::OutboundPolicy;
+
+/// Spin's and `wasmtime serve`'s instance reuse defaults, per handler kind.
+const P2_REUSE: (usize, usize) = (1, 1);
+const P3_REUSE: (usize, usize) = (128, 16);
+
+/// How long past the request timeout an overrunning instance is ended.
+const EXPIRATION_GRACE: Duration = Duration::from_millis(100);
+
+/// How long an idle reusable instance is kept before it is dropped.
+const IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP handler a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// `wasi:http/incoming-handler@0.2.x`.
+    P2,
+    /// `wasi:http/handler@0.3.x`.
+    P3,
+}
+
+impl std::fmt::Display for HandlerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::P2 => "wasi:http/incoming-handler@0.2 (p2)",
+            Self::P3 => "wasi:http/handler@0.3 (p3)",
+        })
+    }
+}
+
+/// Per-component settings for its instances.
+#[derive(Clone)]
+pub struct PoolSettings {
+    /// The most linear memory one instance may grow to, in bytes.
+    pub max_instance_memory: Option<usize>,
+    /// Requests one instance may serve in total (default by handler kind).
+    pub max_instance_reuse_count: Option<usize>,
+    /// Requests one instance may serve at once (p3 only; default 16).
+    pub max_instance_concurrent_reuse_count: Option<usize>,
+    /// The longest a request may run; `None` for no limit.
+    pub request_timeout: Option<Duration>,
+    /// WASI environment variables.
+    pub environment: Vec<(String, String)>,
+    /// Read-only directory mounts: (host directory, guest path).
+    pub preopens: Vec<(PathBuf, String)>,
+    /// Where the guest's stdout and stderr go.
+    pub log: GuestLog,
+}
+
+/// Why a request did not get a response from the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The guest ran past the request timeout.
+    #[error("the guest did not respond within the request timeout")]
+    Timeout,
+    /// No instance could be created (memory or instance limits).
+    #[error("no instance could be created: {0}")]
+    Unavailable(String),
+    /// The guest trapped, panicked or returned an error.
+    #[error("the guest failed: {0}")]
+    Failed(String),
+}
+
+/// The instances of one component.
+pub struct ComponentPool {
+    kind: HandlerKind,
+    handler: ProxyHandler<PoolState>,
+}
+
+impl ComponentPool {
+    /// Prepares `component` (linking its imports once) to serve requests.
+    pub fn new(
+        runtime: &Runtime,
+        id: &str,
+        component: &Component,
+        settings: PoolSettings,
+    ) -> Result<Self> {
+        let kind = handler_kind(runtime.engine(), component)?;
+        let instance_pre = runtime.linker.instantiate_pre(component).map_err(|e| {
+            anyhow!("{e:#}").context("the component needs an import that ledge does not provide")
+        })?;
+        let pre = match kind {
+            HandlerKind::P2 => ProxyPre::P2(
+                wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre)
+                    .map_err(|e| anyhow!("{e:#}"))?,
+            ),
+            HandlerKind::P3 => ProxyPre::P3(
+                wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre)
+                    .map_err(|e| anyhow!("{e:#}"))?,
+            ),
+        };
+        let (reuse, concurrent) = match kind {
+            HandlerKind::P2 => P2_REUSE,
+            HandlerKind::P3 => P3_REUSE,
+        };
+        let max_reuse = settings.max_instance_reuse_count.unwrap_or(reuse);
+        // A p2 handler call occupies its instance until it returns.
+        let max_concurrent = match kind {
+            HandlerKind::P2 => 1,
+            HandlerKind::P3 => settings
+                .max_instance_concurrent_reuse_count
+                .unwrap_or(concurrent),
+        };
+        let state = PoolState {
+            id: id.into(),
+            engine: runtime.engine().clone(),
+            epoch_ticks: runtime.epoch_ticks(),
+            pre,
+            max_reuse,
+            max_concurrent,
+            settings,
+        };
+        Ok(Self {
+            kind,
+            handler: ProxyHandler::new(state),
+        })
+    }
+
+    /// The handler the component exports.
+    pub fn kind(&self) -> HandlerKind {
+        self.kind
+    }
+
+    /// Runs `request` through the component's handler.
+    ///
+    /// The request timeout is enforced here, so the client gets its 504 on time; the instance
+    /// that overran is ended a moment later by its worker's expiration.
+    pub async fn invoke(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, InvokeError> {
+        let handled = self.handler.handle((), request);
+        let result = match self.handler.state().settings.request_timeout {
+            Some(timeout) => tokio::time::timeout(timeout, handled)
+                .await
+                .map_err(|_elapsed| InvokeError::Timeout)?,
+            None => handled.await,
+        };
+        result.map_err(|error| {
+            if error.downcast_ref::<ExpirationError>().is_some() {
+                InvokeError::Timeout
+            } else if let Some(instantiation) = error.downcast_ref::<InstantiationError<()>>() {
+                InvokeError::Unavailable(format!("{:#}", instantiation.error))
+            } else {
+                InvokeError::Failed(format!("{error:?}"))
+            }
+        })
+    }
+}
+
+/// Finds which `wasi:http` handler the component exports; exactly one is required.
+fn handler_kind(engine: &Engine, component: &Component) -> Result<HandlerKind> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let p2 = exports
+        .iter()
+        .any(|name| name.starts_with("wasi:http/incoming-handler@0.2"));
+    let p3 = exports
+        .iter()
+        .any(|name| name.starts_with("wasi:http/handler@0.3"));
+    match (p2, p3) {
+        (true, false) => Ok(HandlerKind::P2),
+        (false, true) => Ok(HandlerKind::P3),
+        (true, true) => bail!(
+            "the component exports both wasi:http/incoming-handler@0.2 and wasi:http/handler@0.3; export one handler"
+        ),
+        (false, false) => bail!(
+            "the component exports no HTTP handler (wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x); it exports {exports:?}"
+        ),
+    }
+}
+
+/// What every worker of one component shares.
+struct PoolState {
+    id: Arc<str>,
+    engine: Engine,
+    epoch_ticks: bool,
+    pre: ProxyPre<GuestState>,
+    max_reuse: usize,
+    max_concurrent: usize,
+    settings: PoolSettings,
+}
+
+impl PoolState {
+    fn new_store(&self) -> Result<Store<GuestState>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.settings.environment);
+        for (host, guest) in &self.settings.preopens {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(|e| anyhow!("cannot mount {} at {guest}: {e:#}", host.display()))?;
+        }
+        wasi.stdout(self.settings.log.stream("stdout"));
+        wasi.stderr(self.settings.log.stream("stderr"));
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(bytes) = self.settings.max_instance_memory {
+            limits = limits.memory_size(bytes);
+        }
+        let state = GuestState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundPolicy::new(self.id.clone()),
+            limits: limits.build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        if self.epoch_ticks {
+            // Long-running guests yield to the scheduler every tick; the worker's expiration
+            // then ends the instance when the request timeout passes.
+            store.epoch_deadline_async_yield_and_update(1);
+            store.set_epoch_deadline(1);
+        }
+        Ok(store)
+    }
+
+    /// How long an instance may work on a request before it is ended: a little past the
+    /// request timeout, which `ComponentPool::invoke` has already answered with a 504.
+    fn instance_timeout(&self) -> Duration {
+        self.settings
+            .request_timeout
+            .map_or(Duration::MAX, |timeout| timeout + EXPIRATION_GRACE)
+    }
+}
+
+impl HandlerState for PoolState {
+    type StoreData = GuestState;
+    type WorkerExpiration = Expiration;
+    type WorkerState = PoolWorker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Expiration, PoolWorker>> {
+        let mut store = self
+            .new_store()
+            .map_err(|e| wasmtime::format_err!("{e:#}"))?;
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(Instance {
+            store,
+            proxy,
+            view: GuestState::http,
+            expiration: Expiration {
+                idle_timeout: IDLE_INSTANCE_TIMEOUT,
+                request_timeout: self.instance_timeout(),
+                sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
+            },
+            state: PoolWorker {
+                id: self.id.clone(),
+                max_reuse: self.max_reuse,
+                max_concurrent: self.max_concurrent,
+                request_timeout: self.instance_timeout(),
+            },
+        })
+    }
+}
+
+/// Decides when a worker (one instance) has done its time.
+pub struct Expiration {
+    idle_timeout: Duration,
+    request_timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for Expiration {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let timeout = match status {
+            WorkerStatus::Idle => self.idle_timeout,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
+        };
+        let Some(deadline) = start.checked_add(timeout) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+/// The per-instance policy: how many requests it takes, and when a request expires.
+pub struct PoolWorker {
+    id: Arc<str>,
+    max_reuse: usize,
+    max_concurrent: usize,
+    request_timeout: Duration,
+}
+
+impl WorkerState for PoolWorker {
+    type StoreData = GuestState;
+    type RequestData = ();
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.max_reuse {
+            ShouldAccept::Never
+        } else if concurrent >= self.max_concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, GuestState>,
+        _data: (),
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        let timeout = self.request_timeout;
+        Box::pin(async move {
+            match Instant::now().checked_add(timeout) {
+                Some(_) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        })
+    }
+
+    fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {
+        if let Err(error) = result {
+            tracing::debug!(component = %self.id, "instance ended with an error: {error:?}");
+        }
+        drop(store);
+    }
+}

@@ -1,0 +1,17 @@
+//! ledge: an edge-native WebAssembly function platform that serves Spin apps.
+//!
+//! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
+//! route, [`server`] accepts connections and walks each request through route -> invoke ->
+//! respond, and [`engine`] compiles, instantiates and invokes the components. [`up`] and
+//! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
+
+#![deny(missing_docs)]
+
+pub mod builder;
+pub mod cli;
+pub mod engine;
+pub mod files;
+pub mod manifest;
+pub mod router;
+pub mod server;
+pub mod up;

@@ -1,0 +1,254 @@
+//! The application model, read from a Spin `spin.toml` (manifest version 2) or a bare `.wasm`.
+//!
+//! `schema` mirrors the file; `validate` checks it and builds the [`App`] the rest of ledge
+//! works from; `error` says what is wrong, where, and how to fix it.
+
+mod error;
+mod schema;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::ManifestError;
+
+use crate::router::RoutePattern;
+
+/// The file name `ledge up` looks for in a directory.
+pub const DEFAULT_MANIFEST_FILE: &str = "spin.toml";
+
+/// A validated application: its components and the HTTP routes that reach them.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The manifest this app was read from (for a bare `.wasm`, that file).
+    pub manifest_path: PathBuf,
+    /// The directory relative paths in the manifest are resolved against.
+    pub root_dir: PathBuf,
+    /// `application.name`.
+    pub name: String,
+    /// `application.version`.
+    pub version: Option<String>,
+    /// `application.description`.
+    pub description: Option<String>,
+    /// `application.authors`.
+    pub authors: Vec<String>,
+    /// `application.trigger.http.base`, normalised to start with `/` (default `/`).
+    pub http_base: String,
+    /// The top-level `[variables]`.
+    pub variables: BTreeMap<String, Variable>,
+    /// Components by id.
+    pub components: BTreeMap<String, Component>,
+    /// The `[[trigger.http]]` entries, in file order.
+    pub triggers: Vec<HttpTrigger>,
+}
+
+/// A declared application variable.
+#[derive(Debug, Clone, Default)]
+pub struct Variable {
+    /// The value used when no provider has one.
+    pub default: Option<String>,
+    /// Start-up fails when no provider has a value.
+    pub required: bool,
+    /// The value must never be logged.
+    pub secret: bool,
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Clone)]
+pub struct HttpTrigger {
+    /// The trigger's `id`, if it has one.
+    pub id: Option<String>,
+    /// The public route, or `None` for `{ private = true }` (reachable only in-process).
+    pub route: Option<RoutePattern>,
+    /// What answers requests on the route.
+    pub handler: TriggerHandler,
+}
+
+/// What answers an HTTP trigger.
+#[derive(Debug, Clone)]
+pub enum TriggerHandler {
+    /// The component with this id.
+    Component(String),
+    /// A fixed response, no component involved.
+    Static(StaticResponse),
+}
+
+/// `static_response = { status_code, headers, body }`.
+#[derive(Debug, Clone)]
+pub struct StaticResponse {
+    /// The status (default 200).
+    pub status: u16,
+    /// Response headers, in name order.
+    pub headers: BTreeMap<String, String>,
+    /// The body (default empty).
+    pub body: String,
+}
+
+/// A `[component.<id>]`.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// The component id (kebab-case).
+    pub id: String,
+    /// `description`.
+    pub description: Option<String>,
+    /// The `.wasm` file, resolved against the app's root directory.
+    pub source: PathBuf,
+    /// The manifest line of `source`, for errors about the file.
+    pub source_line: Option<usize>,
+    /// `files`: what to mount, read-only, into the guest's filesystem.
+    pub files: Vec<FileMount>,
+    /// `exclude_files`: globs removed from `files` patterns.
+    pub exclude_files: Vec<String>,
+    /// `environment`: WASI environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// `allowed_outbound_hosts`.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// `key_value_stores`: the store labels the component may open.
+    pub key_value_stores: Vec<String>,
+    /// `sqlite_databases`: the database labels the component may open.
+    pub sqlite_databases: Vec<String>,
+    /// `variables`: component variables (values may hold `{{ name }}` templates).
+    pub variables: BTreeMap<String, String>,
+    /// `build`: how `ledge build` produces `source`.
+    pub build: Option<Build>,
+    /// `[component.<id>.tool.ledge]`.
+    pub ledge: ComponentSettings,
+}
+
+/// One `files` entry.
+#[derive(Debug, Clone)]
+pub enum FileMount {
+    /// A glob relative to the app root; matches keep their relative path under `/`.
+    Pattern(String),
+    /// A file or directory placed at `destination` in the guest.
+    Placement {
+        /// Host path, relative to the app root.
+        source: PathBuf,
+        /// Absolute guest path.
+        destination: String,
+    },
+}
+
+/// `build = { command, workdir, watch }`.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// Shell commands, run in order.
+    pub commands: Vec<String>,
+    /// Where they run: the app root, or `workdir` below it.
+    pub workdir: PathBuf,
+    /// Globs whose changes call for a rebuild.
+    pub watch: Vec<String>,
+}
+
+/// ledge's own per-component settings, from `[component.<id>.tool.ledge]`.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentSettings {
+    /// Requests one instance may serve in total before it is dropped.
+    pub max_instance_reuse_count: Option<usize>,
+    /// Requests one instance may serve at the same time (p3 components only).
+    pub max_instance_concurrent_reuse_count: Option<usize>,
+}
+
+impl App {
+    /// Reads the app at `from`: a manifest file, a directory holding `spin.toml`, or a bare
+    /// `.wasm` (served on `/...`).
+    pub fn load(from: &Path) -> Result<Self, ManifestError> {
+        let path = if from.is_dir() {
+            from.join(DEFAULT_MANIFEST_FILE)
+        } else {
+            from.to_owned()
+        };
+        if path.extension().is_some_and(|ext| ext == "wasm") {
+            return Self::from_wasm(&path);
+        }
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            ManifestError::file(&path, format!("cannot read the manifest: {e}")).fix(
+                "pass the manifest with `-f <path/to/spin.toml>`, a directory holding one, or a .wasm file",
+            )
+        })?;
+        validate::parse(&path, &source)
+    }
+
+    /// An app of one component, `path`, answering every route.
+    fn from_wasm(path: &Path) -> Result<Self, ManifestError> {
+        if !path.is_file() {
+            return Err(ManifestError::file(path, "the .wasm file does not exist")
+                .fix("check the path given to `-f`"));
+        }
+        let source = std::path::absolute(path)
+            .map_err(|e| ManifestError::file(path, format!("cannot resolve the path: {e}")))?;
+        let id = validate::kebab_id_from_file_stem(&source);
+        let root_dir = source.parent().map(Path::to_owned).unwrap_or_default();
+        let component = Component {
+            id: id.clone(),
+            description: None,
+            source: source.clone(),
+            source_line: None,
+            files: Vec::new(),
+            exclude_files: Vec::new(),
+            environment: BTreeMap::new(),
+            allowed_outbound_hosts: Vec::new(),
+            key_value_stores: Vec::new(),
+            sqlite_databases: Vec::new(),
+            variables: BTreeMap::new(),
+            build: None,
+            ledge: ComponentSettings::default(),
+        };
+        let route = RoutePattern::parse("/", "/...").expect("`/...` is a valid route");
+        Ok(Self {
+            manifest_path: source,
+            root_dir,
+            name: id.clone(),
+            version: None,
+            description: None,
+            authors: Vec::new(),
+            http_base: "/".into(),
+            variables: BTreeMap::new(),
+            components: BTreeMap::from([(id.clone(), component)]),
+            triggers: vec![HttpTrigger {
+                id: None,
+                route: Some(route),
+                handler: TriggerHandler::Component(id),
+            }],
+        })
+    }
+
+    /// Checks that every component's `.wasm` exists, naming the manifest line and the fix.
+    pub fn check_sources(&self) -> Result<(), ManifestError> {
+        for component in self.components.values() {
+            if !component.source.is_file() {
+                let fix = if component.build.is_some() {
+                    "build it first: `ledge build`, or `ledge up --build`".to_string()
+                } else {
+                    "correct the path (it is relative to the manifest's directory)".to_string()
+                };
+                return Err(self
+                    .error_at(
+                        component.source_line,
+                        format!("component.{}.source", component.id),
+                    )
+                    .with_message(format!(
+                        "the file {} does not exist",
+                        component.source.display()
+                    ))
+                    .fix(fix));
+            }
+        }
+        Ok(())
+    }
+
+    /// An error about `key` on `line` of this app's manifest; set the message next.
+    pub fn error_at(&self, line: Option<usize>, key: impl Into<String>) -> ManifestError {
+        let mut error = ManifestError::file(&self.manifest_path, "").key(key);
+        error.line = line;
+        error
+    }
+}
+
+impl ManifestError {
+    /// Replaces the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+}

@@ -1,0 +1,573 @@
+//! Turns the raw manifest into an [`App`], rejecting what Spin would reject and a little more
+//! (duplicate routes), each time with the line, the key and the fix.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::schema::{
+    RawBuild, RawCommand, RawComponent, RawComponentLedge, RawComponentRef, RawFileMount,
+    RawManifest, RawRoute, RawSource, RawStaticResponse,
+};
+use super::{
+    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError,
+    StaticResponse, TriggerHandler, Variable,
+};
+use crate::router::RoutePattern;
+
+/// The tool name under which ledge keeps its own settings (`tool.ledge`).
+const LEDGE_TOOL: &str = "ledge";
+
+/// Parses and validates manifest `source`, read from `file`.
+pub fn parse(file: &Path, source: &str) -> Result<App, ManifestError> {
+    let raw: RawManifest = toml::from_str(source).map_err(|e| {
+        let mut error = ManifestError::file(file, e.message().to_string());
+        if let Some(span) = e.span() {
+            error = error.at(source, span.start);
+        }
+        error.fix("correct the key or value; see the spin.toml reference (manifest version 2)")
+    })?;
+    Validator { file, source }.app(raw)
+}
+
+/// A kebab-case id derived from a file name (`my_app.wasm` -> `my-app`).
+pub fn kebab_id_from_file_stem(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let id: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let id = id.trim_matches('-').to_string();
+    if is_kebab_id(&id) { id } else { "app".into() }
+}
+
+/// Spin's component ids: lower-case words of letters and digits joined by single dashes,
+/// starting with a letter.
+fn is_kebab_id(id: &str) -> bool {
+    id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// Variable names: lower snake case starting with a letter.
+pub fn is_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    source: &'a str,
+}
+
+impl Validator<'_> {
+    fn error<T>(
+        &self,
+        spanned: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError::file(self.file, message)
+            .key(key)
+            .at(self.source, spanned.span().start)
+    }
+
+    fn line<T>(&self, spanned: &Spanned<T>) -> usize {
+        super::error::line_of(self.source, spanned.span().start)
+    }
+
+    fn app(&self, raw: RawManifest) -> Result<App, ManifestError> {
+        let version = &raw.spin_manifest_version;
+        if version.get_ref().as_integer() != Some(2) {
+            return Err(self
+                .error(version, "spin_manifest_version", "ledge reads manifest version 2 only")
+                .fix("set `spin_manifest_version = 2` (a version 1 manifest can be upgraded with `spin doctor`)"));
+        }
+        if let Some(redis) = raw.trigger.redis.first() {
+            return Err(self
+                .error(redis, "trigger.redis", "ledge serves HTTP triggers only")
+                .fix("remove the `[[trigger.redis]]` entries or serve them with Spin"));
+        }
+        let root_dir = self
+            .file
+            .parent()
+            .map(|dir| {
+                if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let root_dir = std::path::absolute(root_dir).unwrap_or_else(|_| root_dir.to_owned());
+
+        let http_base = match &raw
+            .application
+            .trigger
+            .http
+            .as_ref()
+            .and_then(|h| h.base.as_ref())
+        {
+            Some(base) => {
+                let value = base.get_ref();
+                if !value.starts_with('/') {
+                    return Err(self
+                        .error(
+                            base,
+                            "application.trigger.http.base",
+                            format!("the base `{value}` does not start with `/`"),
+                        )
+                        .fix(format!("write it as `/{value}`")));
+                }
+                value.clone()
+            }
+            None => "/".to_string(),
+        };
+        for (name, table) in &raw.application.tool {
+            if name == LEDGE_TOOL && !table.is_empty() {
+                let keys: Vec<&String> = table.keys().collect();
+                return Err(ManifestError::file(
+                    self.file,
+                    format!("unknown ledge setting(s) {keys:?}"),
+                )
+                .key("application.tool.ledge")
+                .fix("remove them; the keys ledge reads are listed in the README"));
+            }
+        }
+
+        let mut variables = BTreeMap::new();
+        for (name, variable) in raw.variables {
+            if !is_variable_name(name.get_ref()) {
+                return Err(self
+                    .error(
+                        &name,
+                        format!("variables.{}", name.get_ref()),
+                        "a variable name must be lower snake case and start with a letter",
+                    )
+                    .fix("rename it, e.g. `api_key`"));
+            }
+            if variable.required && variable.default.is_some() {
+                return Err(self
+                    .error(
+                        &name,
+                        format!("variables.{}", name.get_ref()),
+                        "a variable cannot be both `required` and have a `default`",
+                    )
+                    .fix("remove one of the two"));
+            }
+            variables.insert(
+                name.into_inner(),
+                Variable {
+                    default: variable.default,
+                    required: variable.required,
+                    secret: variable.secret,
+                },
+            );
+        }
+
+        let mut components = BTreeMap::new();
+        for (id, component) in raw.component {
+            if !is_kebab_id(id.get_ref()) {
+                return Err(self
+                    .error(&id, format!("component.{}", id.get_ref()), "a component id must be kebab-case (lower-case words joined by `-`, starting with a letter)")
+                    .fix("rename it, e.g. `hello-world`"));
+            }
+            let id_line = self.line(&id);
+            let id = id.into_inner();
+            let component = self.component(&root_dir, &id, id_line, component)?;
+            components.insert(id, component);
+        }
+
+        let mut triggers = Vec::new();
+        let mut seen_routes: HashMap<String, usize> = HashMap::new();
+        let mut inline_count = 0;
+        for (index, trigger) in raw.trigger.http.into_iter().enumerate() {
+            let key = format!("trigger.http[{index}]");
+            let route = match trigger.route.get_ref() {
+                RawRoute::Private { private: true } => None,
+                RawRoute::Private { private: false } => {
+                    return Err(self
+                        .error(
+                            &trigger.route,
+                            format!("{key}.route"),
+                            "`{ private = false }` is not a route",
+                        )
+                        .fix("give a path such as `route = \"/hello\"`, or `{ private = true }`"));
+                }
+                RawRoute::Path(path) => {
+                    let pattern = RoutePattern::parse(&http_base, path).map_err(|message| {
+                        self.error(&trigger.route, format!("{key}.route"), message)
+                            .fix("routes look like `/exact`, `/items/:id` or `/prefix/...`")
+                    })?;
+                    let line = self.line(&trigger.route);
+                    if let Some(first) = seen_routes.insert(pattern.based().to_string(), line) {
+                        return Err(self
+                            .error(&trigger.route, format!("{key}.route"), format!("the route `{path}` is already used by the trigger on line {first}"))
+                            .fix("give each trigger its own route"));
+                    }
+                    Some(pattern)
+                }
+            };
+            if let Some(executor) = &trigger.executor {
+                let kind = executor.get_ref().get("type").and_then(|t| t.as_str());
+                if !matches!(kind, Some("spin") | Some("wasi") | None) {
+                    return Err(self
+                        .error(executor, format!("{key}.executor"), format!("the executor {kind:?} is not supported"))
+                        .fix("remove `executor` (ledge runs wasi:http components), or use `{ type = \"spin\" }`"));
+                }
+            }
+            let handler = match (trigger.component, trigger.static_response) {
+                (Some(_), Some(response)) => {
+                    return Err(self
+                        .error(
+                            &response,
+                            format!("{key}.static_response"),
+                            "a trigger has either `component` or `static_response`, not both",
+                        )
+                        .fix("remove one of them"));
+                }
+                (None, Some(response)) => {
+                    if route.is_none() {
+                        return Err(self
+                            .error(
+                                &response,
+                                format!("{key}.static_response"),
+                                "a private route needs a component",
+                            )
+                            .fix("give the trigger a public route or a component"));
+                    }
+                    TriggerHandler::Static(self.static_response(&key, response)?)
+                }
+                (None, None) => {
+                    return Err(self
+                        .error(
+                            &trigger.route,
+                            key,
+                            "the trigger has neither `component` nor `static_response`",
+                        )
+                        .fix("add `component = \"<component id>\"`"));
+                }
+                (Some(reference), None) => {
+                    let line = self.line(&reference);
+                    let span = reference.span();
+                    match reference.into_inner() {
+                        RawComponentRef::Id(id) => {
+                            if !components.contains_key(&id) {
+                                let known: Vec<&String> = components.keys().collect();
+                                return Err(ManifestError::file(
+                                    self.file,
+                                    format!(
+                                        "the trigger names component `{id}`, which is not defined"
+                                    ),
+                                )
+                                .key(format!("{key}.component"))
+                                .at(self.source, span.start)
+                                .fix(format!(
+                                    "add a `[component.{id}]` table, or use one of {known:?}"
+                                )));
+                            }
+                            TriggerHandler::Component(id)
+                        }
+                        RawComponentRef::Inline(inline) => {
+                            let id = match &trigger.id {
+                                Some(trigger_id) => format!("{trigger_id}-component"),
+                                None => {
+                                    inline_count += 1;
+                                    format!("inline-component{inline_count}")
+                                }
+                            };
+                            let component = self.component(&root_dir, &id, line, *inline)?;
+                            components.insert(id.clone(), component);
+                            TriggerHandler::Component(id)
+                        }
+                    }
+                }
+            };
+            triggers.push(HttpTrigger {
+                id: trigger.id,
+                route,
+                handler,
+            });
+        }
+
+        Ok(App {
+            manifest_path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
+            root_dir,
+            name: raw.application.name,
+            version: raw.application.version,
+            description: raw.application.description,
+            authors: raw.application.authors,
+            http_base,
+            variables,
+            components,
+            triggers,
+        })
+    }
+
+    fn static_response(
+        &self,
+        key: &str,
+        response: Spanned<RawStaticResponse>,
+    ) -> Result<StaticResponse, ManifestError> {
+        let status = response.get_ref().status_code.unwrap_or(200);
+        if !(100..=999).contains(&status) {
+            return Err(self
+                .error(
+                    &response,
+                    format!("{key}.static_response.status_code"),
+                    format!("{status} is not an HTTP status"),
+                )
+                .fix("use a status between 100 and 999"));
+        }
+        for (name, value) in &response.get_ref().headers {
+            if http::HeaderName::try_from(name.as_str()).is_err()
+                || http::HeaderValue::try_from(value.as_str()).is_err()
+            {
+                return Err(self
+                    .error(
+                        &response,
+                        format!("{key}.static_response.headers"),
+                        format!("`{name}: {value}` is not a valid header"),
+                    )
+                    .fix(
+                        "header names are tokens such as `content-type`; values are visible ASCII",
+                    ));
+            }
+        }
+        let response = response.into_inner();
+        Ok(StaticResponse {
+            status,
+            headers: response.headers,
+            body: response.body.unwrap_or_default(),
+        })
+    }
+
+    fn component(
+        &self,
+        root_dir: &Path,
+        id: &str,
+        id_line: usize,
+        raw: RawComponent,
+    ) -> Result<Component, ManifestError> {
+        let key = format!("component.{id}");
+        let source_line = self.line(&raw.source);
+        let source = match raw.source.get_ref() {
+            RawSource::Path(path) => root_dir.join(path),
+            RawSource::Remote { url, .. } => {
+                return Err(self
+                    .error(
+                        &raw.source,
+                        format!("{key}.source"),
+                        format!("remote sources ({url}) are not fetched by ledge"),
+                    )
+                    .fix("download the .wasm, check its digest, and set `source` to its path"));
+            }
+        };
+        if !raw.ai_models.is_empty() {
+            return Err(self
+                .error(
+                    &raw.source,
+                    format!("{key}.ai_models"),
+                    "ledge does not serve AI models",
+                )
+                .fix("remove `ai_models`, or serve this component with Spin"));
+        }
+        if !raw.dependencies.is_empty() {
+            return Err(self
+                .error(&raw.source, format!("{key}.dependencies"), "component dependencies are not supported yet")
+                .fix("compose the component ahead of time (e.g. with `wac plug`) and point `source` at the result"));
+        }
+        let files = raw
+            .files
+            .into_iter()
+            .map(|mount| match mount {
+                RawFileMount::Pattern(glob) => Ok(FileMount::Pattern(glob)),
+                RawFileMount::Placement {
+                    source,
+                    destination,
+                } => {
+                    if !destination.starts_with('/') {
+                        return Err(ManifestError::file(
+                            self.file,
+                            format!("the destination `{destination}` is not absolute"),
+                        )
+                        .key(format!("{key}.files"))
+                        .fix(format!("write it as `/{destination}`")));
+                    }
+                    Ok(FileMount::Placement {
+                        source: source.into(),
+                        destination,
+                    })
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        for name in raw.variables.keys() {
+            if !is_variable_name(name) {
+                return Err(ManifestError::file(
+                    self.file,
+                    format!("`{name}` is not a valid variable name"),
+                )
+                .key(format!("{key}.variables"))
+                .fix("variable names are lower snake case and start with a letter"));
+            }
+        }
+        let build = raw.build.map(|build| self.build(root_dir, build));
+        let mut ledge = ComponentSettings::default();
+        if let Some(table) = raw.tool.get(LEDGE_TOOL) {
+            let settings: RawComponentLedge = table.clone().try_into().map_err(|e: toml::de::Error| {
+                let mut error = ManifestError::file(self.file, e.message().to_string())
+                    .key(format!("{key}.tool.ledge"))
+                    .fix("the keys ledge reads here are `max_instance_reuse_count` and `max_instance_concurrent_reuse_count`");
+                error.line = Some(id_line);
+                error
+            })?;
+            for (name, value) in [
+                (
+                    "max_instance_reuse_count",
+                    settings.max_instance_reuse_count,
+                ),
+                (
+                    "max_instance_concurrent_reuse_count",
+                    settings.max_instance_concurrent_reuse_count,
+                ),
+            ] {
+                if value == Some(0) {
+                    let mut error = ManifestError::file(self.file, "must be at least 1")
+                        .key(format!("{key}.tool.ledge.{name}"))
+                        .fix("use 1 for a fresh instance per request");
+                    error.line = Some(id_line);
+                    return Err(error);
+                }
+            }
+            ledge.max_instance_reuse_count = settings.max_instance_reuse_count;
+            ledge.max_instance_concurrent_reuse_count =
+                settings.max_instance_concurrent_reuse_count;
+        }
+        Ok(Component {
+            id: id.to_string(),
+            description: raw.description,
+            source,
+            source_line: Some(source_line),
+            files,
+            exclude_files: raw.exclude_files,
+            environment: raw.environment,
+            allowed_outbound_hosts: raw.allowed_outbound_hosts,
+            key_value_stores: raw.key_value_stores,
+            sqlite_databases: raw.sqlite_databases,
+            variables: raw.variables,
+            build,
+            ledge,
+        })
+    }
+
+    fn build(&self, root_dir: &Path, raw: RawBuild) -> Build {
+        Build {
+            commands: match raw.command {
+                RawCommand::One(command) => vec![command],
+                RawCommand::Many(commands) => commands,
+            },
+            workdir: raw
+                .workdir
+                .map_or_else(|| root_dir.to_owned(), |dir| root_dir.join(dir)),
+            watch: raw.watch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(source: &str) -> Result<App, ManifestError> {
+        parse(Path::new("/app/spin.toml"), source)
+    }
+
+    const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"t\"\n";
+
+    #[test]
+    fn reads_components_routes_and_inline_components() {
+        let app = parse_str(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/hello/...\"\ncomponent = \"hello\"\n\
+             [[trigger.http]]\nid = \"inl\"\nroute = {{ private = true }}\ncomponent = {{ source = \"x.wasm\" }}\n\
+             [component.hello]\nsource = \"hello.wasm\"\nenvironment = {{ A = \"b\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(app.components["hello"].source, Path::new("/app/hello.wasm"));
+        assert_eq!(app.components["hello"].environment["A"], "b");
+        assert!(app.components.contains_key("inl-component"));
+        assert!(app.triggers[1].route.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_the_line_and_key() {
+        let error = parse_str(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\nsorce = 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(error.line, Some(6));
+        assert!(error.to_string().contains("sorce"), "{error}");
+    }
+
+    #[test]
+    fn missing_component_is_named_with_the_fix() {
+        let error = parse_str(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"nope\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(error.line, Some(6));
+        assert_eq!(error.key.as_deref(), Some("trigger.http[0].component"));
+        assert!(error.fix.unwrap().contains("[component.nope]"));
+    }
+
+    #[test]
+    fn duplicate_routes_are_rejected() {
+        let error = parse_str(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/a\"\ncomponent = \"c\"\n[[trigger.http]]\nroute = \"/a/\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(error.message.contains("line 5"), "{error}");
+        assert_eq!(error.line, Some(8));
+    }
+
+    #[test]
+    fn rejects_bad_ids_versions_and_ledge_keys() {
+        assert!(parse_str("spin_manifest_version = 1\n[application]\nname = \"t\"\n").is_err());
+        assert!(
+            parse_str(&format!(
+                "{HEADER}[component.Bad_Id]\nsource = \"a.wasm\"\n"
+            ))
+            .is_err()
+        );
+        let error = parse_str(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\n[component.a.tool.ledge]\nbogus = 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("component.a.tool.ledge"));
+        // Other tools' tables are theirs to define.
+        assert!(parse_str(&format!("{HEADER}[component.a]\nsource = \"a.wasm\"\n[component.a.tool.other]\nanything = 1\n")).is_ok());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_kebab_id("hello-world2"));
+        assert!(!is_kebab_id("hello--world") && !is_kebab_id("-a") && !is_kebab_id("2a"));
+        assert!(
+            is_variable_name("api_key")
+                && !is_variable_name("4invalidname")
+                && !is_variable_name("invalid!name")
+        );
+    }
+}

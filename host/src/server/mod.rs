@@ -1,0 +1,142 @@
+//! The HTTP front: accept connections (plain or TLS), serve HTTP/1.1 and HTTP/2 on them, and
+//! hand each request to the app's [`AppService`]. Stops gracefully on SIGINT/SIGTERM.
+
+mod headers;
+mod request;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+pub use request::{AppService, Target};
+pub use tls::TlsFiles;
+
+/// How long in-flight requests may take to finish once a shutdown signal arrives.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A bound listener, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Server {
+    /// Binds `address`; with `tls`, connections are served over TLS.
+    pub async fn bind(address: SocketAddr, tls: Option<&TlsFiles>) -> Result<Self> {
+        let tls = tls.map(tls::acceptor).transpose()?;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        Ok(Self { listener, tls })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The URL scheme served.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Serves `service` until SIGINT or SIGTERM, then lets in-flight requests finish (for at
+    /// most [`SHUTDOWN_GRACE`]).
+    pub async fn serve(self, service: Arc<AppService>) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let scheme = self.scheme();
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait a little, keep serving.
+                        tracing::warn!("accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            let handler = service_fn(move |request| {
+                let service = service.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(service.handle(request, client, scheme).await)
+                }
+            });
+            match &self.tls {
+                None => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), handler)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!("connection from {client} ended: {error}");
+                        }
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let stream = match acceptor.accept(stream).await {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                tracing::debug!("TLS handshake with {client} failed: {error}");
+                                return;
+                            }
+                        };
+                        let connection = builder
+                            .serve_connection(TokioIo::new(stream), handler)
+                            .into_owned();
+                        if let Err(error) = watcher.watch(connection).await {
+                            tracing::debug!("connection from {client} ended: {error}");
+                        }
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        tracing::info!("shutting down: finishing in-flight requests");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some requests did not finish within {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,176 @@
+//! `ledge up`: read the app, compile its components, bind the listener and serve.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow};
+
+use crate::cli::UpArgs;
+use crate::engine::{
+    CompileOutcome, ComponentPool, EngineSettings, GuestLog, PoolSettings, Runtime,
+};
+use crate::manifest::{App, TriggerHandler};
+use crate::router::Router;
+use crate::server::{AppService, Server, Target, TlsFiles};
+use crate::{builder, files};
+
+/// Runs `ledge up` until a shutdown signal.
+pub async fn up(args: UpArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut app = App::load(&args.from)?;
+    if args.build {
+        builder::build(&app, &[])?;
+        app = App::load(&args.from)?;
+    }
+    app.check_sources()?;
+
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app.root_dir.join(".ledge"));
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("logs"));
+    let runtime = Runtime::new(EngineSettings {
+        pooling: !args.disable_pooling,
+        cache_dir: (!args.disable_cache).then(|| state_dir.join("cache")),
+        request_timeout: args.request_timeout,
+    })?;
+
+    let pools = load_components(&app, &runtime, &args, &state_dir, &log_dir)?;
+    let mut routes = Vec::new();
+    for trigger in &app.triggers {
+        let Some(route) = &trigger.route else {
+            continue;
+        };
+        let target = match &trigger.handler {
+            TriggerHandler::Component(id) => Target::Component {
+                id: id.as_str().into(),
+                pool: pools[id].clone(),
+            },
+            TriggerHandler::Static(response) => Target::Static(response.clone()),
+        };
+        routes.push((route.clone(), target));
+    }
+    let service = Arc::new(AppService {
+        name: app.name.clone(),
+        version: app.version.clone(),
+        router: Router::new(routes),
+        max_request_body: args.max_request_body_size,
+    });
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let server = Server::bind(args.listen, tls.as_ref()).await?;
+    print_routes(&service, &server, &app)?;
+    tracing::info!("ready in {} ms", started.elapsed().as_millis());
+    server.serve(service).await
+}
+
+/// Compiles (or loads from the cache) every component a trigger uses and prepares its pool.
+fn load_components(
+    app: &App,
+    runtime: &Runtime,
+    args: &UpArgs,
+    state_dir: &Path,
+    log_dir: &Path,
+) -> Result<BTreeMap<String, Arc<ComponentPool>>> {
+    let mut pools = BTreeMap::new();
+    let staging = state_dir.join("files");
+    for trigger in &app.triggers {
+        let TriggerHandler::Component(id) = &trigger.handler else {
+            continue;
+        };
+        if pools.contains_key(id) {
+            continue;
+        }
+        let component = &app.components[id];
+        let source_error = |error: anyhow::Error| {
+            anyhow!(app
+                .error_at(component.source_line, format!("component.{id}.source"))
+                .with_message(format!("{}: {error:#}", component.source.display()))
+                .fix("rebuild the component for wasm32-wasip2 (a wasi:http component) or check the path"))
+        };
+        let compile_started = Instant::now();
+        let (compiled, outcome) = crate::engine::load_component(
+            runtime.engine(),
+            &component.source,
+            runtime.settings().cache_dir.as_deref(),
+        )
+        .map_err(source_error)?;
+        let how = match outcome {
+            CompileOutcome::CacheHit => "loaded from the compile cache",
+            CompileOutcome::Compiled => "compiled",
+        };
+        tracing::info!(component = %id, "{how} in {} ms", compile_started.elapsed().as_millis());
+
+        let mut environment: BTreeMap<String, String> = component.environment.clone();
+        environment.extend(args.env.iter().cloned());
+        let settings = PoolSettings {
+            max_instance_memory: args
+                .max_instance_memory
+                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),
+            max_instance_reuse_count: component
+                .ledge
+                .max_instance_reuse_count
+                .or(args.max_instance_reuse_count.map(|n| n as usize)),
+            max_instance_concurrent_reuse_count: component
+                .ledge
+                .max_instance_concurrent_reuse_count
+                .or(args.max_instance_concurrent_reuse_count.map(|n| n as usize)),
+            request_timeout: args.request_timeout,
+            environment: environment.into_iter().collect(),
+            preopens: files::mounts(app, component, &staging)?,
+            log: GuestLog::open(id, Some(log_dir))
+                .with_context(|| format!("cannot open the log directory {}", log_dir.display()))?,
+        };
+        let pool = ComponentPool::new(runtime, id, &compiled, settings).map_err(source_error)?;
+        tracing::debug!(component = %id, "serves {}", pool.kind());
+        pools.insert(id.clone(), Arc::new(pool));
+    }
+    Ok(pools)
+}
+
+/// Prints the routes the way `spin up` does.
+fn print_routes(service: &AppService, server: &Server, app: &App) -> Result<()> {
+    let base = format!("{}://{}", server.scheme(), server.local_addr()?);
+    println!("Serving {base}");
+    println!("Available Routes:");
+    for (route, target) in service.router.routes() {
+        let name = match target {
+            Target::Component { id, .. } => id.to_string(),
+            Target::Static(_) => "(static response)".to_string(),
+        };
+        let shown = route.based().strip_suffix("/...").map_or_else(
+            || route.based().to_string(),
+            |prefix| format!("{prefix} (wildcard)"),
+        );
+        let shown = if shown.starts_with(" (wildcard)") {
+            format!("/{shown}")
+        } else {
+            shown
+        };
+        println!("  {name}: {base}{shown}");
+    }
+    let private: Vec<&str> = app
+        .triggers
+        .iter()
+        .filter(|t| t.route.is_none())
+        .filter_map(|t| match &t.handler {
+            TriggerHandler::Component(id) => Some(id.as_str()),
+            TriggerHandler::Static(_) => None,
+        })
+        .collect();
+    if !private.is_empty() {
+        println!("  private (in-process only): {}", private.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! A misbehaving guest gets a status, a log line naming it, and nobody else notices.
+
+use crate::harness::{AppDir, HEADER, Ledge, client, get};
+
+fn faults_app() -> AppDir {
+    AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/faults/...\"\ncomponent = \"faults\"\n\
+         [[trigger.http]]\nroute = \"/hello\"\ncomponent = \"hello\"\n\
+         [component.faults]\nsource = \"{{faults}}\"\n[component.hello]\nsource = \"{{hello}}\"\n"
+    ))
+}
+
+fn still_serving(ledge: &Ledge) {
+    assert_eq!(get(&ledge.at("/faults/fine")), (200, "ok\n".to_string()));
+    assert_eq!(get(&ledge.at("/hello")).0, 200);
+}
+
+#[test]
+fn a_trapping_guest_answers_500_and_is_logged() {
+    let app = faults_app();
+    let ledge = app.up(&[]);
+    let (status, body) = get(&ledge.at("/faults/trap"));
+    assert_eq!((status, body.as_str()), (500, "Internal Server Error\n"));
+    let log = ledge.wait_for_log("the guest failed");
+    assert!(
+        log.contains("component=\"faults\"") || log.contains("component=faults"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the guest was asked to trap"),
+        "the guest's panic message is logged: {log}"
+    );
+    still_serving(&ledge);
+}
+
+#[test]
+fn a_guest_that_never_returns_times_out_with_504() {
+    let app = faults_app();
+    let ledge = app.up(&["--request-timeout", "1s"]);
+    let looping = {
+        let url = ledge.at("/faults/loop");
+        std::thread::spawn(move || get(&url))
+    };
+    // While one instance spins, the others keep answering.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    still_serving(&ledge);
+    let (status, body) = looping.join().unwrap();
+    assert_eq!((status, body.as_str()), (504, "Gateway Timeout\n"));
+    assert!(
+        ledge
+            .wait_for_log("within the request timeout")
+            .contains("faults")
+    );
+    still_serving(&ledge);
+}
+
+#[test]
+fn a_guest_that_allocates_without_bound_answers_500() {
+    let app = faults_app();
+    let ledge = app.up(&["--max-instance-memory", "64MiB"]);
+    let (status, _) = get(&ledge.at("/faults/alloc"));
+    assert_eq!(status, 500);
+    assert!(ledge.wait_for_log("the guest failed").contains("faults"));
+    still_serving(&ledge);
+}
+
+#[test]
+fn an_oversize_body_gets_413_before_the_guest_runs() {
+    let app = faults_app();
+    let ledge = app.up(&["--max-request-body-size", "1KiB"]);
+    let response = client()
+        .post(ledge.at("/faults/fine"))
+        .body(vec![0u8; 4096])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(response.text().unwrap().contains("over 1024 bytes"));
+    let small = client()
+        .post(ledge.at("/faults/fine"))
+        .body(vec![0u8; 512])
+        .send()
+        .unwrap();
+    assert_eq!(small.status(), 200);
+}
+
+#[test]
+fn guest_output_goes_to_the_log_and_the_component_log_file() {
+    let app = faults_app();
+    let state = tempfile::tempdir().unwrap();
+    let ledge = app.up(&["--state-dir", state.path().to_str().unwrap()]);
+    assert_eq!(get(&ledge.at("/faults/log")), (200, "logged\n".to_string()));
+    let log = ledge.wait_for_log("a line on stderr");
+    assert!(
+        log.contains("a line on stdout") && log.contains("faults"),
+        "{log}"
+    );
+    let file = std::fs::read_to_string(state.path().join("logs/faults.log")).unwrap();
+    assert!(
+        file.contains("a line on stdout\n") && file.contains("a line on stderr\n"),
+        "{file}"
+    );
+}
+
+#[test]
+fn environment_and_read_only_files_reach_the_guest() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/...\"\ncomponent = \"faults\"\n\
+         [component.faults]\nsource = \"{{faults}}\"\nenvironment = {{ GREETING = \"from-manifest\" }}\n\
+         files = [{{ source = \"assets\", destination = \"/data\" }}]\n"
+    ));
+    std::fs::create_dir(app.dir.path().join("assets")).unwrap();
+    std::fs::write(app.dir.path().join("assets/message.txt"), "mounted").unwrap();
+    let ledge = app.up(&[]);
+    assert_eq!(
+        get(&ledge.at("/env")),
+        (200, "GREETING=from-manifest\nfile=mounted".to_string())
+    );
+    assert_eq!(
+        get(&ledge.at("/write")),
+        (200, "write refused\n".to_string())
+    );
+    drop(ledge);
+    let ledge = app.up(&["-e", "GREETING=from-the-command-line"]);
+    assert_eq!(
+        get(&ledge.at("/env")).1,
+        "GREETING=from-the-command-line\nfile=mounted"
+    );
+}

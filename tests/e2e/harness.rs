@@ -1,0 +1,229 @@
+//! The test harness: builds the guest components once, writes app manifests into temporary
+//! directories, and runs the real `ledge` binary on a free loopback port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The guest components, built for wasm32 once per test run.
+pub struct Guests {
+    pub hello_p3: PathBuf,
+    pub echo_p2: PathBuf,
+    pub faults: PathBuf,
+    pub core_module: PathBuf,
+}
+
+/// Builds `components/` (wasip2 guests, and the core module for wasm32-unknown-unknown).
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let components = repo_root().join("components");
+        let target_dir = components.join("target");
+        for (target, packages) in [
+            ("wasm32-wasip2", &["hello-p3", "echo-p2", "faults"][..]),
+            ("wasm32-unknown-unknown", &["core-module"][..]),
+        ] {
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .current_dir(&components)
+                .args(["build", "--release", "--target", target, "--target-dir"])
+                .arg(&target_dir)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            for package in packages {
+                cargo.args(["-p", package]);
+            }
+            let status = cargo.status().expect("cargo runs");
+            assert!(
+                status.success(),
+                "building the guest components for {target} failed"
+            );
+        }
+        let wasm = |target: &str, name: &str| {
+            target_dir
+                .join(target)
+                .join("release")
+                .join(format!("{name}.wasm"))
+        };
+        Guests {
+            hello_p3: wasm("wasm32-wasip2", "hello_p3"),
+            echo_p2: wasm("wasm32-wasip2", "echo_p2"),
+            faults: wasm("wasm32-wasip2", "faults"),
+            core_module: wasm("wasm32-unknown-unknown", "core_module"),
+        }
+    })
+}
+
+/// A temporary app directory holding a `spin.toml`.
+pub struct AppDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl AppDir {
+    /// Writes `manifest` (its `{echo}`, `{hello}`, `{faults}` and `{core}` stand for the guest
+    /// paths) as `spin.toml`.
+    pub fn new(manifest: &str) -> Self {
+        let g = guests();
+        let manifest = manifest
+            .replace("{echo}", &g.echo_p2.to_string_lossy())
+            .replace("{hello}", &g.hello_p3.to_string_lossy())
+            .replace("{faults}", &g.faults.to_string_lossy())
+            .replace("{core}", &g.core_module.to_string_lossy());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+        Self { dir }
+    }
+
+    /// The manifest path.
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.path().join("spin.toml")
+    }
+
+    /// Serves this app with `ledge up` and extra `args`.
+    pub fn up(&self, args: &[&str]) -> Ledge {
+        let manifest = self.manifest();
+        let mut all = vec!["-f", manifest.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Ledge::up(&all)
+    }
+}
+
+/// The standard opening of a test manifest.
+pub const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"test-app\"\n";
+
+/// A running `ledge up`.
+pub struct Ledge {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Ledge {
+    /// Starts `ledge up <args> --listen 127.0.0.1:0` and waits until it serves.
+    pub fn up(args: &[&str]) -> Self {
+        let mut child = ledge_command()
+            .arg("up")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ledge starts");
+        let stderr = collect(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let url = loop {
+            line.clear();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "ledge exited ({status}) before serving:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if let Some(url) = line.trim().strip_prefix("Serving ") {
+                break url.to_string();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Self { child, url, stderr }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// What ledge has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (the log is written asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Ledge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `ledge` binary under test.
+pub fn ledge_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledge"));
+    command.env("LEDGE_LOG", "info").env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `ledge <args>` to completion: (status, stdout, stderr).
+pub fn run_ledge(args: &[&str]) -> (ExitStatus, String, String) {
+    let output = ledge_command().args(args).output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    text
+}
+
+/// A blocking HTTP client for the tests.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url`: (status, body).
+pub fn get(url: &str) -> (u16, String) {
+    let response = client().get(url).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: a real `ledge` process, real HTTP on loopback, real guest components built
+//! from `components/`.
+
+mod harness;
+
+mod failures;
+mod lifecycle;
+mod manifest_errors;
+mod request_shape;
+mod routing;
+mod sample_app;
