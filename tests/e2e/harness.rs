@@ -21,6 +21,8 @@ pub struct Guests {
     pub echo_p2: PathBuf,
     pub faults: PathBuf,
     pub core_module: PathBuf,
+    /// `faults` built for wasm32-wasip1: a core module that imports WASI preview 1.
+    pub faults_wasip1: PathBuf,
 }
 
 /// Builds `components/` (wasip2 guests, and the core module for wasm32-unknown-unknown).
@@ -32,6 +34,7 @@ pub fn guests() -> &'static Guests {
         for (target, packages) in [
             ("wasm32-wasip2", &["hello-p3", "echo-p2", "faults"][..]),
             ("wasm32-unknown-unknown", &["core-module"][..]),
+            ("wasm32-wasip1", &["faults"][..]),
         ] {
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cargo
@@ -61,6 +64,7 @@ pub fn guests() -> &'static Guests {
             echo_p2: wasm("wasm32-wasip2", "echo_p2"),
             faults: wasm("wasm32-wasip2", "faults"),
             core_module: wasm("wasm32-unknown-unknown", "core_module"),
+            faults_wasip1: wasm("wasm32-wasip1", "faults"),
         }
     })
 }

@@ -68,3 +68,62 @@ fn pooling_can_be_disabled() {
     let ledge = app.up(&["--disable-pooling"]);
     assert_eq!(get(&ledge.at("/fine")), (200, "ok\n".to_string()));
 }
+
+#[test]
+fn ledge_build_runs_each_command_and_stops_at_the_first_failure() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[component.a-good]\nsource = \"{{faults}}\"\n[component.a-good.build]\ncommand = \"printf built > marker.txt\"\n\
+         [component.b-bad]\nsource = \"{{faults}}\"\n[component.b-bad.build]\ncommand = \"echo 'error: it does not compile' >&2; exit 3\"\n\
+         [component.c-after]\nsource = \"{{faults}}\"\n[component.c-after.build]\ncommand = \"touch after.txt\"\n"
+    ));
+    let manifest = app.manifest();
+    let (status, _, stderr) = run_ledge(&["build", "-f", manifest.to_str().unwrap()]);
+    assert!(!status.success());
+    assert_eq!(
+        std::fs::read_to_string(app.dir.path().join("marker.txt")).unwrap(),
+        "built"
+    );
+    assert!(
+        stderr.contains("error: it does not compile"),
+        "the failing output is shown: {stderr}"
+    );
+    assert!(
+        stderr.contains("building component `b-bad` failed"),
+        "{stderr}"
+    );
+    assert!(
+        !app.dir.path().join("after.txt").exists(),
+        "the build stops at the first failure"
+    );
+
+    let (status, _, stderr) =
+        run_ledge(&["build", "-f", manifest.to_str().unwrap(), "-c", "a-good"]);
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn tls_serves_https() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let app = echo_app();
+    let ledge = app.up(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ledge.url.starts_with("https://"), "{}", ledge.url);
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let response = client.get(ledge.at("/fine")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "ok\n");
+}

@@ -95,3 +95,17 @@ fn a_core_module_is_componentized_at_load() {
         (200, "hello from a componentized core module\n".to_string())
     );
 }
+
+#[test]
+fn a_wasip1_module_is_componentized_with_the_adapter() {
+    let faults = guests().faults_wasip1.to_string_lossy().into_owned();
+    let state = tempfile::tempdir().unwrap();
+    let ledge = Ledge::up(&["-f", &faults, "--state-dir", state.path().to_str().unwrap()]);
+    assert_eq!(get(&ledge.at("/fine")), (200, "ok\n".to_string()));
+    assert_eq!(get(&ledge.at("/log")), (200, "logged\n".to_string()));
+    assert!(
+        ledge
+            .wait_for_log("a line on stdout")
+            .contains("a line on stdout")
+    );
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Benchmarks ledge against its baselines, all measured in this one run on this machine:
+#   native hyper hello-world, `wasmtime serve` 48.0.8 (fresh instance per request, and with
+#   instance reuse), ledge on the same p2 component in both modes, and ledge on a p3 spin-sdk 7
+#   hello; plus the time from `ledge up` to its first 200 with a warm compile cache.
+# Writes bench/last-run.md (copy the figures into BENCHMARKS.md).
+#
+# Usage: bench/run.sh            (DURATION=10s CONNECTIONS=64 THREADS=2 to change the load)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+CACHE=bench/.cache
+WASMTIME=$CACHE/wasmtime/bin/wasmtime
+OUT=bench/last-run.md
+PORT=38080
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+if [ ! -x "$WASMTIME" ]; then
+  cargo install wasmtime-cli --version 48.0.8 --locked --root "$CACHE/wasmtime"
+fi
+
+cargo build --release -p ledge -p native-hello
+(cd components && cargo build --release --target wasm32-wasip2 -p hello-p2 -p hello-p3)
+LEDGE=target/release/ledge
+HELLO_P2=components/target/wasm32-wasip2/release/hello_p2.wasm
+HELLO_P3=components/target/wasm32-wasip2/release/hello_p3.wasm
+STATE=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$STATE"' EXIT
+
+wait_ready() {
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "server on $PORT did not come up" >&2; return 1
+}
+
+# measure NAME COMMAND...: serve, warm up, load with wrk, record req/s, p50, p99.
+measure() {
+  local name=$1; shift
+  "$@" >/dev/null 2>&1 &
+  local pid=$!
+  wait_ready
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+  local report
+  report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$report")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$report")
+  errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
+  [ -z "$errors" ] || echo "warning: $name: $errors" >&2
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" | tee -a "$STATE/results.tsv"
+}
+
+: > "$STATE/results.tsv"
+measure "native hyper" target/release/native-hello "127.0.0.1:$PORT"
+measure "wasmtime serve (p2, fresh instance)" "$WASMTIME" serve -Scli --addr "127.0.0.1:$PORT" "$HELLO_P2"
+measure "wasmtime serve (p2, reuse 128)" "$WASMTIME" serve -Scli --max-instance-reuse-count 128 --addr "127.0.0.1:$PORT" "$HELLO_P2"
+measure "ledge (p2, fresh instance)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "$STATE/ledge" --listen "127.0.0.1:$PORT"
+measure "ledge (p2, reuse 128)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "$STATE/ledge" --max-instance-reuse-count 128 --listen "127.0.0.1:$PORT"
+measure "ledge (p3 spin-sdk 7, default reuse)" "$LEDGE" up -q -f "$HELLO_P3" --state-dir "$STATE/ledge" --listen "127.0.0.1:$PORT"
+
+# Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
+"$LEDGE" build -f spin.toml >/dev/null 2>&1
+startup_ms=()
+for run in 0 1 2 3 4 5; do
+  begin=$(date +%s%N)
+  "$LEDGE" up -q -f spin.toml --state-dir "$STATE/sample" --listen "127.0.0.1:$PORT" >/dev/null 2>&1 &
+  pid=$!
+  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/hello" 2>/dev/null; do sleep 0.002; done
+  end=$(date +%s%N)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  # The first run fills the compile cache; it is not counted.
+  [ "$run" = 0 ] || startup_ms+=($(( (end - begin) / 1000000 )))
+done
+startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
+
+{
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "Load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION on the same machine; $(date -u +%Y-%m-%d)"
+  echo
+  echo "| server | requests/s | p50 | p99 |"
+  echo "|---|---:|---:|---:|"
+  awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}' "$STATE/results.tsv"
+  echo
+  awk -F'\t' '
+    {rps[$1] = $2}
+    END {
+      printf "| ratio | value |\n|---|---:|\n"
+      printf "| ledge p2 fresh / native | %.3f |\n", rps["ledge (p2, fresh instance)"] / rps["native hyper"]
+      printf "| ledge p2 fresh / wasmtime serve fresh | %.3f |\n", rps["ledge (p2, fresh instance)"] / rps["wasmtime serve (p2, fresh instance)"]
+      printf "| ledge p2 reuse / native | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["native hyper"]
+      printf "| ledge p2 reuse / wasmtime serve reuse | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["wasmtime serve (p2, reuse 128)"]
+      printf "| ledge p3 / native | %.3f |\n", rps["ledge (p3 spin-sdk 7, default reuse)"] / rps["native hyper"]
+    }' "$STATE/results.tsv"
+  echo
+  echo "ledge up to first 200 (sample app, warm compile cache, median of 5): ${startup} ms"
+} | tee "$OUT"
