@@ -7,6 +7,11 @@ use clap::Parser;
 use ledge::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the host allocates per request (headers, bodies, wasmtime's per-call state), and
+/// glibc's allocator was a tenth of the profile under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(&cli.command, Command::Up(args) if args.quiet);

@@ -54,7 +54,6 @@ impl RoutePattern {
         }
         let (prefix, wildcard) = match based.strip_suffix("/...") {
             Some(prefix) => (prefix, true),
-            None if based == "/..." => ("", true),
             None => (based.as_str(), false),
         };
         let mut segments = Vec::new();
@@ -123,9 +122,12 @@ impl RoutePattern {
         &self.base
     }
 
-    /// Whether the route ends in `/...`.
-    pub fn is_wildcard(&self) -> bool {
-        self.wildcard
+    /// The names of the route's `:name` segments, in order.
+    pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
     }
 
     /// Matches `path` (no query), returning the `:name` captures and the path-info.

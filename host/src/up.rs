@@ -13,7 +13,7 @@ use crate::engine::{
 };
 use crate::manifest::{App, TriggerHandler};
 use crate::router::Router;
-use crate::server::{AppService, Server, Target, TlsFiles};
+use crate::server::{AppService, RouteHeaders, Server, Target, TlsFiles};
 use crate::{builder, files};
 
 /// Runs `ledge up` until a shutdown signal.
@@ -50,6 +50,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             TriggerHandler::Component(id) => Target::Component {
                 id: id.as_str().into(),
                 pool: pools[id].clone(),
+                headers: RouteHeaders::new(route),
             },
             TriggerHandler::Static(response) => Target::Static(response.clone()),
         };

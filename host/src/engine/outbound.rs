@@ -32,6 +32,12 @@ type SendResult = Box<
 >;
 
 impl WasiHttpHooks for OutboundPolicy {
+    /// The default rule, without the default's `Arc` allocation per header: every header of
+    /// every request passes through here.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         request: Request<WasiBody>,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::ManifestError;
+pub use validate::is_variable_name;
 
 use crate::router::RoutePattern;
 

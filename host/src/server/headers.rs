@@ -1,21 +1,68 @@
 //! The request the guest sees: an absolute URI and the `spin-*` headers, exactly as Spin sets
 //! them (and no other `spin-*` header: copies sent by the client are removed, so a guest can
 //! trust them).
+//!
+//! What depends only on the route (its patterns, the names of its `:name` headers) is computed
+//! once per route in [`RouteHeaders`]; a request only adds what depends on it.
 
 use std::net::SocketAddr;
 
 use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use crate::router::RouteMatch;
+use crate::router::{RouteMatch, RoutePattern};
 
 /// Prefix of the headers the host owns.
 const SPIN_HEADER_PREFIX: &str = "spin-";
+
+const FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+
+/// The `spin-*` header values fixed by a route.
+#[derive(Debug, Clone)]
+pub struct RouteHeaders {
+    fixed: Vec<(HeaderName, HeaderValue)>,
+    /// `spin-path-match-<name>`, in the order of the route's `:name` segments.
+    captures: Vec<HeaderName>,
+}
+
+impl RouteHeaders {
+    /// Computes the headers of `route`.
+    pub fn new(route: &RoutePattern) -> Self {
+        let value =
+            |text: &str| HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
+        Self {
+            fixed: vec![
+                (MATCHED_ROUTE, value(route.based())),
+                (BASE_PATH, value(route.base())),
+                (RAW_COMPONENT_ROUTE, value(route.raw())),
+                (COMPONENT_ROUTE, value(route.raw_without_wildcard())),
+            ],
+            captures: route
+                .parameter_names()
+                .map(|name| {
+                    let header = format!(
+                        "spin-path-match-{}",
+                        name.replace('_', "-").to_ascii_lowercase()
+                    );
+                    HeaderName::try_from(header).expect("route parameter names are header-safe")
+                })
+                .collect(),
+        }
+    }
+}
 
 /// Rewrites `parts` in place for the guest: absolute URI, and the `spin-*` headers of `route`.
 pub fn prepare<T>(
     parts: &mut http::request::Parts,
     route: &RouteMatch<'_, T>,
+    fixed: &RouteHeaders,
     client: SocketAddr,
     scheme: &str,
 ) {
@@ -24,42 +71,52 @@ pub fn prepare<T>(
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost")
-        .to_string();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
+        .unwrap_or("localhost");
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let full_url = format!("{scheme}://{host}{path_and_query}");
-    if let Ok(uri) = full_url.parse::<Uri>() {
-        parts.uri = uri;
+    // Reuse the parsed path; only the authority is new.
+    if let Ok(authority) = Authority::try_from(host) {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(if scheme == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        parts.uri = Uri::from_parts(uri).unwrap_or_default();
     }
 
     let headers = &mut parts.headers;
     remove_spin_headers(headers);
-    let pattern = route.route;
-    set(headers, "spin-full-url", &full_url);
-    set(headers, "spin-path-info", &route.path_info);
-    set(headers, "spin-matched-route", pattern.based());
-    set(headers, "spin-base-path", pattern.base());
-    set(headers, "spin-raw-component-route", pattern.raw());
-    set(
-        headers,
-        "spin-component-route",
-        pattern.raw_without_wildcard(),
-    );
-    set(headers, "spin-client-addr", &client.to_string());
-    for (name, value) in &route.captures {
-        let name = format!(
-            "spin-path-match-{}",
-            name.replace('_', "-").to_ascii_lowercase()
-        );
-        set(headers, &name, value);
+    for (name, value) in &fixed.fixed {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Ok(value) = HeaderValue::try_from(full_url) {
+        headers.insert(FULL_URL, value);
+    }
+    if let Ok(value) = HeaderValue::try_from(&route.path_info) {
+        headers.insert(PATH_INFO, value);
+    }
+    if let Ok(value) = HeaderValue::try_from(client.to_string()) {
+        headers.insert(CLIENT_ADDR, value);
+    }
+    for (name, (_, value)) in fixed.captures.iter().zip(&route.captures) {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name.clone(), value);
+        }
     }
 }
 
 fn remove_spin_headers(headers: &mut HeaderMap) {
+    if !headers
+        .keys()
+        .any(|name| name.as_str().starts_with(SPIN_HEADER_PREFIX))
+    {
+        return;
+    }
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(SPIN_HEADER_PREFIX))
@@ -70,25 +127,16 @@ fn remove_spin_headers(headers: &mut HeaderMap) {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    // Values come from the request line and the manifest; one that is not a valid header value
-    // (it cannot be after hyper parsed the request) is left out rather than failing the request.
-    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-        headers.insert(name, value);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::{RoutePattern, Router};
+    use crate::router::Router;
 
     #[test]
     fn sets_the_spin_headers_of_the_compat_example() {
-        let router = Router::new(vec![(
-            RoutePattern::parse("/", "/base/:path_segment/:path_end/...").unwrap(),
-            (),
-        )]);
+        let pattern = RoutePattern::parse("/", "/base/:path_segment/:path_end/...").unwrap();
+        let fixed = RouteHeaders::new(&pattern);
+        let router = Router::new(vec![(pattern, ())]);
         let route = router.route("/base/path/end/rest").unwrap();
         let (mut parts, ()) = http::Request::get("/base/path/end/rest?key=value")
             .header("host", "example.com")
@@ -100,6 +148,7 @@ mod tests {
         prepare(
             &mut parts,
             &route,
+            &fixed,
             "127.0.0.1:4000".parse().unwrap(),
             "http",
         );

@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+pub use headers::RouteHeaders;
 pub use request::{AppService, Target};
 pub use tls::TlsFiles;
 
@@ -78,9 +79,10 @@ impl Server {
             });
             match &self.tls {
                 None => {
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), handler)
-                        .into_owned();
+                    // Plain TCP is HTTP/1.1, as with Spin: no protocol sniffing per connection.
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), handler);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(error) = connection.await {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
-use super::headers;
+use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, InvokeError};
 use crate::manifest::StaticResponse;
 use crate::router::Router;
@@ -24,6 +25,8 @@ pub enum Target {
         id: Arc<str>,
         /// Its instances.
         pool: Arc<ComponentPool>,
+        /// The `spin-*` headers fixed by the route.
+        headers: RouteHeaders,
     },
     /// A `static_response` from the manifest.
     Static(StaticResponse),
@@ -64,9 +67,9 @@ impl AppService {
             return text(StatusCode::NOT_FOUND, "Not Found");
         };
 
-        let (pool, id) = match route.target {
+        let (pool, id, route_headers) = match route.target {
             Target::Static(response) => return static_response(response),
-            Target::Component { id, pool } => (pool, id),
+            Target::Component { id, pool, headers } => (pool, id, headers),
         };
 
         // Request limits, before any guest runs.
@@ -84,7 +87,7 @@ impl AppService {
 
         // Instantiate -> invoke.
         let (mut parts, body) = request.into_parts();
-        headers::prepare(&mut parts, &route, client, scheme);
+        headers::prepare(&mut parts, &route, route_headers, client, scheme);
         let body = limit_body(body, self.max_request_body);
         match pool.invoke(Request::from_parts(parts, body)).await {
             Ok(response) => response,
@@ -130,8 +133,13 @@ fn content_length(request: &Request<Incoming>) -> Option<u64> {
 }
 
 /// Caps a streamed body (one without `content-length`): reading past the limit fails in the
-/// guest instead of buffering without bound.
+/// guest instead of buffering without bound. A body of known size was checked already.
 fn limit_body(body: Incoming, limit: u64) -> WasiBody {
+    if body.size_hint().upper().is_some_and(|size| size <= limit) {
+        return body
+            .map_err(wasmtime_wasi_http::Error::Hyper)
+            .boxed_unsync();
+    }
     Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .map_err(|error| match error.downcast::<hyper::Error>() {
             Ok(hyper_error) => wasmtime_wasi_http::Error::Hyper(*hyper_error),
