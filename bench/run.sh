@@ -5,13 +5,14 @@
 #   hello; plus the time from `ledge up` to its first 200 with a warm compile cache.
 # Writes bench/last-run.md (copy the figures into BENCHMARKS.md).
 #
-# Usage: bench/run.sh            (DURATION=10s CONNECTIONS=64 THREADS=2 to change the load)
+# Usage: bench/run.sh   (DURATION=10s CONNECTIONS=64 THREADS=2 RUNS=3 to change the load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+RUNS=${RUNS:-3}
 CACHE=bench/.cache
 WASMTIME=$CACHE/wasmtime/bin/wasmtime
 OUT=bench/last-run.md
@@ -38,23 +39,27 @@ wait_ready() {
   echo "server on $PORT did not come up" >&2; return 1
 }
 
-# measure NAME COMMAND...: serve, warm up, load with wrk, record req/s, p50, p99.
+# measure NAME COMMAND...: serve, warm up, load with wrk RUNS times, record the run with the
+# median requests/s (this machine's noise is about 10% run to run).
 measure() {
   local name=$1; shift
   "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_ready
   wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-  local report
-  report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
+  : > "$STATE/runs.tsv"
+  for _ in $(seq 1 "$RUNS"); do
+    local report rps p50 p99 errors
+    report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$report")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$report")
+    errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
+    [ -z "$errors" ] || echo "warning: $name: $errors" >&2
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" >> "$STATE/runs.tsv"
+  done
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$report")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$report")
-  errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
-  [ -z "$errors" ] || echo "warning: $name: $errors" >&2
-  printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" | tee -a "$STATE/results.tsv"
+  sort -t$'\t' -k2 -g "$STATE/runs.tsv" | sed -n "$(( (RUNS + 1) / 2 ))p" | tee -a "$STATE/results.tsv"
 }
 
 : > "$STATE/results.tsv"
@@ -82,7 +87,7 @@ startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
 
 {
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  echo "Load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION on the same machine; $(date -u +%Y-%m-%d)"
+  echo "Load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION on the same machine, median of $RUNS runs; $(date -u +%Y-%m-%d)"
   echo
   echo "| server | requests/s | p50 | p99 |"
   echo "|---|---:|---:|---:|"

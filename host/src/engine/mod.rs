@@ -56,9 +56,7 @@ impl Runtime {
             .wasm_component_model_async(true)
             .epoch_interruption(settings.request_timeout.is_some());
         if settings.pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(
-                PoolingAllocationConfig::default(),
-            ));
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
         }
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
@@ -93,6 +91,30 @@ impl Runtime {
         self.epoch_ticker.is_some()
     }
 }
+
+/// The pooling allocator, tuned for an instance per request.
+///
+/// Giving a slot back used to `madvise` its memory away, and the TLB shootdowns that follow
+/// (an IPI to every core) were a quarter of the CPU time with a fresh instance per request (see
+/// BENCHMARKS.md). Instead, the pages a guest actually dirtied are found with `PAGEMAP_SCAN`
+/// (Linux 6.7+, skipped elsewhere) and reset with `memset`, up to a resident budget per slot,
+/// and what still must be decommitted is batched.
+fn pooling_config() -> PoolingAllocationConfig {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        .async_stack_keep_resident(KEEP_RESIDENT / 8)
+        .decommit_batch_size(DECOMMIT_BATCH);
+    pooling
+}
+
+/// Bytes of linear memory per pooled slot reset in place rather than decommitted.
+const KEEP_RESIDENT: usize = 2 << 20;
+
+/// Slots whose memory is decommitted together (one round of TLB shootdowns for the batch).
+const DECOMMIT_BATCH: usize = 16;
 
 /// A thread that advances the engine's epoch, so long-running guests yield and time out.
 struct EpochTicker {
