@@ -43,6 +43,24 @@ pub struct UpArgs {
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
 
+    /// Backends for key-value stores and databases, and variable providers (Spin's
+    /// `runtime-config.toml` format).
+    #[arg(long)]
+    pub runtime_config_file: Option<PathBuf>,
+
+    /// Set a key in the `default` store before serving (`KEY=VALUE`; repeatable).
+    #[arg(long = "key-value", value_parser = parse_key_value)]
+    pub key_values: Vec<(String, String)>,
+
+    /// SQL to run on the `default` database before serving, or `@file.sql[:database]`, a
+    /// migration applied once (repeatable, in order).
+    #[arg(long = "sqlite")]
+    pub sqlite: Vec<String>,
+
+    /// Set an app variable: `KEY=VALUE`, or `@file.json` / `@file.toml` (repeatable).
+    #[arg(long = "variable")]
+    pub variables: Vec<String>,
+
     /// Where ledge keeps its state (compile cache, logs, data); default `.ledge/` next to the
     /// manifest.
     #[arg(long)]
@@ -105,6 +123,37 @@ pub struct BuildArgs {
     /// Build only these components (repeatable).
     #[arg(short = 'c', long = "component-id")]
     pub components: Vec<String>,
+}
+
+/// Reads `--variable` arguments: `KEY=VALUE`, or `@file.json` / `@file.toml` holding a flat
+/// table of strings.
+pub fn parse_variables(
+    arguments: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut values = std::collections::BTreeMap::new();
+    for argument in arguments {
+        match argument.strip_prefix('@') {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("--variable @{file}: cannot read it: {e}"))?;
+                let table: std::collections::BTreeMap<String, String> = if file.ends_with(".json") {
+                    serde_json::from_str(&text)
+                        .map_err(|e| anyhow::anyhow!("--variable @{file}: {e}"))?
+                } else if file.ends_with(".toml") {
+                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("--variable @{file}: {e}"))?
+                } else {
+                    anyhow::bail!("--variable @{file}: the file must end in .json or .toml");
+                };
+                values.extend(table);
+            }
+            None => {
+                let (key, value) =
+                    parse_key_value(argument).map_err(|e| anyhow::anyhow!("--variable: {e}"))?;
+                values.insert(key, value);
+            }
+        }
+    }
+    Ok(values)
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -2,13 +2,15 @@
 //!
 //! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
 //! route, [`server`] accepts connections and walks each request through route -> invoke ->
-//! respond, and [`engine`] compiles, instantiates and invokes the components. [`up`] and
+//! respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
+//! [`data`] tier (key-value, SQLite, variables) through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
 
 #![deny(missing_docs)]
 
 pub mod builder;
 pub mod cli;
+pub mod data;
 pub mod engine;
 pub mod files;
 pub mod manifest;

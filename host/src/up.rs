@@ -8,8 +8,12 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, anyhow};
 
 use crate::cli::UpArgs;
+use crate::data::runtime_config::RuntimeConfig;
+use crate::data::variables::template;
+use crate::data::{DataTier, startup};
 use crate::engine::{
-    CompileOutcome, ComponentPool, EngineSettings, GuestLog, PoolSettings, Runtime,
+    AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcessSlot,
+    PoolSettings, Runtime,
 };
 use crate::manifest::{App, TriggerHandler};
 use crate::router::Router;
@@ -34,13 +38,31 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .log_dir
         .clone()
         .unwrap_or_else(|| state_dir.join("logs"));
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    let variables = crate::cli::parse_variables(&args.variables)?;
+    let data = DataTier::build(&app, &runtime_config, &state_dir, &variables).await?;
+    startup::apply_key_values(&data, &args.key_values).await?;
+    startup::apply_sqlite(&data, &args.sqlite, Path::new("."))?;
+
     let runtime = Runtime::new(EngineSettings {
         pooling: !args.disable_pooling,
         cache_dir: (!args.disable_cache).then(|| state_dir.join("cache")),
         request_timeout: args.request_timeout,
     })?;
 
-    let pools = load_components(&app, &runtime, &args, &state_dir, &log_dir)?;
+    let in_process: InProcessSlot = Arc::default();
+    let pools = load_components(
+        &app,
+        &runtime,
+        &args,
+        &data,
+        &in_process,
+        &state_dir,
+        &log_dir,
+    )?;
     let mut routes = Vec::new();
     for trigger in &app.triggers {
         let Some(route) = &trigger.route else {
@@ -61,7 +83,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         version: app.version.clone(),
         router: Router::new(routes),
         max_request_body: args.max_request_body_size,
+        components: pools,
     });
+    let _ = in_process.set(service.clone());
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
@@ -81,6 +105,8 @@ fn load_components(
     app: &App,
     runtime: &Runtime,
     args: &UpArgs,
+    data: &DataTier,
+    in_process: &InProcessSlot,
     state_dir: &Path,
     log_dir: &Path,
 ) -> Result<BTreeMap<String, Arc<ComponentPool>>> {
@@ -113,6 +139,7 @@ fn load_components(
         };
         tracing::info!(component = %id, "{how} in {} ms", compile_started.elapsed().as_millis());
 
+        let allowed_hosts = allowed_hosts(app, component, data)?;
         let mut environment: BTreeMap<String, String> = component.environment.clone();
         environment.extend(args.env.iter().cloned());
         let settings = PoolSettings {
@@ -132,12 +159,45 @@ fn load_components(
             preopens: files::mounts(app, component, &staging)?,
             log: GuestLog::open(id, Some(log_dir))
                 .with_context(|| format!("cannot open the log directory {}", log_dir.display()))?,
+            grants: data.grants(id),
+            allowed_hosts: Arc::new(allowed_hosts),
+            in_process: in_process.clone(),
         };
         let pool = ComponentPool::new(runtime, id, &compiled, settings).map_err(source_error)?;
         tracing::debug!(component = %id, "serves {}", pool.kind());
         pools.insert(id.clone(), Arc::new(pool));
     }
     Ok(pools)
+}
+
+/// Renders the `{{ name }}` templates in a component's `allowed_outbound_hosts` and parses them.
+fn allowed_hosts(
+    app: &App,
+    component: &crate::manifest::Component,
+    data: &DataTier,
+) -> Result<AllowedHosts> {
+    let key = format!("component.{}.allowed_outbound_hosts", component.id);
+    let rendered = component
+        .allowed_outbound_hosts
+        .iter()
+        .map(|entry| {
+            template::render(entry, &data.app_variables).map_err(|missing| {
+                anyhow!(
+                    app.error_at(component.source_line, key.clone())
+                        .with_message(format!(
+                            "`{entry}` uses `{{{{ {missing} }}}}`, which has no value"
+                        ))
+                        .fix("declare it under [variables] with a default, or give it a value")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    AllowedHosts::parse(&rendered).map_err(|message| {
+        anyhow!(
+            app.error_at(component.source_line, key)
+                .with_message(message)
+        )
+    })
 }
 
 /// Prints the routes the way `spin up` does.

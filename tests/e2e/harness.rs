@@ -21,6 +21,10 @@ pub struct Guests {
     pub echo_p2: PathBuf,
     pub faults: PathBuf,
     pub core_module: PathBuf,
+    /// The data tier through spin-sdk 5 (p2, sync interfaces).
+    pub data_p2: PathBuf,
+    /// The data tier through spin-sdk 7 (p3, async interfaces).
+    pub data_p3: PathBuf,
     /// `faults` built for wasm32-wasip1: a core module that imports WASI preview 1.
     pub faults_wasip1: PathBuf,
 }
@@ -32,7 +36,10 @@ pub fn guests() -> &'static Guests {
         let components = repo_root().join("components");
         let target_dir = components.join("target");
         for (target, packages) in [
-            ("wasm32-wasip2", &["hello-p3", "echo-p2", "faults"][..]),
+            (
+                "wasm32-wasip2",
+                &["hello-p3", "echo-p2", "faults", "data-p2", "data-p3"][..],
+            ),
             ("wasm32-unknown-unknown", &["core-module"][..]),
             ("wasm32-wasip1", &["faults"][..]),
         ] {
@@ -65,6 +72,8 @@ pub fn guests() -> &'static Guests {
             faults: wasm("wasm32-wasip2", "faults"),
             core_module: wasm("wasm32-unknown-unknown", "core_module"),
             faults_wasip1: wasm("wasm32-wasip1", "faults"),
+            data_p2: wasm("wasm32-wasip2", "data_p2"),
+            data_p3: wasm("wasm32-wasip2", "data_p3"),
         }
     })
 }
@@ -83,7 +92,9 @@ impl AppDir {
             .replace("{echo}", &g.echo_p2.to_string_lossy())
             .replace("{hello}", &g.hello_p3.to_string_lossy())
             .replace("{faults}", &g.faults.to_string_lossy())
-            .replace("{core}", &g.core_module.to_string_lossy());
+            .replace("{core}", &g.core_module.to_string_lossy())
+            .replace("{data2}", &g.data_p2.to_string_lossy())
+            .replace("{data3}", &g.data_p3.to_string_lossy());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }
@@ -167,6 +178,12 @@ impl Ledge {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod data;
 mod failures;
 mod lifecycle;
 mod manifest_errors;

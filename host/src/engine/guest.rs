@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
+use crate::data::{DataView, Grants, HasDataView};
 
 /// The data of one guest store.
 pub struct GuestState {
@@ -24,6 +25,16 @@ pub struct GuestState {
     pub(super) http: WasiHttpCtx,
     pub(super) outbound: OutboundPolicy,
     pub(super) limits: StoreLimits,
+    pub(super) grants: Arc<Grants>,
+}
+
+impl HasDataView for GuestState {
+    fn data_view(&mut self) -> DataView<'_> {
+        DataView {
+            table: &mut self.table,
+            grants: &self.grants,
+        }
+    }
 }
 
 impl WasiView for GuestState {

@@ -4,8 +4,9 @@
 //! - `compile`: `.wasm` -> compiled component, with componentizing and the compile cache;
 //! - `pool`: instances per request (or reused, when configured) and their limits;
 //! - `guest`: what one instance owns (WASI context, HTTP context, output streams);
-//! - `outbound`: the guest's outbound HTTP policy.
+//! - `outbound` and `allowed_hosts`: the guest's outbound HTTP and what it may reach.
 
+mod allowed_hosts;
 mod compile;
 mod guest;
 mod outbound;
@@ -20,8 +21,10 @@ use anyhow::{Result, anyhow};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use allowed_hosts::{AllowedHosts, Destination};
 pub use compile::{CompileOutcome, componentize, load_component};
 pub use guest::{GuestLog, GuestState};
+pub use outbound::{InProcess, InProcessSlot};
 pub use pool::{ComponentPool, HandlerKind, InvokeError, PoolSettings};
 
 /// How often the epoch ticks when a request timeout is set: the granularity of timeouts.
@@ -65,6 +68,7 @@ impl Runtime {
             .map_err(|e| anyhow!("{e:#}"))?;
         wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
+        crate::data::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         let epoch_ticker = settings
             .request_timeout
             .map(|_| EpochTicker::start(engine.clone()));

@@ -24,8 +24,10 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::Runtime;
+use super::allowed_hosts::AllowedHosts;
 use super::guest::{GuestLog, GuestState};
-use super::outbound::OutboundPolicy;
+use super::outbound::{InProcessSlot, OutboundPolicy};
+use crate::data::Grants;
 
 /// Spin's and `wasmtime serve`'s instance reuse defaults, per handler kind.
 const P2_REUSE: (usize, usize) = (1, 1);
@@ -72,6 +74,12 @@ pub struct PoolSettings {
     pub preopens: Vec<(PathBuf, String)>,
     /// Where the guest's stdout and stderr go.
     pub log: GuestLog,
+    /// The stores, databases and variables the component may use.
+    pub grants: Arc<Grants>,
+    /// The component's `allowed_outbound_hosts`.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    /// Where requests to `self` and `*.spin.internal` go.
+    pub in_process: InProcessSlot,
 }
 
 /// Why a request did not get a response from the guest.
@@ -229,8 +237,13 @@ impl PoolState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            outbound: OutboundPolicy::new(self.id.clone()),
+            outbound: OutboundPolicy::new(
+                self.id.clone(),
+                self.settings.allowed_hosts.clone(),
+                self.settings.in_process.clone(),
+            ),
             limits: limits.build(),
+            grants: self.settings.grants.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -2,8 +2,11 @@
 //! invoke -> respond. Every failure is answered with a status and a short body, and logged
 //! with the component it concerns; the server keeps serving.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use futures::future::BoxFuture;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -13,9 +16,9 @@ use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
 use super::headers::{self, RouteHeaders};
-use crate::engine::{ComponentPool, InvokeError};
+use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::manifest::StaticResponse;
-use crate::router::Router;
+use crate::router::{RouteMatch, RoutePattern, Router};
 
 /// Where a route leads.
 pub enum Target {
@@ -42,7 +45,20 @@ pub struct AppService {
     pub router: Router<Target>,
     /// The largest request body accepted, in bytes.
     pub max_request_body: u64,
+    /// Every component with a trigger (private ones included), by id, for in-process calls.
+    pub components: BTreeMap<String, Arc<ComponentPool>>,
 }
+
+/// The route in-process calls to `<component>.spin.internal` are matched as, like Spin's.
+static CHAINING_ROUTE: LazyLock<(RoutePattern, RouteHeaders)> = LazyLock::new(|| {
+    let pattern = RoutePattern::parse("/", "/...").expect("`/...` is a valid route");
+    let headers = RouteHeaders::new(&pattern);
+    (pattern, headers)
+});
+
+/// The client address in-process requests carry.
+const IN_PROCESS_CLIENT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 const HEALTH_PATH: &str = "/.well-known/spin/health";
 const INFO_PATH: &str = "/.well-known/spin/info";
@@ -89,10 +105,7 @@ impl AppService {
         let (mut parts, body) = request.into_parts();
         headers::prepare(&mut parts, &route, route_headers, client, scheme);
         let body = limit_body(body, self.max_request_body);
-        match pool.invoke(Request::from_parts(parts, body)).await {
-            Ok(response) => response,
-            Err(error) => failure(id, error),
-        }
+        invoke(id, pool, Request::from_parts(parts, body)).await
     }
 
     fn info(&self) -> Response<WasiBody> {
@@ -108,6 +121,68 @@ impl AppService {
             header::HeaderValue::from_static("application/json"),
         );
         response
+    }
+}
+
+/// Runs `request` in `pool`; a guest failure becomes its status (and a log line).
+async fn invoke(id: &str, pool: &ComponentPool, request: Request<WasiBody>) -> Response<WasiBody> {
+    match pool.invoke(request).await {
+        Ok(response) => response,
+        Err(error) => failure(id, error),
+    }
+}
+
+impl InProcess for AppService {
+    fn call(
+        self: Arc<Self>,
+        destination: Destination,
+        request: Request<WasiBody>,
+    ) -> BoxFuture<'static, Result<Response<WasiBody>, wasmtime_wasi_http::Error>> {
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let path = parts.uri.path().to_string();
+            match destination {
+                Destination::Component(id) => {
+                    let Some(pool) = self.components.get(&id) else {
+                        return Ok(text(
+                            StatusCode::NOT_FOUND,
+                            &format!("no component `{id}` in this app"),
+                        ));
+                    };
+                    let (pattern, route_headers) = &*CHAINING_ROUTE;
+                    let route = RouteMatch {
+                        route: pattern,
+                        target: &(),
+                        captures: Vec::new(),
+                        path_info: path,
+                    };
+                    headers::prepare(&mut parts, &route, route_headers, IN_PROCESS_CLIENT, "http");
+                    Ok(invoke(&id, pool, Request::from_parts(parts, body)).await)
+                }
+                Destination::App | Destination::Network => {
+                    let Some(route) = self.router.route(&path) else {
+                        return Ok(text(StatusCode::NOT_FOUND, "Not Found"));
+                    };
+                    match route.target {
+                        Target::Static(response) => Ok(static_response(response)),
+                        Target::Component {
+                            id,
+                            pool,
+                            headers: route_headers,
+                        } => {
+                            headers::prepare(
+                                &mut parts,
+                                &route,
+                                route_headers,
+                                IN_PROCESS_CLIENT,
+                                "http",
+                            );
+                            Ok(invoke(id, pool, Request::from_parts(parts, body)).await)
+                        }
+                    }
+                }
+            }
+        })
     }
 }
 

@@ -1,0 +1,227 @@
+//! SQL databases: one SQLite file per database label under the state directory, and the guest
+//! interfaces on top (`fermyon:spin/sqlite@2.0.0`, `spin:sqlite/sqlite@3.1.0`).
+//!
+//! A statement runs on a reader connection when SQLite says it is read-only, otherwise on the
+//! database's single writer. Either way the guest gets the same result shape, plus the
+//! `last_insert_rowid` and `changes` the statement left behind.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ErrorCode};
+
+pub mod guest;
+
+use super::sqlite_file::SqliteFile;
+
+/// A value as the guest interfaces carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `integer(s64)`.
+    Integer(i64),
+    /// `real(f64)`.
+    Real(f64),
+    /// `text(string)`.
+    Text(String),
+    /// `blob(list<u8>)`.
+    Blob(Vec<u8>),
+    /// `null`.
+    Null,
+}
+
+/// The outcome of one statement.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each with one value per column.
+    pub rows: Vec<Vec<Value>>,
+    /// The connection's last inserted rowid after the statement.
+    pub last_insert_rowid: i64,
+    /// Rows changed by the statement (0 for a read).
+    pub changes: u64,
+}
+
+/// Why a statement failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SqlError {
+    /// The disk or database is full.
+    #[error("the database is full")]
+    DatabaseFull,
+    /// SQLite's own message (syntax errors, constraint violations, ...).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<rusqlite::Error> for SqlError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => Self::DatabaseFull,
+            _ => Self::Io(error.to_string()),
+        }
+    }
+}
+
+/// One database.
+pub struct Database {
+    file: Arc<SqliteFile>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        Ok(Self {
+            file: SqliteFile::open(path)?,
+        })
+    }
+
+    /// Runs one statement with positional `params`.
+    pub async fn execute(
+        &self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<QueryResult, SqlError> {
+        let read_only = self
+            .file
+            .read(|db| {
+                let prepared = db.prepare_cached(&statement)?;
+                if prepared.readonly() {
+                    run(db, prepared, &params).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+        if let Some(result) = read_only {
+            return Ok(result);
+        }
+        Ok(self
+            .file
+            .write(move |db| {
+                let prepared = db.prepare_cached(&statement)?;
+                run(db, prepared, &params)
+            })
+            .await?)
+    }
+
+    /// Runs several `;`-separated statements in one transaction (migrations, `--sqlite`).
+    pub fn execute_batch_blocking(&self, sql: &str) -> Result<(), SqlError> {
+        Ok(self.file.write_blocking(|db| {
+            let tx = db.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.commit()
+        })?)
+    }
+
+    /// Runs `work` on the writer, on this thread (start-up bookkeeping).
+    pub fn with_writer<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SqlError> {
+        Ok(self.file.write_blocking(work)?)
+    }
+}
+
+fn run(
+    db: &Connection,
+    mut statement: rusqlite::CachedStatement<'_>,
+    params: &[Value],
+) -> rusqlite::Result<QueryResult> {
+    let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = statement.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(row) = cursor.next()? {
+        let mut values = Vec::with_capacity(width);
+        for index in 0..width {
+            values.push(Value::from(row.get_ref(index)?));
+        }
+        rows.push(values);
+    }
+    drop(cursor);
+    Ok(QueryResult {
+        columns,
+        rows,
+        last_insert_rowid: db.last_insert_rowid(),
+        changes: if statement.readonly() {
+            0
+        } else {
+            db.changes()
+        },
+    })
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Integer(value) => ValueRef::Integer(*value),
+            Value::Real(value) => ValueRef::Real(*value),
+            Value::Text(value) => ValueRef::Text(value.as_bytes()),
+            Value::Blob(value) => ValueRef::Blob(value),
+            Value::Null => ValueRef::Null,
+        }))
+    }
+}
+
+impl From<ValueRef<'_>> for Value {
+    fn from(value: ValueRef<'_>) -> Self {
+        match value {
+            ValueRef::Integer(value) => Value::Integer(value),
+            ValueRef::Real(value) => Value::Real(value),
+            ValueRef::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
+            ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
+            ValueRef::Null => Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_round_trip_exactly_and_errors_keep_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.execute_batch_blocking("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
+            .unwrap();
+        let values = vec![
+            Value::Integer(i64::MIN),
+            Value::Real(-0.1),
+            Value::Text("nul\0 and emoji 🦀".into()),
+            Value::Blob(vec![0, 255, 7]),
+            Value::Null,
+        ];
+        let insert = db
+            .execute(
+                "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(),
+                values.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((insert.changes, insert.last_insert_rowid), (1, 1));
+        db.execute(
+            "INSERT INTO t (i) VALUES (?)".into(),
+            vec![Value::Integer(i64::MAX)],
+        )
+        .await
+        .unwrap();
+        let read = db
+            .execute("SELECT i, r, s, b, n FROM t ORDER BY rowid".into(), vec![])
+            .await
+            .unwrap();
+        assert_eq!(read.columns, ["i", "r", "s", "b", "n"]);
+        assert_eq!(read.rows[0], values);
+        assert_eq!(read.rows[1][0], Value::Integer(i64::MAX));
+        let error = db.execute("SELEC oops".into(), vec![]).await.unwrap_err();
+        assert!(error.to_string().contains("syntax error"), "{error}");
+        assert_eq!(
+            db.execute("SELECT count(*) FROM t".into(), vec![])
+                .await
+                .unwrap()
+                .rows[0][0],
+            Value::Integer(2)
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The data tier end to end: key-value, SQLite and variables through spin-sdk 5 (p2, sync
+//! interfaces) and spin-sdk 7 (p3, async interfaces) guests, with and without grants.
+
+use crate::harness::{AppDir, HEADER, Ledge, client, get};
+
+/// An app with a granted component at `/granted/...` and an ungranted one at `/denied/...`.
+fn data_app(guest: &str) -> AppDir {
+    AppDir::new(&format!(
+        "{HEADER}[variables]\ngreeting = {{ default = \"hello\" }}\nsecret_key = {{ required = true, secret = true }}\n\
+         [[trigger.http]]\nroute = \"/granted/...\"\ncomponent = \"granted\"\n\
+         [[trigger.http]]\nroute = \"/denied/...\"\ncomponent = \"denied\"\n\
+         [component.granted]\nsource = \"{guest}\"\nkey_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n\
+         [component.granted.variables]\nmessage = \"{{{{ greeting }}}} there\"\nkey = \"{{{{ secret_key }}}}\"\n\
+         [component.denied]\nsource = \"{guest}\"\n"
+    ))
+}
+
+fn up(app: &AppDir, extra: &[&str]) -> Ledge {
+    let mut args = vec!["--variable", "secret_key=s3cret"];
+    args.extend_from_slice(extra);
+    app.up(&args)
+}
+
+fn put(url: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
+    let response = client().put(url).body(body).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+fn post(url: &str, body: &str) -> (u16, String) {
+    let response = client().post(url).body(body.to_string()).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+fn key_value_suite(ledge: &Ledge) {
+    assert_eq!(
+        put(&ledge.at("/granted/kv/default/greeting"), "hi"),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get(&ledge.at("/granted/kv/default/greeting")),
+        (200, "hi".into())
+    );
+    assert_eq!(
+        put(&ledge.at("/granted/kv/default/other"), "x"),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get(&ledge.at("/granted/kv/default")),
+        (200, "greeting\nother".into())
+    );
+    assert_eq!(
+        client()
+            .delete(ledge.at("/granted/kv/default/other"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&ledge.at("/granted/kv/default/other")),
+        (404, "no such key".into())
+    );
+    // A value of exactly 1 MiB is kept; one byte more is refused, never truncated.
+    assert_eq!(
+        put(&ledge.at("/granted/kv/default/big"), vec![b'a'; 1 << 20]).0,
+        200
+    );
+    let (status, body) = put(
+        &ledge.at("/granted/kv/default/big"),
+        vec![b'b'; (1 << 20) + 1],
+    );
+    assert_eq!(status, 500);
+    assert!(body.contains("at most 1048576 bytes"), "{body}");
+    assert_eq!(get(&ledge.at("/granted/kv/default/big")).1.len(), 1 << 20);
+    // Not granted, or not a store the component lists: access denied.
+    let (status, body) = get(&ledge.at("/denied/kv/default/greeting"));
+    assert_eq!(status, 500);
+    assert!(body.contains("AccessDenied"), "{body}");
+    assert!(
+        get(&ledge.at("/granted/kv/other-store/k"))
+            .1
+            .contains("AccessDenied")
+    );
+}
+
+fn sqlite_suite(ledge: &Ledge) {
+    assert_eq!(
+        get(&ledge.at("/granted/sql-roundtrip/default")),
+        (200, "round trip exact".into())
+    );
+    let (status, body) = post(&ledge.at("/granted/sql/default"), "SELEC nothing");
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("Io(") && body.contains("syntax error"),
+        "{body}"
+    );
+    // The connection is still usable after an error.
+    assert_eq!(
+        post(&ledge.at("/granted/sql/default"), "SELECT 40 + 2 AS answer"),
+        (200, "answer\n[Value::Integer(42)]".into())
+    );
+    let (status, body) = post(&ledge.at("/denied/sql/default"), "SELECT 1");
+    assert_eq!(status, 500);
+    assert!(body.contains("AccessDenied"), "{body}");
+}
+
+fn variables_suite(ledge: &Ledge) {
+    assert_eq!(
+        get(&ledge.at("/granted/var/message")),
+        (200, "hello there".into())
+    );
+    assert_eq!(get(&ledge.at("/granted/var/key")), (200, "s3cret".into()));
+    for bad in ["invalid-name", "invalid!name", "4invalidname"] {
+        let (status, body) = get(&ledge.at(&format!("/granted/var/{bad}")));
+        assert_eq!(status, 500);
+        assert!(body.contains("InvalidName"), "{bad}: {body}");
+    }
+    assert!(
+        get(&ledge.at("/granted/var/missing"))
+            .1
+            .contains("Undefined")
+    );
+    assert!(
+        get(&ledge.at("/denied/var/message"))
+            .1
+            .contains("Undefined")
+    );
+    assert!(
+        !ledge.stderr().contains("s3cret"),
+        "secrets never reach the log"
+    );
+}
+
+#[test]
+fn p2_spin_sdk_5_guests_use_key_value_sqlite_and_variables() {
+    let app = data_app("{data2}");
+    let ledge = up(&app, &[]);
+    key_value_suite(&ledge);
+    sqlite_suite(&ledge);
+    variables_suite(&ledge);
+}
+
+#[test]
+fn p3_spin_sdk_7_guests_use_key_value_sqlite_and_variables() {
+    let app = data_app("{data3}");
+    let ledge = up(&app, &[]);
+    key_value_suite(&ledge);
+    sqlite_suite(&ledge);
+    variables_suite(&ledge);
+}
+
+#[test]
+fn a_missing_required_variable_stops_start_up() {
+    let app = data_app("{data2}");
+    let manifest = app.manifest();
+    let (status, _, stderr) = crate::harness::run_ledge(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("`secret_key` is required") && stderr.contains("SPIN_VARIABLE_SECRET_KEY"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn acknowledged_sqlite_writes_survive_kill_9() {
+    let app = data_app("{data2}");
+    let ledge = up(
+        &app,
+        &["--sqlite", "CREATE TABLE IF NOT EXISTS acks (n INTEGER)"],
+    );
+    std::thread::scope(|scope| {
+        for worker in 0..8 {
+            let ledge = &ledge;
+            scope.spawn(move || {
+                for i in 0..125 {
+                    let n = worker * 1000 + i;
+                    let (status, body) = post(
+                        &ledge.at("/granted/sql/default"),
+                        &format!("INSERT INTO acks VALUES ({n})"),
+                    );
+                    assert_eq!(status, 200, "{body}");
+                }
+            });
+        }
+    });
+    ledge.kill();
+    let ledge = up(&app, &[]);
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "SELECT count(*) AS n, count(DISTINCT n) AS d FROM acks"
+        ),
+        (
+            200,
+            "n,d\n[Value::Integer(1000), Value::Integer(1000)]".into()
+        )
+    );
+}
+
+#[test]
+fn start_up_data_and_migrations_apply_once() {
+    let app = data_app("{data2}");
+    let migration = app.dir.path().join("001_shows.sql");
+    std::fs::write(
+        &migration,
+        "CREATE TABLE shows (name TEXT); INSERT INTO shows VALUES ('opening night');",
+    )
+    .unwrap();
+    let migrate = format!("@{}", migration.display());
+    let ledge = up(&app, &["--sqlite", &migrate, "--key-value", "seeded=yes"]);
+    assert_eq!(
+        get(&ledge.at("/granted/kv/default/seeded")),
+        (200, "yes".into())
+    );
+    assert_eq!(
+        post(&ledge.at("/granted/sql/default"), "SELECT name FROM shows"),
+        (200, "name\n[Value::Text(\"opening night\")]".into())
+    );
+    drop(ledge);
+    // A restart does not apply the migration again (the INSERT would duplicate the row).
+    let ledge = up(&app, &["--sqlite", &migrate]);
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "SELECT count(*) AS n FROM shows"
+        ),
+        (200, "n\n[Value::Integer(1)]".into())
+    );
+}
