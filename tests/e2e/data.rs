@@ -233,3 +233,111 @@ fn start_up_data_and_migrations_apply_once() {
         (200, "n\n[Value::Integer(1)]".into())
     );
 }
+
+/// A one-shot HTTP server on loopback that answers `pong` and counts its connections.
+fn pong_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong",
+            );
+        }
+    });
+    (address, connections)
+}
+
+#[test]
+fn outbound_http_follows_allowed_outbound_hosts() {
+    let (address, connections) = pong_server();
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/allowed/...\"\ncomponent = \"allowed\"\n\
+         [[trigger.http]]\nroute = \"/denied/...\"\ncomponent = \"denied\"\n\
+         [[trigger.http]]\nroute = {{ private = true }}\ncomponent = \"internal\"\n\
+         [component.allowed]\nsource = \"{{data2}}\"\nallowed_outbound_hosts = [\"http://{address}\", \"http://*.spin.internal\"]\n\
+         [component.denied]\nsource = \"{{data2}}\"\n\
+         [component.internal]\nsource = \"{{data2}}\"\nvariables = {{ who = \"the private component\" }}\n"
+    ));
+    let ledge = app.up(&[]);
+    assert_eq!(
+        get(&ledge.at(&format!("/allowed/fetch/{address}/ping"))),
+        (200, "200 pong".into())
+    );
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let (status, body) = get(&ledge.at(&format!("/denied/fetch/{address}/ping")));
+    assert_eq!(status, 500);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a denied host never gets a connection"
+    );
+
+    // Service chaining reaches a private component in-process.
+    assert_eq!(
+        get(&ledge.at("/allowed/fetch/internal.spin.internal/var/who")),
+        (200, "200 the private component".into())
+    );
+    assert!(
+        get(&ledge.at("/denied/fetch/internal.spin.internal/var/who"))
+            .1
+            .contains("HttpRequestDenied")
+    );
+}
+
+#[test]
+fn the_key_value_suite_passes_on_redis_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (.ci/run installs it)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let app = data_app("{data3}");
+    let config = app.dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let ledge = up(&app, &["--runtime-config-file", config.to_str().unwrap()]);
+    key_value_suite(&ledge);
+    drop(ledge);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

@@ -6,7 +6,9 @@
 //! - `GET|PUT|DELETE /kv/<label>/<key>`, `GET /kv/<label>` (keys, one per line);
 //! - `POST /sql/<label>` with a statement as the body (columns, then one row per line);
 //! - `GET /sql-roundtrip/<label>`: stores extreme values of every type and reads them back;
-//! - `GET /var/<name>`.
+//! - `GET /var/<name>`;
+//! - `GET /fetch/<host[:port]>/<path>`: an outbound `http://` request, answered with its
+//!   status and body.
 //!
 //! Failures answer 500 with `error: <the interface's error>`.
 
@@ -87,6 +89,14 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             match check() {
                 Ok(true) => reply(200, "round trip exact"),
                 Ok(false) => reply(500, "round trip changed a value"),
+                Err(e) => failure(e),
+            }
+        }
+        ["fetch", host, rest @ ..] => {
+            let url = format!("http://{host}/{}", rest.join("/"));
+            let request = spin_sdk::http::Request::get(url).build();
+            match spin_sdk::http::send::<_, Response>(request).await {
+                Ok(response) => reply(200, format!("{} {}", response.status(), String::from_utf8_lossy(response.body()))),
                 Err(e) => failure(e),
             }
         }
