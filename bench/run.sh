@@ -24,16 +24,17 @@ if [ ! -x "$WASMTIME" ]; then
 fi
 
 cargo build --release -p ledge -p native-hello
-(cd components && cargo build --release --target wasm32-wasip2 -p hello-p2 -p hello-p3)
+(cd components && cargo build --release --target wasm32-wasip2 -p hello-p2 -p hello-p3 -p data-p2)
 LEDGE=target/release/ledge
 HELLO_P2=components/target/wasm32-wasip2/release/hello_p2.wasm
 HELLO_P3=components/target/wasm32-wasip2/release/hello_p3.wasm
+DATA_P2=components/target/wasm32-wasip2/release/data_p2.wasm
 STATE=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
 wait_ready() {
   for _ in $(seq 1 200); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null && return 0
+    curl -sS -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null && return 0
     sleep 0.05
   done
   echo "server on $PORT did not come up" >&2; return 1
@@ -46,11 +47,13 @@ measure() {
   "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_ready
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+  local url="http://127.0.0.1:$PORT${URL_PATH:-/}" script=()
+  [ -z "${WRK_SCRIPT:-}" ] || script=(-s "$WRK_SCRIPT")
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${script[@]}" "$url" >/dev/null
   : > "$STATE/runs.tsv"
   for _ in $(seq 1 "$RUNS"); do
     local report rps p50 p99 errors
-    report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$PORT/")
+    report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${script[@]}" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$report")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$report")
@@ -69,6 +72,28 @@ measure "wasmtime serve (p2, reuse 128)" "$WASMTIME" serve -Scli --max-instance-
 measure "ledge (p2, fresh instance)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "$STATE/ledge" --listen "127.0.0.1:$PORT"
 measure "ledge (p2, reuse 128)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "$STATE/ledge" --max-instance-reuse-count 128 --listen "127.0.0.1:$PORT"
 measure "ledge (p3 spin-sdk 7, default reuse)" "$LEDGE" up -q -f "$HELLO_P3" --state-dir "$STATE/ledge" --listen "127.0.0.1:$PORT"
+
+# The data tier: one KV get, one indexed SQLite SELECT, one KV set per request (p2 guest,
+# fresh instance per request), against the p2 hello-world above.
+cat > "$STATE/data.toml" <<TOML
+spin_manifest_version = 2
+[application]
+name = "bench-data"
+[[trigger.http]]
+route = "/..."
+component = "data"
+[component.data]
+source = "$PWD/$DATA_P2"
+key_value_stores = ["default"]
+sqlite_databases = ["default"]
+TOML
+SEED="CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT);
+INSERT OR REPLACE INTO items WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 10000) SELECT v, 'item ' || v FROM n;"
+DATA_UP=("$LEDGE" up -q -f "$STATE/data.toml" --state-dir "$STATE/data" --listen "127.0.0.1:$PORT")
+URL_PATH=/kv/default/greeting measure "ledge KV get (p2, fresh instance)" "${DATA_UP[@]}" --key-value greeting=hello
+URL_PATH=/kv/default/greeting CONNECTIONS=32 measure "ledge KV get, 32 clients (p2, fresh instance)" "${DATA_UP[@]}"
+URL_PATH=/sql/default WRK_SCRIPT=bench/wrk/select.lua measure "ledge SQLite indexed SELECT (p2, fresh instance)" "${DATA_UP[@]}" --sqlite "$SEED"
+URL_PATH=/kv/default/written WRK_SCRIPT=bench/wrk/set.lua measure "ledge KV set (p2, fresh instance)" "${DATA_UP[@]}"
 
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
 "$LEDGE" build -f spin.toml >/dev/null 2>&1
@@ -102,6 +127,10 @@ startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
       printf "| ledge p2 reuse / native | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["native hyper"]
       printf "| ledge p2 reuse / wasmtime serve reuse | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["wasmtime serve (p2, reuse 128)"]
       printf "| ledge p3 / native | %.3f |\n", rps["ledge (p3 spin-sdk 7, default reuse)"] / rps["native hyper"]
+      hello = rps["ledge (p2, fresh instance)"]
+      printf "| KV get / hello (same guest kind, same mode) | %.3f |\n", rps["ledge KV get (p2, fresh instance)"] / hello
+      printf "| SQLite SELECT / hello | %.3f |\n", rps["ledge SQLite indexed SELECT (p2, fresh instance)"] / hello
+      printf "| KV set / hello | %.3f |\n", rps["ledge KV set (p2, fresh instance)"] / hello
     }' "$STATE/results.tsv"
   echo
   echo "ledge up to first 200 (sample app, warm compile cache, median of 5): ${startup} ms"

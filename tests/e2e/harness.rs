@@ -25,6 +25,8 @@ pub struct Guests {
     pub data_p2: PathBuf,
     /// The data tier through spin-sdk 7 (p3, async interfaces).
     pub data_p3: PathBuf,
+    /// A guest of `wasi:keyvalue` and `wasi:config`.
+    pub kv_counter: PathBuf,
     /// `faults` built for wasm32-wasip1: a core module that imports WASI preview 1.
     pub faults_wasip1: PathBuf,
 }
@@ -38,7 +40,15 @@ pub fn guests() -> &'static Guests {
         for (target, packages) in [
             (
                 "wasm32-wasip2",
-                &["hello-p3", "echo-p2", "faults", "data-p2", "data-p3"][..],
+                &[
+                    "hello-p3",
+                    "echo-p2",
+                    "faults",
+                    "data-p2",
+                    "data-p3",
+                    "kv-counter",
+                    "mobile-backend",
+                ][..],
             ),
             ("wasm32-unknown-unknown", &["core-module"][..]),
             ("wasm32-wasip1", &["faults"][..]),
@@ -74,6 +84,7 @@ pub fn guests() -> &'static Guests {
             faults_wasip1: wasm("wasm32-wasip1", "faults"),
             data_p2: wasm("wasm32-wasip2", "data_p2"),
             data_p3: wasm("wasm32-wasip2", "data_p3"),
+            kv_counter: wasm("wasm32-wasip2", "kv_counter"),
         }
     })
 }
@@ -94,7 +105,8 @@ impl AppDir {
             .replace("{faults}", &g.faults.to_string_lossy())
             .replace("{core}", &g.core_module.to_string_lossy())
             .replace("{data2}", &g.data_p2.to_string_lossy())
-            .replace("{data3}", &g.data_p3.to_string_lossy());
+            .replace("{data3}", &g.data_p3.to_string_lossy())
+            .replace("{counter}", &g.kv_counter.to_string_lossy());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }

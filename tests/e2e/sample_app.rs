@@ -6,12 +6,56 @@ fn sample_app() -> Ledge {
     guests();
     let manifest = repo_root().join("spin.toml");
     let state = tempfile::tempdir().unwrap().keep();
+    // The README's serve command, with a fresh state directory.
+    let migration = format!(
+        "@{}",
+        repo_root().join("migrations/001_shows.sql").display()
+    );
     Ledge::up(&[
         "-f",
         manifest.to_str().unwrap(),
         "--state-dir",
         state.to_str().unwrap(),
+        "--sqlite",
+        &migration,
     ])
+}
+
+#[test]
+fn the_mobile_backend_serves_tickets_shows_and_info() {
+    let ledge = sample_app();
+    let (status, shows) = get(&ledge.at("/shows"));
+    assert_eq!(status, 200);
+    assert!(
+        shows
+            .starts_with(r#"[{"id":1,"starts_at":"2026-12-01T19:30:00Z","title":"Opening Night"}"#),
+        "{shows}"
+    );
+    assert_eq!(
+        get(&ledge.at("/shows/2")).1,
+        r#"{"id":2,"starts_at":"2026-12-02T14:00:00Z","title":"The Matinee"}"#
+    );
+    assert_eq!(get(&ledge.at("/shows/9")).0, 404);
+    let created = client()
+        .post(ledge.at("/tickets"))
+        .body(r#"{"show": 1, "seat": "A1"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let ticket = r#"{"id":"1-A1","show":1,"seat":"A1"}"#;
+    assert_eq!(created.text().unwrap(), ticket);
+    assert_eq!(get(&ledge.at("/tickets/1-A1")).1, ticket);
+    assert_eq!(get(&ledge.at("/tickets")).1, format!("[{ticket}]"));
+    let bad = client()
+        .post(ledge.at("/tickets"))
+        .body("nonsense")
+        .send()
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        get(&ledge.at("/info")).1,
+        r#"{"app_name":"ledge-sample","region":"local"}"#
+    );
 }
 
 #[test]
