@@ -31,7 +31,8 @@ pub struct Guests {
     pub faults_wasip1: PathBuf,
 }
 
-/// Builds `components/` (wasip2 guests, and the core module for wasm32-unknown-unknown).
+/// Builds `components/`: the wasip2 guests, `hello-p2` again for wasm32-unknown-unknown (a core
+/// module with a `component-type` section) and `faults` for wasm32-wasip1.
 pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
@@ -50,7 +51,7 @@ pub fn guests() -> &'static Guests {
                     "mobile-backend",
                 ][..],
             ),
-            ("wasm32-unknown-unknown", &["core-module"][..]),
+            ("wasm32-unknown-unknown", &["hello-p2"][..]),
             ("wasm32-wasip1", &["faults"][..]),
         ] {
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -80,7 +81,7 @@ pub fn guests() -> &'static Guests {
             hello_p3: wasm("wasm32-wasip2", "hello_p3"),
             echo_p2: wasm("wasm32-wasip2", "echo_p2"),
             faults: wasm("wasm32-wasip2", "faults"),
-            core_module: wasm("wasm32-unknown-unknown", "core_module"),
+            core_module: wasm("wasm32-unknown-unknown", "hello_p2"),
             faults_wasip1: wasm("wasm32-wasip1", "faults"),
             data_p2: wasm("wasm32-wasip2", "data_p2"),
             data_p3: wasm("wasm32-wasip2", "data_p3"),

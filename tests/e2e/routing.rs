@@ -90,10 +90,7 @@ fn a_core_module_is_componentized_at_load() {
     let core = guests().core_module.to_string_lossy().into_owned();
     let state = tempfile::tempdir().unwrap();
     let ledge = Ledge::up(&["-f", &core, "--state-dir", state.path().to_str().unwrap()]);
-    assert_eq!(
-        get(&ledge.at("/")),
-        (200, "hello from a componentized core module\n".to_string())
-    );
+    assert_eq!(get(&ledge.at("/")), (200, "Hello, world!\n".to_string()));
 }
 
 #[test]

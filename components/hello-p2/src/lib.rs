@@ -1,5 +1,7 @@
 //! The smallest `wasi:http/incoming-handler@0.2.x` (p2) component: answers `Hello, world!`.
 //! The benchmarks serve it with ledge and with `wasmtime serve`, so both run the same guest.
+//! Built for `wasm32-unknown-unknown` instead, it is a core module carrying a `component-type`
+//! section, which the tests use to prove ledge componentizes such modules at load time.
 
 use wasip2::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
