@@ -259,15 +259,25 @@ fn pong_server() -> (
 }
 
 #[test]
-fn outbound_http_follows_allowed_outbound_hosts() {
+fn outbound_http_follows_allowed_outbound_hosts_p2() {
+    outbound_suite("{data2}");
+}
+
+#[test]
+fn outbound_http_follows_allowed_outbound_hosts_p3() {
+    outbound_suite("{data3}");
+}
+
+/// Allowed and denied outbound requests, and service chaining, through `guest`.
+fn outbound_suite(guest: &str) {
     let (address, connections) = pong_server();
     let app = AppDir::new(&format!(
         "{HEADER}[[trigger.http]]\nroute = \"/allowed/...\"\ncomponent = \"allowed\"\n\
          [[trigger.http]]\nroute = \"/denied/...\"\ncomponent = \"denied\"\n\
          [[trigger.http]]\nroute = {{ private = true }}\ncomponent = \"internal\"\n\
-         [component.allowed]\nsource = \"{{data2}}\"\nallowed_outbound_hosts = [\"http://{address}\", \"http://*.spin.internal\"]\n\
-         [component.denied]\nsource = \"{{data2}}\"\n\
-         [component.internal]\nsource = \"{{data2}}\"\nvariables = {{ who = \"the private component\" }}\n"
+         [component.allowed]\nsource = \"{guest}\"\nallowed_outbound_hosts = [\"http://{address}\", \"http://*.spin.internal\"]\n\
+         [component.denied]\nsource = \"{guest}\"\n\
+         [component.internal]\nsource = \"{guest}\"\nvariables = {{ who = \"the private component\" }}\n"
     ));
     let ledge = app.up(&[]);
     assert_eq!(

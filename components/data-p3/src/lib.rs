@@ -1,6 +1,6 @@
 //! The data tier through spin-sdk 7's asynchronous interfaces (`spin:key-value@3.0.0`,
 //! `spin:sqlite@3.1.0`, `spin:variables@3.0.0`), in a p3 component. The same HTTP API as
-//! `data-p2`, so the end-to-end tests run one suite against both.
+//! `data-p2` (including `/fetch`), so the end-to-end tests run one suite against both.
 
 use spin_sdk::http::{FullBody, IntoResponse, Method, Request};
 use spin_sdk::http_service;
@@ -87,6 +87,24 @@ async fn roundtrip(label: &str) -> Response {
     }
 }
 
+/// An outbound GET through `wasi:http/client@0.3.0`, answered with its status and body.
+async fn fetch(url: &str) -> Response {
+    let request = match spin_sdk::http::Request::get(url).body(spin_sdk::http::EmptyBody::new()) {
+        Ok(request) => request,
+        Err(e) => return failure(e),
+    };
+    match spin_sdk::http::send(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match spin_sdk::http::body::IncomingBodyExt::bytes(response.into_body()).await {
+                Ok(body) => reply(200, format!("{status} {}", String::from_utf8_lossy(&body))),
+                Err(e) => failure(e),
+            }
+        }
+        Err(e) => failure(e),
+    }
+}
+
 #[http_service]
 async fn handle(req: Request) -> impl IntoResponse {
     let method = req.method().clone();
@@ -107,6 +125,7 @@ async fn handle(req: Request) -> impl IntoResponse {
         ["kv", label, key] => handle_kv(&method, label, Some(key), body).await,
         ["sql", label] => handle_sql(label, String::from_utf8_lossy(&body).into_owned()).await,
         ["sql-roundtrip", label] => roundtrip(label).await,
+        ["fetch", host, rest @ ..] => fetch(&format!("http://{host}/{}", rest.join("/"))).await,
         ["var", name] => match spin_sdk::variables::get(name).await {
             Ok(value) => reply(200, value),
             Err(e) => failure(e),
