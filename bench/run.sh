@@ -5,7 +5,8 @@
 #   hello; plus the time from `ledge up` to its first 200 with a warm compile cache.
 # Writes bench/last-run.md (copy the figures into BENCHMARKS.md).
 #
-# Usage: bench/run.sh   (DURATION=10s CONNECTIONS=64 THREADS=2 RUNS=3 to change the load)
+# Usage: bench/run.sh   (DURATION=10s CONNECTIONS=64 THREADS=2 RUNS=3 to change the load;
+#                       ONLY='regex' measures only the rows whose name matches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +25,12 @@ if [ ! -x "$WASMTIME" ]; then
 fi
 
 cargo build --release -p ledge -p native-hello
-(cd components && cargo build --release --target wasm32-wasip2 -p hello-p2 -p hello-p3 -p data-p2)
+(cd components && cargo build --release --target wasm32-wasip2 -p hello-p2 -p hello-p3 -p data-p2 -p kv-counter)
 LEDGE=target/release/ledge
 HELLO_P2=components/target/wasm32-wasip2/release/hello_p2.wasm
 HELLO_P3=components/target/wasm32-wasip2/release/hello_p3.wasm
 DATA_P2=components/target/wasm32-wasip2/release/data_p2.wasm
+KV_P2=components/target/wasm32-wasip2/release/kv_counter.wasm
 STATE=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$STATE"' EXIT
 
@@ -40,10 +42,20 @@ wait_ready() {
   echo "server on $PORT did not come up" >&2; return 1
 }
 
-# measure NAME COMMAND...: serve, warm up, load with wrk RUNS times, record the run with the
-# median requests/s (this machine's noise is about 10% run to run).
+# latency_ms PERCENTILE < wrk report: that percentile in milliseconds (wrk mixes us, ms and s).
+latency_ms() {
+  awk -v p="$1" '$1 == p {
+    v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
+    printf "%.2f ms\n", (u == "us" ? v / 1000 : u == "s" ? v * 1000 : v)
+  }'
+}
+
+# measure NAME COMMAND...: serve, warm up, load with wrk RUNS times, record the median
+# requests/s, p50 and p99 of the runs (this machine's noise is about 10% run to run, more in
+# the tail).
 measure() {
   local name=$1; shift
+  [[ $name =~ ${ONLY:-.} ]] || return 0
   "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_ready
@@ -55,14 +67,17 @@ measure() {
     local report rps p50 p99 errors
     report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${script[@]}" "$url")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$report")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$report")
+    p50=$(latency_ms 50% <<<"$report")
+    p99=$(latency_ms 99% <<<"$report")
     errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
     [ -z "$errors" ] || echo "warning: $name: $errors" >&2
     printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" >> "$STATE/runs.tsv"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  sort -t$'\t' -k2 -g "$STATE/runs.tsv" | sed -n "$(( (RUNS + 1) / 2 ))p" | tee -a "$STATE/results.tsv"
+  local middle=$(( (RUNS + 1) / 2 )) column
+  for column in 2 3 4; do
+    cut -f"$column" "$STATE/runs.tsv" | sort -g | sed -n "${middle}p"
+  done | paste -sd$'\t' | sed "s/^/$name\t/" | tee -a "$STATE/results.tsv"
 }
 
 : > "$STATE/results.tsv"
@@ -73,12 +88,20 @@ measure "ledge (p2, fresh instance)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "
 measure "ledge (p2, reuse 128)" "$LEDGE" up -q -f "$HELLO_P2" --state-dir "$STATE/ledge" --max-instance-reuse-count 128 --listen "127.0.0.1:$PORT"
 measure "ledge (p3 spin-sdk 7, default reuse)" "$LEDGE" up -q -f "$HELLO_P3" --state-dir "$STATE/ledge" --listen "127.0.0.1:$PORT"
 
-# The data tier: one KV get, one indexed SQLite SELECT, one KV set per request (p2 guest,
-# fresh instance per request), against the p2 hello-world above.
+# The data tier, one operation per request, fresh instance per request, against the p2
+# hello-world above. The KV-read bar rows use `kv-counter`, a guest as lean as hello-p2
+# (wit-bindgen against `wasi:keyvalue`, no SDK); the spin-sdk 5 guest `data-p2` adds the same
+# KV get next to its own no-op route, which splits the SDK's cost from the data tier's.
 cat > "$STATE/data.toml" <<TOML
 spin_manifest_version = 2
 [application]
 name = "bench-data"
+[[trigger.http]]
+route = "/lean/..."
+component = "lean"
+[component.lean]
+source = "$PWD/$KV_P2"
+key_value_stores = ["default"]
 [[trigger.http]]
 route = "/..."
 component = "data"
@@ -89,11 +112,13 @@ sqlite_databases = ["default"]
 TOML
 SEED="CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT);
 INSERT OR REPLACE INTO items WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 10000) SELECT v, 'item ' || v FROM n;"
-DATA_UP=("$LEDGE" up -q -f "$STATE/data.toml" --state-dir "$STATE/data" --listen "127.0.0.1:$PORT")
-URL_PATH=/kv/default/greeting measure "ledge KV get (p2, fresh instance)" "${DATA_UP[@]}" --key-value greeting=hello
-URL_PATH=/kv/default/greeting CONNECTIONS=32 measure "ledge KV get, 32 clients (p2, fresh instance)" "${DATA_UP[@]}"
-URL_PATH=/sql/default WRK_SCRIPT=bench/wrk/select.lua measure "ledge SQLite indexed SELECT (p2, fresh instance)" "${DATA_UP[@]}" --sqlite "$SEED"
-URL_PATH=/kv/default/written WRK_SCRIPT=bench/wrk/set.lua measure "ledge KV set (p2, fresh instance)" "${DATA_UP[@]}"
+DATA_UP=("$LEDGE" up -q -f "$STATE/data.toml" --state-dir "$STATE/data" --listen "127.0.0.1:$PORT" --key-value greeting=hello)
+URL_PATH=/lean/get/greeting measure "ledge KV get (wasi:keyvalue p2, fresh instance)" "${DATA_UP[@]}"
+URL_PATH=/lean/get/greeting CONNECTIONS=32 measure "ledge KV get, 32 clients (wasi:keyvalue p2, fresh instance)" "${DATA_UP[@]}"
+URL_PATH=/ping measure "ledge spin-sdk 5 no-op route (p2, fresh instance)" "${DATA_UP[@]}"
+URL_PATH=/kv/default/greeting measure "ledge KV get (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}"
+URL_PATH=/sql/default WRK_SCRIPT=bench/wrk/select.lua measure "ledge SQLite indexed SELECT (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}" --sqlite "$SEED"
+URL_PATH=/kv/default/written WRK_SCRIPT=bench/wrk/set.lua measure "ledge KV set (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}"
 
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
 "$LEDGE" build -f spin.toml >/dev/null 2>&1
@@ -119,18 +144,26 @@ startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
   awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4}' "$STATE/results.tsv"
   echo
   awk -F'\t' '
-    {rps[$1] = $2}
+    # ratio LABEL A B: the requests/s of row A over row B, when both were measured.
+    function ratio(label, a, b) {
+      if ((a in rps) && (b in rps)) printf "| %s | %.3f |\n", label, rps[a] / rps[b]
+    }
+    {rps[$1] = $2; p99[$1] = $4}
     END {
       printf "| ratio | value |\n|---|---:|\n"
-      printf "| ledge p2 fresh / native | %.3f |\n", rps["ledge (p2, fresh instance)"] / rps["native hyper"]
-      printf "| ledge p2 fresh / wasmtime serve fresh | %.3f |\n", rps["ledge (p2, fresh instance)"] / rps["wasmtime serve (p2, fresh instance)"]
-      printf "| ledge p2 reuse / native | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["native hyper"]
-      printf "| ledge p2 reuse / wasmtime serve reuse | %.3f |\n", rps["ledge (p2, reuse 128)"] / rps["wasmtime serve (p2, reuse 128)"]
-      printf "| ledge p3 / native | %.3f |\n", rps["ledge (p3 spin-sdk 7, default reuse)"] / rps["native hyper"]
-      hello = rps["ledge (p2, fresh instance)"]
-      printf "| KV get / hello (same guest kind, same mode) | %.3f |\n", rps["ledge KV get (p2, fresh instance)"] / hello
-      printf "| SQLite SELECT / hello | %.3f |\n", rps["ledge SQLite indexed SELECT (p2, fresh instance)"] / hello
-      printf "| KV set / hello | %.3f |\n", rps["ledge KV set (p2, fresh instance)"] / hello
+      hello = "ledge (p2, fresh instance)"; sdk = "ledge spin-sdk 5 no-op route (p2, fresh instance)"
+      ratio("ledge p2 fresh / native", hello, "native hyper")
+      ratio("ledge p2 fresh / wasmtime serve fresh", hello, "wasmtime serve (p2, fresh instance)")
+      ratio("ledge p2 reuse / native", "ledge (p2, reuse 128)", "native hyper")
+      ratio("ledge p2 reuse / wasmtime serve reuse", "ledge (p2, reuse 128)", "wasmtime serve (p2, reuse 128)")
+      ratio("ledge p3 / native", "ledge (p3 spin-sdk 7, default reuse)", "native hyper")
+      ratio("KV get / hello (lean guests)", "ledge KV get (wasi:keyvalue p2, fresh instance)", hello)
+      kv32 = "ledge KV get, 32 clients (wasi:keyvalue p2, fresh instance)"
+      if (kv32 in p99) printf "| KV get, 32 clients: p99 | %s |\n", p99[kv32]
+      ratio("spin-sdk 5 no-op / hello (cost of the SDK)", sdk, hello)
+      ratio("spin-sdk 5: KV get / its no-op route", "ledge KV get (spin-sdk 5 p2, fresh instance)", sdk)
+      ratio("spin-sdk 5: SQLite SELECT / its no-op route", "ledge SQLite indexed SELECT (spin-sdk 5 p2, fresh instance)", sdk)
+      ratio("spin-sdk 5: KV set / its no-op route", "ledge KV set (spin-sdk 5 p2, fresh instance)", sdk)
     }' "$STATE/results.tsv"
   echo
   echo "ledge up to first 200 (sample app, warm compile cache, median of 5): ${startup} ms"

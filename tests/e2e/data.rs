@@ -386,6 +386,8 @@ fn wasi_keyvalue_atomics_batch_and_config() {
         get(&ledge.at("/many/hits,absent")),
         (200, "hits=reset\nabsent=<none>".into())
     );
+    assert_eq!(get(&ledge.at("/get/hits")), (200, "reset".into()));
+    assert_eq!(get(&ledge.at("/get/absent")), (404, "no such key".into()));
     assert_eq!(get(&ledge.at("/config/region")), (200, "eu-west".into()));
     assert_eq!(get(&ledge.at("/config/other")), (200, "<none>".into()));
 }

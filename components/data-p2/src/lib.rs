@@ -8,7 +8,8 @@
 //! - `GET /sql-roundtrip/<label>`: stores extreme values of every type and reads them back;
 //! - `GET /var/<name>`;
 //! - `GET /fetch/<host[:port]>/<path>`: an outbound `http://` request, answered with its
-//!   status and body.
+//!   status and body;
+//! - `GET /ping`: answers `pong` and touches no data (the benchmark's same-guest baseline).
 //!
 //! Failures answer 500 with `error: <the interface's error>`.
 
@@ -104,6 +105,7 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             Ok(value) => reply(200, value),
             Err(e) => failure(e),
         },
+        ["ping"] => reply(200, "pong"),
         _ => reply(404, "unknown route"),
     })
 }
