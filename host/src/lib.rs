@@ -1,8 +1,8 @@
 //! ledge: an edge-native WebAssembly function platform that serves Spin apps.
 //!
 //! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
-//! route, [`server`] accepts connections and walks each request through route -> invoke ->
-//! respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
+//! route, [`server`] accepts connections and walks each request through route -> [`gateway`]
+//! policies -> invoke -> respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
 //! [`data`] tier (key-value, SQLite, variables) through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
 
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod files;
+pub mod gateway;
 pub mod manifest;
 pub mod router;
 pub mod server;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
+use tokio::sync::Semaphore;
 
 use crate::cli::UpArgs;
 use crate::data::runtime_config::RuntimeConfig;
@@ -15,9 +16,10 @@ use crate::engine::{
     AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcessSlot,
     PoolSettings, Runtime,
 };
+use crate::gateway::Gateway;
 use crate::manifest::{App, TriggerHandler};
 use crate::router::Router;
-use crate::server::{AppService, RouteHeaders, Server, Target, TlsFiles};
+use crate::server::{AppService, Endpoint, RouteHeaders, Server, Target, TlsFiles};
 use crate::{builder, files};
 
 /// Runs `ledge up` until a shutdown signal.
@@ -63,6 +65,15 @@ pub async fn up(args: UpArgs) -> Result<()> {
         &state_dir,
         &log_dir,
     )?;
+    let gateway = Gateway::build(&app.gateway).await?;
+    let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
+        .components
+        .values()
+        .filter_map(|c| {
+            let cap = c.ledge.max_concurrent_requests?;
+            Some((c.id.as_str(), Arc::new(Semaphore::new(cap))))
+        })
+        .collect();
     let mut routes = Vec::new();
     for trigger in &app.triggers {
         let Some(route) = &trigger.route else {
@@ -73,15 +84,18 @@ pub async fn up(args: UpArgs) -> Result<()> {
                 id: id.as_str().into(),
                 pool: pools[id].clone(),
                 headers: RouteHeaders::new(route),
+                concurrency: concurrency.get(id.as_str()).cloned(),
             },
             TriggerHandler::Static(response) => Target::Static(response.clone()),
         };
-        routes.push((route.clone(), target));
+        let guard = gateway.guard(route.raw());
+        routes.push((route.clone(), Endpoint { target, guard }));
     }
     let service = Arc::new(AppService {
         name: app.name.clone(),
         version: app.version.clone(),
         router: Router::new(routes),
+        gateway,
         max_request_body: args.max_request_body_size,
         components: pools,
     });
@@ -205,8 +219,8 @@ fn print_routes(service: &AppService, server: &Server, app: &App) -> Result<()> 
     let base = format!("{}://{}", server.scheme(), server.local_addr()?);
     println!("Serving {base}");
     println!("Available Routes:");
-    for (route, target) in service.router.routes() {
-        let name = match target {
+    for (route, endpoint) in service.router.routes() {
+        let name = match &endpoint.target {
             Target::Component { id, .. } => id.to_string(),
             Target::Static(_) => "(static response)".to_string(),
         };
@@ -219,7 +233,10 @@ fn print_routes(service: &AppService, server: &Server, app: &App) -> Result<()> 
         } else {
             shown
         };
-        println!("  {name}: {base}{shown}");
+        match &endpoint.guard {
+            Some(guard) => println!("  {name}: {base}{shown}  [{}]", guard.summary()),
+            None => println!("  {name}: {base}{shown}"),
+        }
     }
     let private: Vec<&str> = app
         .triggers

@@ -135,6 +135,7 @@ pub struct Ledge {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -166,9 +167,14 @@ impl Ledge {
                 break url.to_string();
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self { child, url, stderr }
+        // Keep reading stdout (the access log goes there) so the child never blocks.
+        let stdout = collect(stdout);
+        Self {
+            child,
+            url,
+            stdout,
+            stderr,
+        }
     }
 
     /// `url` + `path`.
@@ -183,14 +189,12 @@ impl Ledge {
 
     /// Waits until the log contains `needle` (the log is written asynchronously).
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.stderr();
-            if log.contains(needle) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(&self.stderr, needle)
+    }
+
+    /// Waits until standard output (after the route list) contains `needle`.
+    pub fn wait_for_stdout(&self, needle: &str) -> String {
+        wait_for(&self.stdout, needle)
     }
 
     /// Kills the process outright (SIGKILL), as a crash would.
@@ -232,6 +236,17 @@ pub fn run_ledge(args: &[&str]) -> (ExitStatus, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+fn wait_for(text: &Mutex<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = text.lock().unwrap().clone();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {

@@ -5,6 +5,7 @@ mod harness;
 
 mod data;
 mod failures;
+mod gateway;
 mod lifecycle;
 mod manifest_errors;
 mod request_shape;

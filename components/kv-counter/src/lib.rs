@@ -4,8 +4,12 @@
 //! - `POST /increment/<key>`: atomic increment of `<key>` in the `default` bucket, answers the
 //!   new value;
 //! - `POST /swap/<key>/<expected>/<new>`: compare-and-swap, answers `swapped` or `conflict`;
+//! - `GET /get/<key>`: one `store.get`, answers the value (404 when there is none);
 //! - `GET /many/<k1>,<k2>,...`: batch get, answers `key=value|<none>` lines;
 //! - `GET /config/<name>`: `wasi:config/store.get`.
+//!
+//! The query is not part of the key; `?cache-control=<value>` makes the response carry that
+//! `Cache-Control` header (for the gateway's cache tests).
 
 wit_bindgen::generate!({ path: "wit", world: "counter", generate_all });
 
@@ -19,19 +23,27 @@ struct Counter;
 
 impl wasip2::exports::http::incoming_handler::Guest for Counter {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let path = request.path_with_query().unwrap_or_default();
+        let target = request.path_with_query().unwrap_or_default();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let (status, body) = match route(&segments) {
-            Ok(body) => (200, body),
+            Ok(Some(body)) => (200, body),
+            Ok(None) => (404, "no such key".into()),
             Err(error) => (500, format!("error: {error}")),
         };
-        respond(response_out, status, body.as_bytes());
+        let cache_control = query.split('&').find_map(|pair| pair.strip_prefix("cache-control="));
+        respond(response_out, status, cache_control, body.as_bytes());
     }
 }
 
-fn route(segments: &[&str]) -> Result<String, String> {
+/// Answers the body of the route, or `None` for a key that has no value.
+fn route(segments: &[&str]) -> Result<Option<String>, String> {
     let bucket = || store::open("default").map_err(|e| format!("{e:?}"));
-    match segments {
+    let body = match segments {
+        [.., "get", key] => {
+            let value = bucket()?.get(key).map_err(|e| format!("{e:?}"))?;
+            return Ok(value.map(|value| String::from_utf8_lossy(&value).into_owned()));
+        }
         [.., "increment", key] => atomics::increment(&bucket()?, key, 1)
             .map(|value| value.to_string())
             .map_err(|e| format!("{e:?}")),
@@ -39,7 +51,7 @@ fn route(segments: &[&str]) -> Result<String, String> {
             let bucket = bucket()?;
             let cas = atomics::Cas::new(&bucket, key).map_err(|e| format!("{e:?}"))?;
             if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected.as_bytes()) {
-                return Ok("conflict".into());
+                return Ok(Some("conflict".into()));
             }
             match atomics::swap(cas, new.as_bytes()) {
                 Ok(()) => Ok("swapped".into()),
@@ -65,11 +77,16 @@ fn route(segments: &[&str]) -> Result<String, String> {
             Err(e) => Err(format!("{e:?}")),
         },
         _ => Err("unknown route".into()),
-    }
+    };
+    body.map(Some)
 }
 
-fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
-    let response = OutgoingResponse::new(Fields::new());
+fn respond(out: ResponseOutparam, status: u16, cache_control: Option<&str>, body: &[u8]) {
+    let headers = Fields::new();
+    if let Some(value) = cache_control {
+        headers.append("cache-control", value.as_bytes()).expect("a valid header");
+    }
+    let response = OutgoingResponse::new(headers);
     response.set_status_code(status).expect("a valid status");
     let outgoing = response.body().expect("the body is taken once");
     ResponseOutparam::set(out, Ok(response));

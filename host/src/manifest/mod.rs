@@ -4,6 +4,7 @@
 //! works from; `error` says what is wrong, where, and how to fix it.
 
 mod error;
+mod gateway;
 mod schema;
 mod validate;
 
@@ -11,6 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::ManifestError;
+pub use gateway::{
+    AuthPolicy, CachePolicy, Cors, GatewaySettings, JwksSource, JwtSettings, RateKey, RateLimit,
+    RoutePolicies, Waf,
+};
 pub use validate::is_variable_name;
 
 use crate::router::RoutePattern;
@@ -41,6 +46,8 @@ pub struct App {
     pub components: BTreeMap<String, Component>,
     /// The `[[trigger.http]]` entries, in file order.
     pub triggers: Vec<HttpTrigger>,
+    /// `[application.tool.ledge]`: the API gateway in front of the routes.
+    pub gateway: GatewaySettings,
 }
 
 /// A declared application variable.
@@ -148,6 +155,9 @@ pub struct ComponentSettings {
     pub max_instance_reuse_count: Option<usize>,
     /// Requests one instance may serve at the same time (p3 components only).
     pub max_instance_concurrent_reuse_count: Option<usize>,
+    /// Requests the component may serve at once; more get 503 with `Retry-After` instead of
+    /// queueing without bound.
+    pub max_concurrent_requests: Option<usize>,
 }
 
 impl App {
@@ -211,6 +221,7 @@ impl App {
                 route: Some(route),
                 handler: TriggerHandler::Component(id),
             }],
+            gateway: GatewaySettings::default(),
         })
     }
 

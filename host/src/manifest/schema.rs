@@ -38,8 +38,9 @@ pub struct RawApplication {
     pub _targets: Vec<String>,
     #[serde(default)]
     pub trigger: RawApplicationTriggers,
-    #[serde(default)]
-    pub tool: BTreeMap<String, toml::Table>,
+    /// Tools' own tables; ledge's (`tool.ledge`) is read on its own by `super::gateway`.
+    #[serde(default, rename = "tool")]
+    pub _tool: BTreeMap<String, toml::Table>,
 }
 
 /// `[application.trigger]`: app-wide settings per trigger type.
@@ -221,4 +222,5 @@ pub enum RawCommand {
 pub struct RawComponentLedge {
     pub max_instance_reuse_count: Option<usize>,
     pub max_instance_concurrent_reuse_count: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
 }

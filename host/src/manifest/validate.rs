@@ -136,18 +136,6 @@ impl Validator<'_> {
             }
             None => "/".to_string(),
         };
-        for (name, table) in &raw.application.tool {
-            if name == LEDGE_TOOL && !table.is_empty() {
-                let keys: Vec<&String> = table.keys().collect();
-                return Err(ManifestError::file(
-                    self.file,
-                    format!("unknown ledge setting(s) {keys:?}"),
-                )
-                .key("application.tool.ledge")
-                .fix("remove them; the keys ledge reads are listed in the README"));
-            }
-        }
-
         let mut variables = BTreeMap::new();
         for (name, variable) in raw.variables {
             if !is_variable_name(name.get_ref()) {
@@ -302,6 +290,11 @@ impl Validator<'_> {
                 handler,
             });
         }
+        let routes: Vec<&str> = triggers
+            .iter()
+            .filter_map(|t| t.route.as_ref().map(RoutePattern::raw))
+            .collect();
+        let gateway = super::gateway::parse(self.file, &root_dir, self.source, &routes)?;
 
         Ok(App {
             manifest_path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
@@ -314,6 +307,7 @@ impl Validator<'_> {
             variables,
             components,
             triggers,
+            gateway,
         })
     }
 
@@ -430,7 +424,7 @@ impl Validator<'_> {
             let settings: RawComponentLedge = table.clone().try_into().map_err(|e: toml::de::Error| {
                 let mut error = ManifestError::file(self.file, e.message().to_string())
                     .key(format!("{key}.tool.ledge"))
-                    .fix("the keys ledge reads here are `max_instance_reuse_count` and `max_instance_concurrent_reuse_count`");
+                    .fix("the keys ledge reads here are `max_instance_reuse_count`, `max_instance_concurrent_reuse_count` and `max_concurrent_requests`");
                 error.line = Some(id_line);
                 error
             })?;
@@ -443,6 +437,7 @@ impl Validator<'_> {
                     "max_instance_concurrent_reuse_count",
                     settings.max_instance_concurrent_reuse_count,
                 ),
+                ("max_concurrent_requests", settings.max_concurrent_requests),
             ] {
                 if value == Some(0) {
                     let mut error = ManifestError::file(self.file, "must be at least 1")
@@ -455,6 +450,7 @@ impl Validator<'_> {
             ledge.max_instance_reuse_count = settings.max_instance_reuse_count;
             ledge.max_instance_concurrent_reuse_count =
                 settings.max_instance_concurrent_reuse_count;
+            ledge.max_concurrent_requests = settings.max_concurrent_requests;
         }
         Ok(Component {
             id: id.to_string(),

@@ -17,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use headers::RouteHeaders;
-pub use request::{AppService, Target};
+pub use request::{AppService, Endpoint, Target, text};
 pub use tls::TlsFiles;
 
 /// How long in-flight requests may take to finish once a shutdown signal arrives.

@@ -1,10 +1,11 @@
-//! The request path, top to bottom: route -> (gateway policies, later) -> instantiate and
-//! invoke -> respond. Every failure is answered with a status and a short body, and logged
-//! with the component it concerns; the server keeps serving.
+//! The request path, top to bottom: route -> gateway policies -> instantiate and invoke ->
+//! respond. Every failure is answered with a status and a short body, and logged with the
+//! component it concerns; the server keeps serving.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 
@@ -17,6 +18,8 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
+use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
+use crate::gateway::{Gateway, RouteGuard, strip_identity};
 use crate::manifest::StaticResponse;
 use crate::router::{RouteMatch, RoutePattern, Router};
 
@@ -30,9 +33,20 @@ pub enum Target {
         pool: Arc<ComponentPool>,
         /// The `spin-*` headers fixed by the route.
         headers: RouteHeaders,
+        /// The component's cap on requests served at once
+        /// (`max_concurrent_requests`), shared by its routes.
+        concurrency: Option<Arc<tokio::sync::Semaphore>>,
     },
     /// A `static_response` from the manifest.
     Static(StaticResponse),
+}
+
+/// A public route: where it leads and what guards it.
+pub struct Endpoint {
+    /// Where the route leads.
+    pub target: Target,
+    /// The gateway's policies for the route; `None` serves it exactly as Spin would.
+    pub guard: Option<Arc<RouteGuard>>,
 }
 
 /// Everything needed to answer requests for one app.
@@ -42,7 +56,9 @@ pub struct AppService {
     /// The app's version, for `/.well-known/spin/info`.
     pub version: Option<String>,
     /// Public routes.
-    pub router: Router<Target>,
+    pub router: Router<Endpoint>,
+    /// The API gateway in front of the routes.
+    pub gateway: Gateway,
     /// The largest request body accepted, in bytes.
     pub max_request_body: u64,
     /// Every component with a trigger (private ones included), by id, for in-process calls.
@@ -71,6 +87,41 @@ impl AppService {
         client: SocketAddr,
         scheme: &str,
     ) -> Response<WasiBody> {
+        let Some(log) = &self.gateway.access_log else {
+            return self
+                .serve(request, client, scheme, &mut Record::default())
+                .await;
+        };
+        let started = Instant::now();
+        let (mut parts, body) = request.into_parts();
+        let id = log.request_id(&mut parts);
+        let line = RequestLine {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+        };
+        let mut record = Record::default();
+        let request = Request::from_parts(parts, body);
+        let mut response = self.serve(request, client, scheme, &mut record).await;
+        response.headers_mut().insert(REQUEST_ID, id.clone());
+        log.write(
+            &id,
+            &line,
+            response.status().as_u16(),
+            started.elapsed(),
+            &record,
+        );
+        response
+    }
+
+    /// Routes the request, applies the route's policies and runs its target, noting what
+    /// happened in `record`.
+    async fn serve<'a>(
+        &'a self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        scheme: &str,
+        record: &mut Record<'a>,
+    ) -> Response<WasiBody> {
         // Accept -> route.
         let path = request.uri().path();
         if path == HEALTH_PATH {
@@ -82,30 +133,66 @@ impl AppService {
         let Some(route) = self.router.route(path) else {
             return text(StatusCode::NOT_FOUND, "Not Found");
         };
+        record.route = Some(route.route.raw());
+        let (mut parts, body) = request.into_parts();
 
-        let (pool, id, route_headers) = match route.target {
-            Target::Static(response) => return static_response(response),
-            Target::Component { id, pool, headers } => (pool, id, headers),
+        // Gateway policies.
+        if self.gateway.strips_identity {
+            strip_identity(&mut parts);
+        }
+        let endpoint = route.target;
+        let admitted = match &endpoint.guard {
+            None => None,
+            Some(guard) => match guard.admit(&mut parts, client, record).await {
+                Ok(admitted) => Some(admitted),
+                Err(answer) => return answer,
+            },
         };
 
-        // Request limits, before any guest runs.
-        if let Some(length) = content_length(&request)
-            && length > self.max_request_body
-        {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "Payload Too Large: the request body is over {} bytes",
-                    self.max_request_body
-                ),
-            );
-        }
+        let response = match &endpoint.target {
+            Target::Static(response) => static_response(response),
+            Target::Component {
+                id,
+                pool,
+                headers: route_headers,
+                concurrency,
+            } => {
+                record.component = Some(id);
+                let body_limit = admitted
+                    .as_ref()
+                    .and_then(|admitted| admitted.body_limit)
+                    .map_or(self.max_request_body, |limit| {
+                        limit.min(self.max_request_body)
+                    });
+                // Request limits, before any guest runs.
+                if let Some(length) = content_length(&parts)
+                    && length > body_limit
+                {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("Payload Too Large: the request body is over {body_limit} bytes"),
+                    );
+                }
+                let _permit = match concurrency.as_ref().map(|cap| cap.try_acquire()) {
+                    Some(Err(_)) => {
+                        record.outcome = Some("busy");
+                        return busy(id);
+                    }
+                    Some(Ok(permit)) => Some(permit),
+                    None => None,
+                };
+                // Instantiate -> invoke.
+                headers::prepare(&mut parts, &route, route_headers, client, scheme);
+                let body = limit_body(body, body_limit);
+                invoke(id, pool, Request::from_parts(parts, body)).await
+            }
+        };
 
-        // Instantiate -> invoke.
-        let (mut parts, body) = request.into_parts();
-        headers::prepare(&mut parts, &route, route_headers, client, scheme);
-        let body = limit_body(body, self.max_request_body);
-        invoke(id, pool, Request::from_parts(parts, body)).await
+        // Respond.
+        match (&endpoint.guard, admitted) {
+            (Some(guard), Some(admitted)) => guard.finish(admitted, response).await,
+            _ => response,
+        }
     }
 
     fn info(&self) -> Response<WasiBody> {
@@ -163,12 +250,14 @@ impl InProcess for AppService {
                     let Some(route) = self.router.route(&path) else {
                         return Ok(text(StatusCode::NOT_FOUND, "Not Found"));
                     };
-                    match route.target {
+                    // In-process calls come from the app itself: the gateway is for clients.
+                    match &route.target.target {
                         Target::Static(response) => Ok(static_response(response)),
                         Target::Component {
                             id,
                             pool,
                             headers: route_headers,
+                            ..
                         } => {
                             headers::prepare(
                                 &mut parts,
@@ -197,14 +286,27 @@ fn failure(component: &str, error: InvokeError) -> Response<WasiBody> {
     text(status, status.canonical_reason().unwrap_or("Error"))
 }
 
-fn content_length(request: &Request<Incoming>) -> Option<u64> {
-    request
-        .headers()
+fn content_length(parts: &http::request::Parts) -> Option<u64> {
+    parts
+        .headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .parse()
         .ok()
+}
+
+/// The answer when a component already serves its `max_concurrent_requests`.
+fn busy(component: &str) -> Response<WasiBody> {
+    tracing::warn!(component, "at its concurrency cap: answering 503");
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service Unavailable: the component is at its concurrency limit",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// Caps a streamed body (one without `content-length`): reading past the limit fails in the

@@ -1,0 +1,174 @@
+//! The response cache of one route: bounded in bytes (`moka`), entries fresh for the route's
+//! TTL, keyed by method, path, query, the chosen request headers and (on authorized routes)
+//! the caller's identity. A hit never runs the guest; `Cache-Control: no-store` or `private`
+//! from the guest, and `Set-Cookie`, keep a response out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt as _, BodyStream, Full, StreamBody};
+use hyper::body::Frame;
+use wasmtime_wasi_http::WasiBody;
+
+use crate::manifest::CachePolicy;
+
+/// Bytes of responses one route's cache holds at most.
+const ROUTE_CACHE_BYTES: u64 = 32 << 20;
+
+/// A stored response.
+struct Entry {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored: Instant,
+}
+
+/// One route's cache.
+pub struct ResponseCache {
+    policy: CachePolicy,
+    entries: moka::sync::Cache<String, Arc<Entry>>,
+}
+
+impl ResponseCache {
+    /// An empty cache for `policy`.
+    pub fn new(policy: &CachePolicy) -> Self {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(ROUTE_CACHE_BYTES)
+            .weigher(|key: &String, entry: &Arc<Entry>| {
+                let headers: usize = entry
+                    .headers
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len())
+                    .sum();
+                u32::try_from(key.len() + headers + entry.body.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(policy.ttl)
+            .build();
+        Self {
+            policy: policy.clone(),
+            entries,
+        }
+    }
+
+    /// The cache key of a request, or `None` when the request is not cacheable (not a GET or
+    /// HEAD, or it asks for a fresh answer).
+    pub fn key(&self, parts: &Parts, identity: Option<&str>) -> Option<String> {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return None;
+        }
+        let mut key = format!(
+            "{} {}",
+            parts.method,
+            parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+        );
+        for name in &self.policy.vary {
+            key.push('\n');
+            key.push_str(name);
+            key.push(':');
+            for value in parts.headers.get_all(name.as_str()) {
+                key.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                key.push(',');
+            }
+        }
+        if let Some(identity) = identity {
+            key.push_str("\nidentity:");
+            key.push_str(identity);
+        }
+        Some(key)
+    }
+
+    /// The stored response for `key`, with its `Age`.
+    pub fn lookup(&self, key: &str) -> Option<Response<WasiBody>> {
+        let entry = self.entries.get(key)?;
+        let mut response = Response::new(
+            Full::new(entry.body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *response.status_mut() = entry.status;
+        *response.headers_mut() = entry.headers.clone();
+        response.headers_mut().insert(
+            header::AGE,
+            HeaderValue::from(entry.stored.elapsed().as_secs()),
+        );
+        Some(response)
+    }
+
+    /// Passes `response` on, keeping a copy under `key` when it may be cached.
+    pub async fn store(&self, key: String, response: Response<WasiBody>) -> Response<WasiBody> {
+        if !cacheable(&response) {
+            return response;
+        }
+        let (parts, mut body) = response.into_parts();
+        let mut collected = BytesMut::new();
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if collected.len() + data.len() <= self.policy.max_entry_bytes => {
+                        collected.extend_from_slice(&data);
+                    }
+                    // Too large to keep, or trailers: pass on what was read and the rest.
+                    Ok(data) => return resume(parts, collected.freeze(), Frame::data(data), body),
+                    Err(trailers) => return resume(parts, collected.freeze(), trailers, body),
+                },
+                Some(Err(error)) => {
+                    let read = Full::new(collected.freeze()).map_err(|never| match never {});
+                    let failed = futures::stream::once(async move { Err(error) });
+                    let body = StreamBody::new(BodyStream::new(read).chain(failed));
+                    return Response::from_parts(parts, body.boxed_unsync());
+                }
+            }
+        }
+        let body = collected.freeze();
+        self.entries.insert(
+            key,
+            Arc::new(Entry {
+                status: parts.status,
+                headers: parts.headers.clone(),
+                body: body.clone(),
+                stored: Instant::now(),
+            }),
+        );
+        Response::from_parts(
+            parts,
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+    }
+}
+
+/// Whether the guest allows this response to be kept.
+fn cacheable(response: &Response<WasiBody>) -> bool {
+    let headers = response.headers();
+    let forbidden = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let directive = directive.trim();
+            directive.eq_ignore_ascii_case("no-store")
+                || directive.eq_ignore_ascii_case("private")
+                || directive.eq_ignore_ascii_case("no-cache")
+        });
+    response.status() == StatusCode::OK && !forbidden && !headers.contains_key(header::SET_COOKIE)
+}
+
+/// A body made of what was read already, then `next`, then the rest of `body`.
+fn resume(
+    parts: http::response::Parts,
+    read: Bytes,
+    next: Frame<Bytes>,
+    body: WasiBody,
+) -> Response<WasiBody> {
+    let head = futures::stream::iter([Ok(Frame::data(read)), Ok(next)]);
+    let body = StreamBody::new(head.chain(BodyStream::new(body)));
+    Response::from_parts(parts, body.boxed_unsync())
+}

@@ -1,0 +1,190 @@
+//! The JWT authorizer: bearer tokens checked against a JWKS (a file, or a URL fetched and
+//! refreshed), with issuer, audience, expiry (small leeway) and an allow-list of public-key
+//! algorithms. `alg: none` and HMAC tokens never verify: the accepted algorithms are all
+//! asymmetric, and a key is only used with the algorithm family it belongs to.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::manifest::{JwksSource, JwtSettings};
+
+/// The shortest time between two fetches of a JWKS URL triggered by an unknown `kid`.
+const MIN_REFETCH: Duration = Duration::from_secs(10);
+
+/// Why a token was refused (the message goes back in `WWW-Authenticate`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+/// A verified token: its claims.
+#[derive(Debug, Clone)]
+pub struct Claims(pub Map<String, Value>);
+
+impl Claims {
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.get("sub").and_then(Value::as_str)
+    }
+
+    /// The scopes granted: the space-separated `scope` claim, or the `scp` list.
+    pub fn scopes(&self) -> Vec<&str> {
+        match (self.0.get("scope"), self.0.get("scp")) {
+            (Some(Value::String(scope)), _) => scope.split_whitespace().collect(),
+            (_, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).collect(),
+            (_, Some(Value::String(scope))) => scope.split_whitespace().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One configured JWT authorizer.
+pub struct JwtAuthorizer {
+    settings: JwtSettings,
+    keys: RwLock<Arc<JwkSet>>,
+    last_fetch: RwLock<Instant>,
+    http: reqwest::Client,
+}
+
+impl JwtAuthorizer {
+    /// Loads the keys (reads the file or fetches the URL); start-up fails if they cannot be
+    /// had, rather than refusing every request later.
+    pub async fn load(name: &str, settings: JwtSettings) -> Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let keys = fetch(&http, &settings.jwks)
+            .await
+            .with_context(|| format!("authorizer `{name}`: cannot load its JWKS"))?;
+        let authorizer = Arc::new(Self {
+            settings,
+            keys: RwLock::new(Arc::new(keys)),
+            last_fetch: RwLock::new(Instant::now()),
+            http,
+        });
+        let refresher = Arc::downgrade(&authorizer);
+        let every = authorizer.settings.refresh;
+        let name = name.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(authorizer) = refresher.upgrade() else {
+                    return;
+                };
+                if let Err(error) = authorizer.refresh().await {
+                    tracing::warn!("authorizer `{name}`: keeping the old keys: {error:#}");
+                }
+            }
+        });
+        Ok(authorizer)
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        *self.last_fetch.write().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let keys = fetch(&self.http, &self.settings.jwks).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// Verifies the bearer `token` and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Rejection(format!("malformed token: {e}")))?;
+        if !self.settings.algorithms.contains(&header.alg) {
+            return Err(Rejection(format!(
+                "the token is signed with {:?}, which this API does not accept",
+                header.alg
+            )));
+        }
+        let keys = self.keys_for(header.kid.as_deref()).await;
+        let jwk = match header.kid.as_deref() {
+            Some(kid) => keys.find(kid),
+            None if keys.keys.len() == 1 => keys.keys.first(),
+            None => None,
+        }
+        .ok_or_else(|| Rejection("the token's key is not in the key set".into()))?;
+        if let Some(key_algorithm) = jwk.common.key_algorithm
+            && key_algorithm.to_string() != format!("{:?}", header.alg)
+        {
+            return Err(Rejection(
+                "the token's algorithm is not the one its key is for".into(),
+            ));
+        }
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| Rejection(format!("the key set holds an unusable key: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.leeway = self.settings.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &self.settings.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if self.settings.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.settings.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| Rejection(describe(&e)))?;
+        Ok(Claims(data.claims))
+    }
+
+    /// The key set, fetched again first when `kid` is unknown and a URL was not fetched
+    /// lately (keys rotate).
+    async fn keys_for(&self, kid: Option<&str>) -> Arc<JwkSet> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let known = kid.is_none_or(|kid| keys.find(kid).is_some());
+        let recently = self
+            .last_fetch
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            < MIN_REFETCH;
+        if known || recently || !matches!(self.settings.jwks, JwksSource::Url(_)) {
+            return keys;
+        }
+        if let Err(error) = self.refresh().await {
+            tracing::warn!("cannot refresh a JWKS: {error:#}");
+        }
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+async fn fetch(http: &reqwest::Client, source: &JwksSource) -> Result<JwkSet> {
+    let text = match source {
+        JwksSource::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        JwksSource::Url(url) => {
+            let response = http.get(url).send().await?;
+            if !response.status().is_success() {
+                return Err(anyhow!("{url} answered {}", response.status()));
+            }
+            response.text().await?
+        }
+    };
+    serde_json::from_str(&text).context("not a JWK set")
+}
+
+/// A short reason for a failed verification.
+fn describe(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired".into(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
+        ErrorKind::InvalidAudience => "the token is for another audience".into(),
+        ErrorKind::InvalidIssuer => "the token is from another issuer".into(),
+        ErrorKind::InvalidSignature => "the signature does not verify".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("the token has no `{claim}` claim"),
+        ErrorKind::InvalidAlgorithm => "the token's algorithm does not match its key".into(),
+        other => format!("invalid token: {other:?}"),
+    }
+}

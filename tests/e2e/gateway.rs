@@ -1,0 +1,377 @@
+//! The API gateway, end to end: every policy answers before the guest runs. The guest behind
+//! the guarded routes is `kv-counter`, and `/count/...` (unguarded, same component, same
+//! store) reads how many times it really ran, which proves the refused requests never did.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use crate::harness::{AppDir, HEADER, Ledge, client, get, repo_root};
+
+/// An app with the counter guest on `/api/...` (guarded by `policies`, TOML lines for
+/// `[application.tool.ledge.routes."/api/..."]`) and on `/count/...` (open), the echo guest on
+/// `/echo/...` (open) and `/whoami/...` (guarded by `whoami`), and `extra` manifest text.
+fn gateway_app(policies: &str, whoami: &str, extra: &str) -> AppDir {
+    let app = AppDir::new(&format!(
+        "{HEADER}\
+         [[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"counter\"\n\
+         [[trigger.http]]\nroute = \"/count/...\"\ncomponent = \"counter\"\n\
+         [[trigger.http]]\nroute = \"/echo/...\"\ncomponent = \"echo\"\n\
+         [[trigger.http]]\nroute = \"/whoami/...\"\ncomponent = \"echo\"\n\
+         [component.counter]\nsource = \"{{counter}}\"\nkey_value_stores = [\"default\"]\n\
+         [component.echo]\nsource = \"{{echo}}\"\n\
+         [application.tool.ledge.routes.\"/api/...\"]\n{policies}\n\
+         [application.tool.ledge.routes.\"/whoami/...\"]\n{whoami}\n\
+         {extra}"
+    ));
+    std::fs::copy(
+        repo_root().join("tests/fixtures/jwt/jwks.json"),
+        app.dir.path().join("jwks.json"),
+    )
+    .unwrap();
+    app
+}
+
+/// How many times the counter guest really handled `/api/increment/<key>`.
+fn runs(ledge: &Ledge, key: &str) -> u64 {
+    let (status, body) = get(&ledge.at(&format!("/count/get/{key}")));
+    match status {
+        404 => 0,
+        200 => body.parse().unwrap(),
+        _ => panic!("counting failed: {status} {body}"),
+    }
+}
+
+#[test]
+fn methods_cors_and_throttling_answer_before_the_guest() {
+    let app = gateway_app(
+        "methods = [\"POST\"]\n\
+         rate_limit = { per_second = 1, burst = 3 }\n\
+         cors = { allow_origins = [\"https://app.example\"], allow_methods = [\"POST\"], allow_headers = [\"content-type\"], max_age = 600 }",
+        "methods = [\"GET\"]",
+        "",
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+    let url = ledge.at("/api/increment/calls");
+
+    // Method routing: 405 with `Allow`, no token taken, no guest run.
+    let response = client.get(&url).send().unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+
+    // A preflight is answered by the gateway.
+    let response = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(headers["access-control-allow-methods"], "POST");
+    assert_eq!(headers["access-control-allow-headers"], "content-type");
+    assert_eq!(headers["access-control-max-age"], "600");
+    let response = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    // Burst of 3 at 1/s: six quick requests get at least one 429 with `Retry-After`, and
+    // the guest ran exactly as often as a request was let through.
+    let mut passed = 0;
+    let mut throttled = 0;
+    for _ in 0..6 {
+        let response = client
+            .post(&url)
+            .header("origin", "https://app.example")
+            .send()
+            .unwrap();
+        match response.status().as_u16() {
+            200 => {
+                passed += 1;
+                assert_eq!(
+                    response.headers()["access-control-allow-origin"],
+                    "https://app.example"
+                );
+            }
+            429 => {
+                throttled += 1;
+                let retry: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&retry));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        passed >= 3 && throttled >= 1,
+        "{passed} passed, {throttled} throttled"
+    );
+    assert_eq!(runs(&ledge, "calls"), passed);
+
+    // A route without policies is untouched: any method reaches the guest.
+    let (status, _) = get(&ledge.at("/echo/anything"));
+    assert_eq!(status, 200);
+}
+
+/// Signs `claims` with `key` (a PEM file under tests/fixtures/jwt) as RS256, kid `test-key`.
+fn rs256(key: &str, claims: &serde_json::Value) -> String {
+    let pem = std::fs::read(repo_root().join("tests/fixtures/jwt").join(key)).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key".into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(audience: &str, expires_in: i64, scope: &str) -> serde_json::Value {
+    serde_json::json!({
+        "sub": "user-42",
+        "iss": "https://issuer.test",
+        "aud": audience,
+        "exp": now() as i64 + expires_in,
+        "scope": scope,
+    })
+}
+
+#[test]
+fn jwt_authorizer_refuses_forged_tokens_and_passes_the_identity() {
+    let authorizer = "[application.tool.ledge.authorizers.users]\n\
+                      type = \"jwt\"\njwks = \"jwks.json\"\nissuer = \"https://issuer.test\"\n\
+                      audience = [\"tickets\"]\nalgorithms = [\"RS256\"]\nleeway_seconds = 5\n";
+    let app = gateway_app(
+        "auth = \"users\"\nscopes = [\"tickets:write\"]",
+        "auth = \"users\"",
+        authorizer,
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+    let url = ledge.at("/api/increment/calls");
+    let call = |token: Option<&str>| {
+        let mut request = client.post(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            response.status().as_u16(),
+            challenge,
+            response.text().unwrap(),
+        )
+    };
+
+    let (status, challenge, _) = call(None);
+    assert_eq!((status, challenge.as_deref()), (401, Some("Bearer")));
+
+    let good = rs256(
+        "issuer.pem",
+        &claims("tickets", 300, "tickets:read tickets:write"),
+    );
+    assert_eq!(call(Some(&good)).0, 200);
+
+    let expired = rs256("issuer.pem", &claims("tickets", -120, "tickets:write"));
+    let (status, challenge, body) = call(Some(&expired));
+    assert_eq!(status, 401);
+    assert!(body.contains("expired"), "{body}");
+    assert!(challenge.unwrap().contains("invalid_token"));
+
+    let elsewhere = rs256("issuer.pem", &claims("billing", 300, "tickets:write"));
+    let (status, _, body) = call(Some(&elsewhere));
+    assert_eq!(status, 401);
+    assert!(body.contains("audience"), "{body}");
+
+    let stranger = rs256("stranger.pem", &claims("tickets", 300, "tickets:write"));
+    let (status, _, body) = call(Some(&stranger));
+    assert_eq!(status, 401);
+    assert!(body.contains("signature"), "{body}");
+
+    // `alg: none`: no signature at all.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let unsigned = format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT","kid":"test-key"}"#),
+        b64.encode(claims("tickets", 300, "tickets:write").to_string())
+    );
+    assert_eq!(call(Some(&unsigned)).0, 401);
+
+    // Key confusion: HS256 with the issuer's public key as the HMAC secret.
+    let public = std::fs::read(repo_root().join("tests/fixtures/jwt/issuer.pub.pem")).unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("test-key".into());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims("tickets", 300, "tickets:write"),
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    let (status, _, body) = call(Some(&confused));
+    assert_eq!(status, 401);
+    assert!(body.contains("HS256"), "{body}");
+
+    // A valid token without the route's scope: 403.
+    let reader = rs256("issuer.pem", &claims("tickets", 300, "tickets:read"));
+    let (status, challenge, _) = call(Some(&reader));
+    assert_eq!(status, 403);
+    assert!(challenge.unwrap().contains("insufficient_scope"));
+
+    // Only the one good call ran the guest.
+    assert_eq!(runs(&ledge, "calls"), 1);
+
+    // The verified identity reaches the guest; forged identity headers never do.
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .bearer_auth(&good)
+        .header("ledge-auth-subject", "admin")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = response.text().unwrap();
+    assert!(
+        seen.contains("header ledge-auth-subject: user-42\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("header ledge-auth-authorizer: users\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("admin"), "{seen}");
+    let response = client
+        .get(ledge.at("/echo/x"))
+        .header("ledge-auth-subject", "admin")
+        .send()
+        .unwrap();
+    let seen = response.text().unwrap();
+    assert!(!seen.contains("ledge-auth-subject"), "{seen}");
+}
+
+#[test]
+fn the_cache_answers_hits_without_the_guest() {
+    let app = gateway_app(
+        "cache = { ttl_seconds = 60 }",
+        "methods = [\"GET\"]",
+        "[application.tool.ledge]\naccess_log = true\nrequest_id_header = \"x-correlation-id\"\n",
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+
+    let first = client.get(ledge.at("/api/increment/hits")).send().unwrap();
+    assert!(!first.headers().contains_key("age"));
+    assert_eq!(first.text().unwrap(), "1");
+    let second = client
+        .get(ledge.at("/api/increment/hits"))
+        .header("x-correlation-id", "trace-7")
+        .send()
+        .unwrap();
+    assert!(second.headers().contains_key("age"));
+    assert_eq!(second.headers()["x-request-id"], "trace-7");
+    assert_eq!(second.text().unwrap(), "1");
+    assert_eq!(runs(&ledge, "hits"), 1);
+
+    // The query is part of the key; `no-store` from the guest keeps a response out.
+    assert_eq!(get(&ledge.at("/api/increment/hits?page=2")).1, "2");
+    assert_eq!(
+        get(&ledge.at("/api/increment/hits?cache-control=no-store")).1,
+        "3"
+    );
+    assert_eq!(
+        get(&ledge.at("/api/increment/hits?cache-control=no-store")).1,
+        "4"
+    );
+    assert_eq!(runs(&ledge, "hits"), 4);
+
+    // Every request has an id and an access-log line saying what the gateway did.
+    let log = ledge.wait_for_stdout("\"id\":\"trace-7\"");
+    let line = log.lines().find(|l| l.contains("trace-7")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["outcome"], "cache-hit");
+    assert_eq!(entry["route"], "/api/...");
+    assert_eq!(entry["status"], 200);
+    let (_, _) = get(&ledge.at("/echo/x"));
+    let log = ledge.wait_for_stdout("\"path\":\"/echo/x\"");
+    assert!(log.contains("\"component\":\"echo\""), "{log}");
+}
+
+#[test]
+fn the_waf_blocks_addresses_and_oversize_requests() {
+    let app = gateway_app(
+        "waf = { deny_ips = [\"127.0.0.0/8\"] }",
+        "waf = { allow_ips = [\"::1\", \"127.0.0.1\"], max_uri_bytes = 40, max_header_bytes = 2000, max_body_bytes = 10 }",
+        "",
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+
+    let (status, body) = get(&ledge.at("/api/increment/calls"));
+    assert_eq!(status, 403);
+    assert!(body.contains("client address not allowed"), "{body}");
+    assert_eq!(runs(&ledge, "calls"), 0);
+    assert!(
+        ledge
+            .wait_for_log("blocked by the WAF")
+            .contains("rule=\"client address not allowed\"")
+    );
+
+    assert_eq!(get(&ledge.at("/whoami/short")).0, 200);
+    assert_eq!(
+        get(&ledge.at(&format!("/whoami/{}", "a".repeat(64)))).0,
+        414
+    );
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .header("x-padding", "b".repeat(3000))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    let response = client
+        .post(ledge.at("/whoami/x"))
+        .body("more than ten bytes")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[test]
+fn a_component_at_its_concurrency_cap_answers_503() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/...\"\ncomponent = \"faults\"\n\
+         [component.faults]\nsource = \"{{faults}}\"\n\
+         [component.faults.tool.ledge]\nmax_concurrent_requests = 1\n"
+    ));
+    let ledge = app.up(&[]);
+    std::thread::scope(|scope| {
+        let slow = scope.spawn(|| get(&ledge.at("/sleep")));
+        // Wait until the slow request holds the only slot.
+        std::thread::sleep(Duration::from_millis(500));
+        let response = client().get(ledge.at("/fine")).send().unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_eq!(slow.join().unwrap().0, 200);
+    });
+    assert_eq!(get(&ledge.at("/fine")), (200, "ok\n".into()));
+}
