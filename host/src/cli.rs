@@ -104,6 +104,11 @@ pub struct UpArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_instance_concurrent_reuse_count: Option<u64>,
 
+    /// Serve Prometheus metrics on `/metrics` at this address (e.g. `127.0.0.1:9090`), apart
+    /// from the app's listener.
+    #[arg(long)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+
     /// PEM certificate chain: serve HTTPS (with `--tls-key`).
     #[arg(long, requires = "tls_key", env = "SPIN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,

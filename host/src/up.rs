@@ -55,6 +55,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         request_timeout: args.request_timeout,
     })?;
 
+    // Metrics first, so the pools register theirs with the recorder.
+    let admin = match args.admin_listen {
+        Some(address) => Some(crate::server::admin::serve(address).await?),
+        None => None,
+    };
     let in_process: InProcessSlot = Arc::default();
     let pools = load_components(
         &app,
@@ -96,6 +101,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         version: app.version.clone(),
         router: Router::new(routes),
         gateway,
+        metrics: admin.is_some(),
         max_request_body: args.max_request_body_size,
         components: pools,
     });
@@ -110,6 +116,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     let server = Server::bind(args.listen, tls.as_ref()).await?;
     print_routes(&service, &server, &app)?;
+    if let Some(admin) = admin {
+        println!("Metrics on http://{admin}/metrics");
+    }
     tracing::info!("ready in {} ms", started.elapsed().as_millis());
     server.serve(service).await
 }

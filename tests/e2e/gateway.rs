@@ -277,7 +277,7 @@ fn the_cache_answers_hits_without_the_guest() {
         "methods = [\"GET\"]",
         "[application.tool.ledge]\naccess_log = true\nrequest_id_header = \"x-correlation-id\"\n",
     );
-    let ledge = app.up(&[]);
+    let ledge = app.up(&["--admin-listen", "127.0.0.1:0"]);
     let client = client();
 
     let first = client.get(ledge.at("/api/increment/hits")).send().unwrap();
@@ -315,13 +315,37 @@ fn the_cache_answers_hits_without_the_guest() {
     let (_, _) = get(&ledge.at("/echo/x"));
     let log = ledge.wait_for_stdout("\"path\":\"/echo/x\"");
     assert!(log.contains("\"component\":\"echo\""), "{log}");
+
+    // Prometheus metrics on the admin listener, not on the app's port.
+    let admin = log
+        .lines()
+        .find_map(|line| line.strip_prefix("Metrics on "))
+        .expect("the admin address is printed")
+        .to_string();
+    assert_eq!(get(&ledge.at("/metrics")).0, 404);
+    let (status, metrics) = get(&admin);
+    assert_eq!(status, 200);
+    let count = |outcome: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("ledge_requests_total{")
+                    && l.contains("route=\"/api/...\"")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert_eq!(count("cache-hit"), Some(1), "{metrics}");
+    assert_eq!(count("guest"), Some(4), "{metrics}");
+    assert!(metrics.contains("ledge_request_duration_seconds_bucket{route=\"/api/...\""));
+    assert!(metrics.contains("ledge_instances_created_total{component=\"counter\"}"));
 }
 
 #[test]
-fn the_waf_blocks_addresses_and_oversize_requests() {
+fn the_waf_blocks_addresses_oversize_requests_and_injections() {
     let app = gateway_app(
         "waf = { deny_ips = [\"127.0.0.0/8\"] }",
-        "waf = { allow_ips = [\"::1\", \"127.0.0.1\"], max_uri_bytes = 40, max_header_bytes = 2000, max_body_bytes = 10 }",
+        "waf = { allow_ips = [\"::1\", \"127.0.0.1\"], max_uri_bytes = 200, max_header_bytes = 2000, max_body_bytes = 200, block_injection = true }",
         "",
     );
     let ledge = app.up(&[]);
@@ -337,9 +361,9 @@ fn the_waf_blocks_addresses_and_oversize_requests() {
             .contains("rule=\"client address not allowed\"")
     );
 
-    assert_eq!(get(&ledge.at("/whoami/short")).0, 200);
+    assert_eq!(get(&ledge.at("/whoami/short?name=O%27Brien")).0, 200);
     assert_eq!(
-        get(&ledge.at(&format!("/whoami/{}", "a".repeat(64)))).0,
+        get(&ledge.at(&format!("/whoami/{}", "a".repeat(250)))).0,
         414
     );
     let response = client
@@ -350,10 +374,47 @@ fn the_waf_blocks_addresses_and_oversize_requests() {
     assert_eq!(response.status(), 431);
     let response = client
         .post(ledge.at("/whoami/x"))
-        .body("more than ten bytes")
+        .body("c".repeat(300))
         .send()
         .unwrap();
     assert_eq!(response.status(), 413);
+
+    // SQL injection and XSS in the query, a form and a JSON body: 403 naming the rule.
+    let (status, body) = get(&ledge.at("/whoami/x?id=1%27%20OR%20%271%27%3D%271"));
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("SQL injection in query parameter `id`"),
+        "{body}"
+    );
+    let response = client
+        .post(ledge.at("/whoami/x"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .unwrap()
+            .contains("cross-site scripting in form field `comment`")
+    );
+    let response = client
+        .post(ledge.at("/whoami/x"))
+        .header("content-type", "application/json")
+        .body(r#"{"user": {"name": "x' UNION SELECT password FROM users --"}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().unwrap().contains("JSON field `user.name`"));
+    // A clean body is screened and then reaches the guest whole.
+    let response = client
+        .post(ledge.at("/whoami/x"))
+        .body("hello")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("body-length: 5"));
 }
 
 #[test]

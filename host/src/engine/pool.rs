@@ -138,6 +138,7 @@ impl ComponentPool {
         };
         let state = PoolState {
             id: id.into(),
+            instances_created: metrics::counter!("ledge_instances_created_total", "component" => id.to_string()),
             engine: runtime.engine().clone(),
             epoch_ticks: runtime.epoch_ticks(),
             pre,
@@ -211,6 +212,8 @@ fn handler_kind(engine: &Engine, component: &Component) -> Result<HandlerKind> {
 /// What every worker of one component shares.
 struct PoolState {
     id: Arc<str>,
+    /// `ledge_instances_created_total` for this component (a no-op without `--admin-listen`).
+    instances_created: metrics::Counter,
     engine: Engine,
     epoch_ticks: bool,
     pre: ProxyPre<GuestState>,
@@ -221,6 +224,7 @@ struct PoolState {
 
 impl PoolState {
     fn new_store(&self) -> Result<Store<GuestState>> {
+        self.instances_created.increment(1);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.settings.environment);
         for (host, guest) in &self.settings.preopens {

@@ -5,20 +5,27 @@
 //! throttling by route or client -> authorization -> throttling by identity -> response
 //! cache; then the guest; then the cache keeps the response and CORS headers are added.
 
+// A refusal is the response itself; it is built only on the refusing path, so its size does
+// not matter on the path that lets requests through.
+#![allow(clippy::result_large_err)]
+
 pub mod access_log;
 mod cache;
 mod cors;
 mod jwt;
 mod throttle;
+mod waf;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Result;
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
+use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
 use self::access_log::{AccessLog, Record};
@@ -168,15 +175,8 @@ impl RouteGuard {
     ) -> Result<(), Response<WasiBody>> {
         if let Some(waf) = &self.waf {
             admitted.body_limit = waf.max_body_bytes;
-            check_waf(waf, parts, client).map_err(|(status, rule)| {
-                tracing::warn!(client = %client.ip(), rule, "blocked by the WAF");
-                record.outcome = Some("blocked");
-                record.rule = Some(rule.to_string());
-                text(
-                    status,
-                    &format!("{}: {rule}", status.canonical_reason().unwrap_or("")),
-                )
-            })?;
+            waf::check_request(waf, parts, client)
+                .map_err(|block| blocked(block, client, record))?;
         }
         if let Some(cors) = &self.cors {
             match cors.decide(parts) {
@@ -243,11 +243,47 @@ impl RouteGuard {
         response
     }
 
+    /// Whether request bodies must be read and screened before the guest gets them.
+    pub fn screens_bodies(&self) -> bool {
+        self.waf.as_ref().is_some_and(|waf| waf.block_injection)
+    }
+
+    /// Reads the body (at most `limit` bytes) and screens it with the WAF's injection rules;
+    /// `Err` is the refusal.
+    pub async fn screen_body(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        limit: u64,
+        client: SocketAddr,
+        record: &mut Record<'_>,
+    ) -> Result<Bytes, Response<WasiBody>> {
+        waf::screen_body(parts, body, limit)
+            .await
+            .map_err(|block| blocked(block, client, record))
+    }
+
     fn decorate(&self, origin: &Option<HeaderValue>, response: &mut Response<WasiBody>) {
         if let (Some(cors), Some(origin)) = (&self.cors, origin) {
             cors.decorate(response.headers_mut(), origin.clone());
         }
     }
+}
+
+/// The answer to a request the WAF blocked, logged with the rule that fired.
+fn blocked(
+    (status, rule): waf::Block,
+    client: SocketAddr,
+    record: &mut Record<'_>,
+) -> Response<WasiBody> {
+    tracing::warn!(client = %client.ip(), rule, "blocked by the WAF");
+    let response = text(
+        status,
+        &format!("{}: {rule}", status.canonical_reason().unwrap_or("")),
+    );
+    record.outcome = Some("blocked");
+    record.rule = Some(rule);
+    response
 }
 
 fn summarize(policies: &RoutePolicies) -> String {
@@ -387,43 +423,4 @@ async fn authorize(
         }
     }
     Ok(subject)
-}
-
-/// The WAF's address lists and size limits; `Err` has the status and the rule that fired.
-fn check_waf(
-    waf: &Waf,
-    parts: &Parts,
-    client: SocketAddr,
-) -> Result<(), (StatusCode, &'static str)> {
-    if !waf.admits(client.ip()) {
-        return Err((StatusCode::FORBIDDEN, "client address not allowed"));
-    }
-    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    if waf.max_uri_bytes.is_some_and(|max| target > max) {
-        return Err((
-            StatusCode::URI_TOO_LONG,
-            "request target over max_uri_bytes",
-        ));
-    }
-    let header_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if waf.max_header_bytes.is_some_and(|max| header_bytes > max) {
-        return Err((
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers over max_header_bytes",
-        ));
-    }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if let (Some(max), Some(length)) = (waf.max_body_bytes, declared)
-        && length > max
-    {
-        return Err((StatusCode::PAYLOAD_TOO_LARGE, "body over max_body_bytes"));
-    }
-    Ok(())
 }

@@ -125,7 +125,8 @@ pub struct CachePolicy {
     pub max_entry_bytes: usize,
 }
 
-/// `waf = { allow_ips, deny_ips, max_uri_bytes, max_header_bytes, max_body_bytes }`.
+/// `waf = { allow_ips, deny_ips, max_uri_bytes, max_header_bytes, max_body_bytes,
+/// block_injection }`.
 #[derive(Debug, Clone, Default)]
 pub struct Waf {
     /// When not empty, only these networks are served.
@@ -136,8 +137,10 @@ pub struct Waf {
     pub max_uri_bytes: Option<usize>,
     /// The most header bytes (names and values) accepted.
     pub max_header_bytes: Option<usize>,
-    /// The largest declared body accepted.
+    /// The largest body accepted.
     pub max_body_bytes: Option<u64>,
+    /// Block SQL injection and cross-site scripting payloads in the query and the body.
+    pub block_injection: bool,
 }
 
 impl Waf {
@@ -271,6 +274,8 @@ struct RawWaf {
     max_uri_bytes: Option<usize>,
     max_header_bytes: Option<usize>,
     max_body_bytes: Option<u64>,
+    #[serde(default)]
+    block_injection: bool,
 }
 
 #[derive(Deserialize)]
@@ -651,6 +656,7 @@ impl Reader<'_> {
             max_uri_bytes: raw.max_uri_bytes,
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
+            block_injection: raw.block_injection,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP front: accept connections (plain or TLS), serve HTTP/1.1 and HTTP/2 on them, and
 //! hand each request to the app's [`AppService`]. Stops gracefully on SIGINT/SIGTERM.
 
+pub mod admin;
 mod headers;
 mod request;
 mod tls;

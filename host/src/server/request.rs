@@ -16,6 +16,7 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
+use super::admin;
 use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
@@ -59,6 +60,8 @@ pub struct AppService {
     pub router: Router<Endpoint>,
     /// The API gateway in front of the routes.
     pub gateway: Gateway,
+    /// Whether requests are counted for the admin listener's `/metrics`.
+    pub metrics: bool,
     /// The largest request body accepted, in bytes.
     pub max_request_body: u64,
     /// Every component with a trigger (private ones included), by id, for in-process calls.
@@ -87,29 +90,32 @@ impl AppService {
         client: SocketAddr,
         scheme: &str,
     ) -> Response<WasiBody> {
-        let Some(log) = &self.gateway.access_log else {
+        if !self.metrics && self.gateway.access_log.is_none() {
             return self
                 .serve(request, client, scheme, &mut Record::default())
                 .await;
-        };
+        }
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
-        let id = log.request_id(&mut parts);
-        let line = RequestLine {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_string(),
-        };
+        let logged = self.gateway.access_log.as_ref().map(|log| {
+            let id = log.request_id(&mut parts);
+            let line = RequestLine {
+                method: parts.method.clone(),
+                path: parts.uri.path().to_string(),
+            };
+            (log, id, line)
+        });
         let mut record = Record::default();
         let request = Request::from_parts(parts, body);
         let mut response = self.serve(request, client, scheme, &mut record).await;
-        response.headers_mut().insert(REQUEST_ID, id.clone());
-        log.write(
-            &id,
-            &line,
-            response.status().as_u16(),
-            started.elapsed(),
-            &record,
-        );
+        let latency = started.elapsed();
+        if self.metrics {
+            admin::record_request(&record, response.status(), latency);
+        }
+        if let Some((log, id, line)) = logged {
+            response.headers_mut().insert(REQUEST_ID, id.clone());
+            log.write(&id, &line, response.status().as_u16(), latency, &record);
+        }
         response
     }
 
@@ -181,9 +187,21 @@ impl AppService {
                     Some(Ok(permit)) => Some(permit),
                     None => None,
                 };
+                let body = match endpoint.guard.as_ref().filter(|g| g.screens_bodies()) {
+                    Some(guard) => {
+                        match guard
+                            .screen_body(&parts, body, body_limit, client, record)
+                            .await
+                        {
+                            Ok(bytes) => full(bytes),
+                            Err(refusal) => return refusal,
+                        }
+                    }
+                    None => limit_body(body, body_limit),
+                };
                 // Instantiate -> invoke.
+                let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
                 headers::prepare(&mut parts, &route, route_headers, client, scheme);
-                let body = limit_body(body, body_limit);
                 invoke(id, pool, Request::from_parts(parts, body)).await
             }
         };
