@@ -436,3 +436,203 @@ fn a_component_at_its_concurrency_cap_answers_503() {
     });
     assert_eq!(get(&ledge.at("/fine")), (200, "ok\n".into()));
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+#[test]
+fn api_keys_hold_each_caller_to_its_usage_plan() {
+    let keys = format!(
+        "[[key]]\nid = \"acme\"\nsha256 = \"{}\"\nplan = \"daily\"\n\
+         [[key]]\nid = \"beta\"\nsha256 = \"{}\"\nplan = \"slow\"\n\
+         [[key]]\nid = \"gamma\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        sha256_hex(b"acme-key-1"),
+        sha256_hex(b"beta-key-2"),
+        sha256_hex(b"gamma-key-3"),
+    );
+    let authorizer = "[application.tool.ledge.authorizers.partners]\n\
+                      type = \"api_key\"\nkeys_file = \"api-keys.toml\"\n\
+                      plans = { daily = { quota = 3, quota_period = \"day\" }, slow = { per_second = 1, burst = 1 } }\n";
+    let app = gateway_app(
+        "auth = \"partners\"",
+        "auth = \"partners\"\nscopes = [\"read\"]",
+        authorizer,
+    );
+    std::fs::write(app.dir.path().join("api-keys.toml"), keys).unwrap();
+    let ledge = app.up(&[]);
+    let client = client();
+    let call = |key: Option<&str>| {
+        let mut request = client.post(ledge.at("/api/increment/calls"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().unwrap();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        (response.status().as_u16(), retry, response.text().unwrap())
+    };
+
+    assert_eq!(call(None).0, 401);
+    assert_eq!(call(Some("not-a-key")).0, 401);
+    for _ in 0..3 {
+        assert_eq!(call(Some("acme-key-1")).0, 200);
+    }
+    let (status, retry, body) = call(Some("acme-key-1"));
+    assert_eq!(status, 429);
+    assert!(body.contains("quota of 3 requests per day"), "{body}");
+    assert!(
+        retry.is_some_and(|s| (1..=86_400).contains(&s)),
+        "{retry:?}"
+    );
+    assert_eq!(call(Some("beta-key-2")).0, 200);
+    let (status, retry, _) = call(Some("beta-key-2"));
+    assert_eq!((status, retry), (429, Some(1)));
+    assert_eq!(runs(&ledge, "calls"), 4);
+
+    // The key's id and scopes reach the guest; a key without the route's scope is refused.
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .header("x-api-key", "gamma-key-3")
+        .send()
+        .unwrap();
+    let seen = response.text().unwrap();
+    assert!(
+        seen.contains("header ledge-auth-subject: gamma\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("header ledge-auth-authorizer: partners\n"),
+        "{seen}"
+    );
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .header("x-api-key", "beta-key-2")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // Quota counts survive a restart (they are flushed every few seconds).
+    std::thread::sleep(Duration::from_secs(6));
+    drop(ledge);
+    let ledge = app.up(&[]);
+    let response = client
+        .post(ledge.at("/api/increment/calls"))
+        .header("x-api-key", "acme-key-1")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 429);
+}
+
+/// Signs a request the way the HMAC authorizer checks it.
+struct Signer<'a> {
+    key_id: &'a str,
+    secret: &'a [u8],
+    host: String,
+}
+
+impl Signer<'_> {
+    /// The `authorization`, `x-ledge-date` and `x-ledge-content-sha256` headers for
+    /// `method path?query` with `body`, signed at `date`.
+    fn headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        date: u64,
+    ) -> [(String, String); 3] {
+        use hmac::Mac as _;
+        let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+        pairs.sort_unstable();
+        let body_hash = sha256_hex(body);
+        let canonical = [
+            method.to_string(),
+            path.to_string(),
+            pairs.join("&"),
+            format!("host:{}", self.host),
+            date.to_string(),
+            body_hash.clone(),
+        ]
+        .join("\n");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.secret).unwrap();
+        mac.update(canonical.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        [
+            (
+                "authorization".into(),
+                format!(
+                    "LEDGE-HMAC-SHA256 Credential={}, SignedHeaders=host, Signature={signature}",
+                    self.key_id
+                ),
+            ),
+            ("x-ledge-date".into(), date.to_string()),
+            ("x-ledge-content-sha256".into(), body_hash),
+        ]
+    }
+}
+
+#[test]
+fn hmac_signatures_refuse_tampering_and_replays() {
+    let authorizer = "[application.tool.ledge.authorizers.signed]\n\
+                      type = \"hmac\"\nkeys_file = \"hmac-keys.toml\"\nsigned_headers = [\"host\"]\n\
+                      replay_window_seconds = 60\n";
+    let app = gateway_app("auth = \"signed\"", "methods = [\"GET\"]", authorizer);
+    let secret = "0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        app.dir.path().join("hmac-keys.toml"),
+        format!("client-a = \"{secret}\"\n"),
+    )
+    .unwrap();
+    let ledge = app.up(&[]);
+    let signer = Signer {
+        key_id: "client-a",
+        secret: secret.as_bytes(),
+        host: ledge.url.trim_start_matches("http://").to_string(),
+    };
+    let client = client();
+    let send = |path: &str, query: &str, body: &str, headers: &[(String, String); 3]| {
+        let mut request = client
+            .post(ledge.at(&format!("{path}?{query}")))
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let path = "/api/increment/calls";
+
+    let signed = signer.headers("POST", path, "b=2&a=1", b"payload", now());
+    assert_eq!(send(path, "b=2&a=1", "payload", &signed).0, 200);
+    let (status, body) = send(path, "b=2&a=1", "payload", &signed);
+    assert_eq!(status, 401);
+    assert!(body.contains("replayed"), "{body}");
+
+    let signed = signer.headers("POST", path, "", b"payload", now() + 1);
+    let (status, body) = send(path, "", "tampered", &signed);
+    assert_eq!(status, 401);
+    assert!(body.contains("body does not match"), "{body}");
+
+    let signed = signer.headers("POST", path, "", b"payload", now() + 2);
+    let (status, body) = send("/api/increment/other", "", "payload", &signed);
+    assert_eq!(status, 401);
+    assert!(body.contains("does not verify"), "{body}");
+
+    let signed = signer.headers("POST", path, "", b"payload", now() - 120);
+    let (status, body) = send(path, "", "payload", &signed);
+    assert_eq!(status, 401);
+    assert!(body.contains("replay window"), "{body}");
+
+    let stranger = Signer {
+        key_id: "client-b",
+        ..signer
+    };
+    let signed = stranger.headers("POST", path, "", b"payload", now() + 3);
+    assert_eq!(send(path, "", "payload", &signed).0, 401);
+
+    assert_eq!(runs(&ledge, "calls"), 1);
+}

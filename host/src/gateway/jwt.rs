@@ -11,28 +11,28 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use http::header;
+use http::request::Parts;
+
+use super::auth::{Denial, bearer_challenge};
+use super::identity::Identity;
 use crate::manifest::{JwksSource, JwtSettings};
 
 /// The shortest time between two fetches of a JWKS URL triggered by an unknown `kid`.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 
-/// Why a token was refused (the message goes back in `WWW-Authenticate`).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Rejection(pub String);
-
-/// A verified token: its claims.
+/// A verified token's claims.
 #[derive(Debug, Clone)]
-pub struct Claims(pub Map<String, Value>);
+struct Claims(Map<String, Value>);
 
 impl Claims {
     /// The `sub` claim.
-    pub fn subject(&self) -> Option<&str> {
+    fn subject(&self) -> Option<&str> {
         self.0.get("sub").and_then(Value::as_str)
     }
 
     /// The scopes granted: the space-separated `scope` claim, or the `scp` list.
-    pub fn scopes(&self) -> Vec<&str> {
+    fn scopes(&self) -> Vec<&str> {
         match (self.0.get("scope"), self.0.get("scp")) {
             (Some(Value::String(scope)), _) => scope.split_whitespace().collect(),
             (_, Some(Value::Array(list))) => list.iter().filter_map(Value::as_str).collect(),
@@ -44,6 +44,7 @@ impl Claims {
 
 /// One configured JWT authorizer.
 pub struct JwtAuthorizer {
+    name: String,
     settings: JwtSettings,
     keys: RwLock<Arc<JwkSet>>,
     last_fetch: RwLock<Instant>,
@@ -61,6 +62,7 @@ impl JwtAuthorizer {
             .await
             .with_context(|| format!("authorizer `{name}`: cannot load its JWKS"))?;
         let authorizer = Arc::new(Self {
+            name: name.to_string(),
             settings,
             keys: RwLock::new(Arc::new(keys)),
             last_fetch: RwLock::new(Instant::now()),
@@ -90,15 +92,45 @@ impl JwtAuthorizer {
         Ok(())
     }
 
+    /// Verifies the request's bearer token: its subject, scopes and claims are the identity.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Identity, Denial> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(token) = token else {
+            return Err(Denial {
+                challenge: Some(bearer_challenge(None, "")),
+                ..Denial::unauthorized("a bearer token is required".into())
+            });
+        };
+        let claims = self.verify(token).await.map_err(|reason| Denial {
+            challenge: Some(bearer_challenge(Some("invalid_token"), &reason)),
+            ..Denial::unauthorized(reason)
+        })?;
+        Ok(Identity {
+            authorizer: self.name.clone(),
+            subject: claims.subject().unwrap_or_default().to_string(),
+            scopes: claims.scopes().into_iter().map(str::to_string).collect(),
+            details: vec![("claims", Value::Object(claims.0).to_string())],
+        })
+    }
+
     /// Verifies the bearer `token` and returns its claims.
-    pub async fn verify(&self, token: &str) -> Result<Claims, Rejection> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| Rejection(format!("malformed token: {e}")))?;
+    async fn verify(&self, token: &str) -> Result<Claims, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         if !self.settings.algorithms.contains(&header.alg) {
-            return Err(Rejection(format!(
+            return Err(format!(
                 "the token is signed with {:?}, which this API does not accept",
                 header.alg
-            )));
+            ));
         }
         let keys = self.keys_for(header.kid.as_deref()).await;
         let jwk = match header.kid.as_deref() {
@@ -106,16 +138,14 @@ impl JwtAuthorizer {
             None if keys.keys.len() == 1 => keys.keys.first(),
             None => None,
         }
-        .ok_or_else(|| Rejection("the token's key is not in the key set".into()))?;
+        .ok_or_else(|| "the token's key is not in the key set".to_string())?;
         if let Some(key_algorithm) = jwk.common.key_algorithm
             && key_algorithm.to_string() != format!("{:?}", header.alg)
         {
-            return Err(Rejection(
-                "the token's algorithm is not the one its key is for".into(),
-            ));
+            return Err("the token's algorithm is not the one its key is for".into());
         }
         let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| Rejection(format!("the key set holds an unusable key: {e}")))?;
+            .map_err(|e| format!("the key set holds an unusable key: {e}"))?;
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.leeway = self.settings.leeway.as_secs();
@@ -133,7 +163,7 @@ impl JwtAuthorizer {
         }
         validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
-            .map_err(|e| Rejection(describe(&e)))?;
+            .map_err(|e| describe(&e))?;
         Ok(Claims(data.claims))
     }
 

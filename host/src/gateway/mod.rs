@@ -10,35 +10,38 @@
 #![allow(clippy::result_large_err)]
 
 pub mod access_log;
+mod api_key;
+mod auth;
 mod cache;
 mod cors;
+mod hmac;
+mod identity;
 mod jwt;
 mod throttle;
 mod waf;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
+use sha2::{Digest as _, Sha256};
 use wasmtime_wasi_http::WasiBody;
 
 use self::access_log::{AccessLog, Record};
+use self::auth::{Authorization, Authorizer, Denial};
 use self::cache::ResponseCache;
 use self::cors::{CorsDecision, CorsPolicy};
-use self::jwt::JwtAuthorizer;
+pub use self::identity::{IDENTITY_PREFIX, strip as strip_identity};
 use self::throttle::{Throttle, retry_after};
 use crate::manifest::{GatewaySettings, RateKey, RoutePolicies, Waf};
 use crate::server::text;
-
-/// Request headers starting with this carry the verified identity to the guest. Clients
-/// cannot set them: incoming copies are removed on every route of an app with an authorizer.
-pub const IDENTITY_PREFIX: &str = "ledge-auth-";
 
 /// The app's gateway: a guard per guarded route, and the access log.
 pub struct Gateway {
@@ -50,12 +53,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the guards (and loads the authorizers' keys) for `settings`.
-    pub async fn build(settings: &GatewaySettings) -> Result<Self> {
-        let mut authorizers = BTreeMap::new();
-        for (name, jwt) in &settings.authorizers {
-            authorizers.insert(name.clone(), JwtAuthorizer::load(name, jwt.clone()).await?);
-        }
+    /// Builds the guards for `settings` and loads the authorizers (keys, quota counts kept
+    /// in `state_dir`).
+    pub async fn build(settings: &GatewaySettings, state_dir: &Path) -> Result<Self> {
+        let authorizers = auth::load_all(&settings.authorizers, state_dir).await?;
         let guards = settings
             .routes
             .iter()
@@ -79,19 +80,6 @@ impl Gateway {
     }
 }
 
-/// Removes incoming identity headers (which only the gateway may set).
-pub fn strip_identity(parts: &mut Parts) {
-    let forged: Vec<HeaderName> = parts
-        .headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(IDENTITY_PREFIX))
-        .cloned()
-        .collect();
-    for name in forged {
-        parts.headers.remove(name);
-    }
-}
-
 /// The policies of one route, ready to apply.
 pub struct RouteGuard {
     summary: String,
@@ -103,12 +91,6 @@ pub struct RouteGuard {
     waf: Option<Waf>,
 }
 
-struct Authorization {
-    name: String,
-    authorizer: Arc<JwtAuthorizer>,
-    scopes: Vec<String>,
-}
-
 /// What the guard decided before the guest; [`RouteGuard::finish`] uses it afterwards.
 #[derive(Default)]
 pub struct Admitted {
@@ -116,10 +98,12 @@ pub struct Admitted {
     cache_key: Option<String>,
     /// A smaller body limit than the app's, from the WAF.
     pub body_limit: Option<u64>,
+    /// The SHA-256 the body must have (a signed request).
+    body_sha256: Option<[u8; 32]>,
 }
 
 impl RouteGuard {
-    fn new(policies: &RoutePolicies, authorizers: &BTreeMap<String, Arc<JwtAuthorizer>>) -> Self {
+    fn new(policies: &RoutePolicies, authorizers: &BTreeMap<String, Arc<Authorizer>>) -> Self {
         Self {
             summary: summarize(policies),
             methods: policies.methods.as_ref().map(|methods| {
@@ -129,7 +113,6 @@ impl RouteGuard {
                 (methods.clone(), allow)
             }),
             auth: policies.auth.as_ref().map(|auth| Authorization {
-                name: auth.authorizer.clone(),
                 authorizer: authorizers[&auth.authorizer].clone(),
                 scopes: auth.scopes.clone(),
             }),
@@ -205,8 +188,14 @@ impl RouteGuard {
             admit_rate(throttle, &client_key, None, record)?;
         }
         if let Some(auth) = &self.auth {
-            let identity = authorize(auth, parts, record).await?;
-            record.identity = Some(identity);
+            let authorized = auth.check(parts).await.map_err(|denial| {
+                record.outcome = Some(denial.outcome());
+                record.rule = Some(denial.reason.clone());
+                denial.response()
+            })?;
+            authorized.identity.attach(parts);
+            admitted.body_sha256 = authorized.body_sha256;
+            record.identity = Some(authorized.identity.subject);
         }
         if let Some((throttle, RateKey::Identity)) = &self.throttle {
             let identity = record.identity.clone();
@@ -243,24 +232,41 @@ impl RouteGuard {
         response
     }
 
-    /// Whether request bodies must be read and screened before the guest gets them.
-    pub fn screens_bodies(&self) -> bool {
-        self.waf.as_ref().is_some_and(|waf| waf.block_injection)
+    /// Whether this request's body must be read and checked before the guest gets it (WAF
+    /// injection rules, or the hash of a signed request).
+    pub fn reads_body(&self, admitted: &Admitted) -> bool {
+        admitted.body_sha256.is_some() || self.waf.as_ref().is_some_and(|waf| waf.block_injection)
     }
 
-    /// Reads the body (at most `limit` bytes) and screens it with the WAF's injection rules;
-    /// `Err` is the refusal.
-    pub async fn screen_body(
+    /// Reads the body (at most `limit` bytes), checks it against the signed hash and screens
+    /// it with the WAF's injection rules; `Err` is the refusal.
+    pub async fn read_body(
         &self,
+        admitted: &Admitted,
         parts: &Parts,
         body: Incoming,
         limit: u64,
         client: SocketAddr,
         record: &mut Record<'_>,
     ) -> Result<Bytes, Response<WasiBody>> {
-        waf::screen_body(parts, body, limit)
+        let bytes = waf::read_body(body, limit)
             .await
-            .map_err(|block| blocked(block, client, record))
+            .map_err(|block| blocked(block, client, record))?;
+        if let Some(expected) = admitted.body_sha256
+            && <[u8; 32]>::from(Sha256::digest(&bytes)) != expected
+        {
+            let denial = Denial::unauthorized(format!(
+                "the body does not match `{}`",
+                hmac::BODY_HASH_HEADER
+            ));
+            record.outcome = Some(denial.outcome());
+            record.rule = Some(denial.reason.clone());
+            return Err(denial.response());
+        }
+        if self.waf.as_ref().is_some_and(|waf| waf.block_injection) {
+            waf::screen_body(parts, &bytes).map_err(|block| blocked(block, client, record))?;
+        }
+        Ok(bytes)
     }
 
     fn decorate(&self, origin: &Option<HeaderValue>, response: &mut Response<WasiBody>) {
@@ -332,95 +338,4 @@ fn admit_rate(
         );
         response
     })
-}
-
-/// Verifies the bearer token and the scopes, and hands the identity to the guest.
-async fn authorize(
-    auth: &Authorization,
-    parts: &mut Parts,
-    record: &mut Record<'_>,
-) -> Result<String, Response<WasiBody>> {
-    let deny =
-        |record: &mut Record<'_>, status: StatusCode, error: Option<&str>, reason: String| {
-            record.outcome = Some(if status == StatusCode::FORBIDDEN {
-                "forbidden"
-            } else {
-                "unauthorized"
-            });
-            record.rule = Some(reason.clone());
-            let mut response = text(status, &reason);
-            // RFC 6750: a request without a token gets a bare challenge.
-            let challenge = match error {
-                Some(error) => format!(
-                    "Bearer error=\"{error}\", error_description=\"{}\"",
-                    reason.replace('"', "'")
-                ),
-                None => "Bearer".to_string(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&challenge) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
-            }
-            response
-        };
-    let token = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
-        return Err(deny(
-            record,
-            StatusCode::UNAUTHORIZED,
-            None,
-            "a bearer token is required".into(),
-        ));
-    };
-    let claims = auth.authorizer.verify(token).await.map_err(|rejection| {
-        deny(
-            record,
-            StatusCode::UNAUTHORIZED,
-            Some("invalid_token"),
-            rejection.0,
-        )
-    })?;
-    let granted = claims.scopes();
-    let missing: Vec<&str> = auth
-        .scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|scope| !granted.contains(scope))
-        .collect();
-    if !missing.is_empty() {
-        return Err(deny(
-            record,
-            StatusCode::FORBIDDEN,
-            Some("insufficient_scope"),
-            format!("the token lacks the scope(s) {}", missing.join(" ")),
-        ));
-    }
-    let subject = claims.subject().unwrap_or_default().to_string();
-    let identity_headers = [
-        ("authorizer", auth.name.clone()),
-        ("subject", subject.clone()),
-        ("scopes", granted.join(" ")),
-        (
-            "claims",
-            serde_json::Value::Object(claims.0.clone()).to_string(),
-        ),
-    ];
-    for (name, value) in identity_headers {
-        let name = HeaderName::from_bytes(format!("{IDENTITY_PREFIX}{name}").as_bytes())
-            .expect("a valid header name");
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            parts.headers.insert(name, value);
-        }
-    }
-    Ok(subject)
 }

@@ -58,41 +58,41 @@ pub fn check_request(waf: &Waf, parts: &Parts, client: SocketAddr) -> Result<(),
     Ok(())
 }
 
-/// Reads the body (at most `limit` bytes) and screens it for injection payloads: the fields
-/// of a form or the strings of a JSON document, or else the raw text.
-pub async fn screen_body(parts: &Parts, body: Incoming, limit: u64) -> Result<Bytes, Block> {
+/// Reads the whole body, at most `limit` bytes.
+pub async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Block> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(
-            |error| match error.downcast::<http_body_util::LengthLimitError>() {
-                Ok(_) => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body over the size limit".to_string(),
-                ),
-                Err(_) => (
-                    StatusCode::BAD_REQUEST,
-                    "the body could not be read".to_string(),
-                ),
-            },
-        )?
-        .to_bytes();
+    let collected = Limited::new(body, limit).collect().await.map_err(|error| {
+        match error.downcast::<http_body_util::LengthLimitError>() {
+            Ok(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body over the size limit".to_string(),
+            ),
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                "the body could not be read".to_string(),
+            ),
+        }
+    })?;
+    Ok(collected.to_bytes())
+}
+
+/// Screens a body for injection payloads: the fields of a form or the strings of a JSON
+/// document, or else the raw text.
+pub fn screen_body(parts: &Parts, bytes: &[u8]) -> Result<(), Block> {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        screen_pairs(&bytes, "form field")?;
+        screen_pairs(bytes, "form field")
     } else if content_type.contains("json")
-        && let Ok(document) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Ok(document) = serde_json::from_slice::<serde_json::Value>(bytes)
     {
-        screen_json(&document, "")?;
+        screen_json(&document, "")
     } else {
-        screen(&bytes, "body")?;
+        screen(bytes, "body")
     }
-    Ok(bytes)
 }
 
 /// Screens the names and values of `a=b&c=d` text (percent-decoded).

@@ -24,13 +24,14 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::ManifestError;
+use super::authorizers::{AuthorizerSettings, RawAuthorizer};
 
 /// The gateway as the manifest configures it, resolved per route.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +40,7 @@ pub struct GatewaySettings {
     /// `[[trigger.http]]`. A route missing here behaves exactly as in Spin.
     pub routes: BTreeMap<String, RoutePolicies>,
     /// Named authorizers that routes refer to with `auth = "<name>"`.
-    pub authorizers: BTreeMap<String, JwtSettings>,
+    pub authorizers: BTreeMap<String, AuthorizerSettings>,
     /// Log one JSON line per request (and give every request an id).
     pub access_log: bool,
     /// A header whose incoming value is trusted as the request id (e.g. set by a load
@@ -155,39 +156,8 @@ impl Waf {
     }
 }
 
-/// `[application.tool.ledge.authorizers.<name>]` with `type = "jwt"`.
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    /// Where the signing keys are.
-    pub jwks: JwksSource,
-    /// The required `iss`.
-    pub issuer: Option<String>,
-    /// Accepted `aud` values (one must match).
-    pub audience: Vec<String>,
-    /// Accepted signature algorithms (asymmetric only).
-    pub algorithms: Vec<jsonwebtoken::Algorithm>,
-    /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Duration,
-    /// How often a JWKS URL is fetched again.
-    pub refresh: Duration,
-}
-
-/// A JWKS file or URL.
-#[derive(Debug, Clone)]
-pub enum JwksSource {
-    /// A file, resolved against the app's directory.
-    File(PathBuf),
-    /// An `http(s)://` URL, fetched at start-up and refreshed.
-    Url(String),
-}
-
 /// The policy names `skip` accepts.
 const POLICY_NAMES: [&str; 6] = ["methods", "auth", "rate_limit", "cors", "cache", "waf"];
-
-/// The asymmetric algorithms a JWT authorizer may accept.
-const JWT_ALGORITHMS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
 
 #[derive(Deserialize)]
 struct Document {
@@ -278,19 +248,6 @@ struct RawWaf {
     block_injection: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuthorizer {
-    r#type: Spanned<String>,
-    jwks: Spanned<String>,
-    issuer: Option<String>,
-    #[serde(default)]
-    audience: Vec<String>,
-    algorithms: Spanned<Vec<String>>,
-    leeway_seconds: Option<u64>,
-    refresh_seconds: Option<u64>,
-}
-
 /// The largest cached response, unless a route says otherwise.
 const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
 
@@ -318,7 +275,7 @@ pub fn parse(
 
     let mut authorizers = BTreeMap::new();
     for (name, authorizer) in raw.authorizers {
-        let settings = reader.authorizer(root_dir, &name, authorizer)?;
+        let settings = super::authorizers::read(&reader, root_dir, &name, authorizer)?;
         authorizers.insert(name.into_inner(), settings);
     }
 
@@ -425,13 +382,15 @@ fn merge(
     Ok(merged)
 }
 
-struct Reader<'a> {
-    file: &'a Path,
+/// Builds errors located in the manifest's text.
+pub(super) struct Reader<'a> {
+    pub(super) file: &'a Path,
     source: &'a str,
 }
 
 impl Reader<'_> {
-    fn error<T>(
+    /// An error about `key`, on the line of `spanned`.
+    pub(super) fn error<T>(
         &self,
         spanned: &Spanned<T>,
         key: impl Into<String>,
@@ -447,7 +406,7 @@ impl Reader<'_> {
         &self,
         raw: &RawPolicies,
         key: &str,
-        authorizers: &BTreeMap<String, JwtSettings>,
+        authorizers: &BTreeMap<String, AuthorizerSettings>,
     ) -> Result<Option<RoutePolicies>, ManifestError> {
         let methods = raw
             .methods
@@ -657,70 +616,6 @@ impl Reader<'_> {
             max_header_bytes: raw.max_header_bytes,
             max_body_bytes: raw.max_body_bytes,
             block_injection: raw.block_injection,
-        })
-    }
-
-    fn authorizer(
-        &self,
-        root_dir: &Path,
-        name: &Spanned<String>,
-        raw: RawAuthorizer,
-    ) -> Result<JwtSettings, ManifestError> {
-        let key = format!("application.tool.ledge.authorizers.{}", name.get_ref());
-        if raw.r#type.get_ref() != "jwt" {
-            return Err(self
-                .error(
-                    &raw.r#type,
-                    format!("{key}.type"),
-                    format!("unknown authorizer type `{}`", raw.r#type.get_ref()),
-                )
-                .fix("use type = \"jwt\""));
-        }
-        let mut algorithms = Vec::new();
-        for algorithm in raw.algorithms.get_ref() {
-            if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
-                return Err(self
-                    .error(
-                        &raw.algorithms,
-                        format!("{key}.algorithms"),
-                        format!("`{algorithm}` is not accepted: tokens must be signed with a public-key algorithm (never `none`, never an HMAC secret)"),
-                    )
-                    .fix(format!("use some of {JWT_ALGORITHMS:?}")));
-            }
-            algorithms.push(algorithm.parse().expect("the listed algorithms parse"));
-        }
-        if algorithms.is_empty() {
-            return Err(self
-                .error(
-                    &raw.algorithms,
-                    format!("{key}.algorithms"),
-                    "the list is empty",
-                )
-                .fix("e.g. algorithms = [\"RS256\"]"));
-        }
-        let jwks = raw.jwks.get_ref();
-        let jwks = if jwks.starts_with("https://") || jwks.starts_with("http://") {
-            JwksSource::Url(jwks.clone())
-        } else {
-            let path = root_dir.join(jwks);
-            if !path.is_file() {
-                return Err(self
-                    .error(
-                        &raw.jwks,
-                        format!("{key}.jwks"),
-                        format!("the JWKS file {} does not exist", path.display()),
-                    )
-                    .fix("give a path relative to the manifest, or an https:// URL"));
-            }
-            JwksSource::File(path)
-        };
-        Ok(JwtSettings {
-            jwks,
-            issuer: raw.issuer,
-            audience: raw.audience,
-            algorithms,
-            leeway: Duration::from_secs(raw.leeway_seconds.unwrap_or(30)),
-            refresh: Duration::from_secs(raw.refresh_seconds.unwrap_or(600)),
         })
     }
 }

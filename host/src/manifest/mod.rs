@@ -3,6 +3,7 @@
 //! `schema` mirrors the file; `validate` checks it and builds the [`App`] the rest of ledge
 //! works from; `error` says what is wrong, where, and how to fix it.
 
+mod authorizers;
 mod error;
 mod gateway;
 mod schema;
@@ -11,10 +12,13 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use authorizers::{
+    ApiKey, ApiKeySettings, AuthorizerSettings, HmacSettings, JwksSource, JwtSettings, QuotaPeriod,
+    UsagePlan,
+};
 pub use error::ManifestError;
 pub use gateway::{
-    AuthPolicy, CachePolicy, Cors, GatewaySettings, JwksSource, JwtSettings, RateKey, RateLimit,
-    RoutePolicies, Waf,
+    AuthPolicy, CachePolicy, Cors, GatewaySettings, RateKey, RateLimit, RoutePolicies, Waf,
 };
 pub use validate::is_variable_name;
 

@@ -187,17 +187,16 @@ impl AppService {
                     Some(Ok(permit)) => Some(permit),
                     None => None,
                 };
-                let body = match endpoint.guard.as_ref().filter(|g| g.screens_bodies()) {
-                    Some(guard) => {
-                        match guard
-                            .screen_body(&parts, body, body_limit, client, record)
-                            .await
-                        {
+                let body = match (&endpoint.guard, &admitted) {
+                    (Some(guard), Some(admitted)) if guard.reads_body(admitted) => {
+                        let read =
+                            guard.read_body(admitted, &parts, body, body_limit, client, record);
+                        match read.await {
                             Ok(bytes) => full(bytes),
                             Err(refusal) => return refusal,
                         }
                     }
-                    None => limit_body(body, body_limit),
+                    _ => limit_body(body, body_limit),
                 };
                 // Instantiate -> invoke.
                 let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));

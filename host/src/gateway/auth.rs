@@ -1,0 +1,189 @@
+//! Authorization on a route: the authorizer it names (JWT, API key or HMAC) establishes an
+//! [`Identity`], the route's scopes are checked, and a refusal becomes a [`Denial`] with the
+//! right status and challenge.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use wasmtime_wasi_http::WasiBody;
+
+use super::api_key::ApiKeyAuthorizer;
+use super::hmac::HmacAuthorizer;
+use super::identity::Identity;
+use super::jwt::JwtAuthorizer;
+use super::throttle::retry_after;
+use crate::manifest::AuthorizerSettings;
+use crate::server::text;
+
+/// A ready authorizer.
+pub enum Authorizer {
+    /// JWT bearer tokens.
+    Jwt(Arc<JwtAuthorizer>),
+    /// API keys with usage plans.
+    ApiKey(Arc<ApiKeyAuthorizer>),
+    /// HMAC-signed requests.
+    Hmac(Arc<HmacAuthorizer>),
+}
+
+/// Loads every authorizer of the app (JWKS fetched, quota counts read from `state_dir`).
+pub async fn load_all(
+    settings: &BTreeMap<String, AuthorizerSettings>,
+    state_dir: &Path,
+) -> Result<BTreeMap<String, Arc<Authorizer>>> {
+    let mut authorizers = BTreeMap::new();
+    for (name, settings) in settings {
+        let authorizer = match settings {
+            AuthorizerSettings::Jwt(jwt) => {
+                Authorizer::Jwt(JwtAuthorizer::load(name, jwt.clone()).await?)
+            }
+            AuthorizerSettings::ApiKey(keys) => Authorizer::ApiKey(ApiKeyAuthorizer::load(
+                name,
+                keys.clone(),
+                &state_dir.join("gateway.sqlite"),
+            )?),
+            AuthorizerSettings::Hmac(hmac) => {
+                Authorizer::Hmac(Arc::new(HmacAuthorizer::new(name, hmac.clone())))
+            }
+        };
+        authorizers.insert(name.clone(), Arc::new(authorizer));
+    }
+    Ok(authorizers)
+}
+
+/// `auth = "<name>"` on a route, with its scopes.
+pub struct Authorization {
+    /// The authorizer.
+    pub authorizer: Arc<Authorizer>,
+    /// Scopes the caller must all hold.
+    pub scopes: Vec<String>,
+}
+
+/// An authorized request: who, and (for HMAC) the body hash to check.
+pub struct Authorized {
+    /// The caller.
+    pub identity: Identity,
+    /// The SHA-256 the body must have.
+    pub body_sha256: Option<[u8; 32]>,
+}
+
+impl Authorization {
+    /// Establishes who sent the request and checks the route's scopes.
+    pub async fn check(&self, parts: &Parts) -> Result<Authorized, Denial> {
+        let (identity, body_sha256, plan) = match &*self.authorizer {
+            Authorizer::Jwt(jwt) => (jwt.authenticate(parts).await?, None, None),
+            Authorizer::ApiKey(keys) => {
+                let (identity, plan) = keys.identify(parts)?;
+                (identity, None, plan)
+            }
+            Authorizer::Hmac(hmac) => {
+                let signed = hmac.authenticate(parts)?;
+                (signed.identity, Some(signed.body_sha256), None)
+            }
+        };
+        let missing: Vec<&str> = self
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|scope| !identity.scopes.iter().any(|granted| granted == scope))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Denial {
+                status: StatusCode::FORBIDDEN,
+                reason: format!("the caller lacks the scope(s) {}", missing.join(" ")),
+                challenge: matches!(&*self.authorizer, Authorizer::Jwt(_))
+                    .then(|| bearer_challenge(Some("insufficient_scope"), &missing.join(" "))),
+                retry_after: None,
+            });
+        }
+        // A key pays for the request only once it is let through.
+        if let (Authorizer::ApiKey(keys), Some(plan)) = (&*self.authorizer, plan) {
+            keys.charge(&identity.subject, &plan)?;
+        }
+        Ok(Authorized {
+            identity,
+            body_sha256,
+        })
+    }
+}
+
+/// A refused request.
+#[derive(Debug)]
+pub struct Denial {
+    /// 401, 403 or 429.
+    pub status: StatusCode,
+    /// Why, for the caller and the log.
+    pub reason: String,
+    /// A `WWW-Authenticate` value.
+    pub challenge: Option<String>,
+    /// For 429: when to come back.
+    pub retry_after: Option<Duration>,
+}
+
+impl Denial {
+    /// 401 with `reason`.
+    pub fn unauthorized(reason: String) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            reason,
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `reason`, to retry after `wait`.
+    pub fn throttled(reason: String, wait: Duration) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason,
+            challenge: None,
+            retry_after: Some(wait),
+        }
+    }
+
+    /// The gateway's answer.
+    pub fn response(&self) -> http::Response<WasiBody> {
+        let mut response = text(self.status, &self.reason);
+        if let Some(challenge) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(wait) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&retry_after(wait)).expect("digits"),
+            );
+        }
+        response
+    }
+
+    /// What the access log calls this outcome.
+    pub fn outcome(&self) -> &'static str {
+        match self.status {
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::TOO_MANY_REQUESTS => "throttled",
+            _ => "unauthorized",
+        }
+    }
+}
+
+/// An RFC 6750 challenge: bare without an error (no token was sent).
+pub fn bearer_challenge(error: Option<&str>, description: &str) -> String {
+    match error {
+        Some(error) => format!(
+            "Bearer error=\"{error}\", error_description=\"{}\"",
+            description.replace('"', "'")
+        ),
+        None => "Bearer".to_string(),
+    }
+}
