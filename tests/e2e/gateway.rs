@@ -636,3 +636,46 @@ fn hmac_signatures_refuse_tampering_and_replays() {
 
     assert_eq!(runs(&ledge, "calls"), 1);
 }
+
+#[test]
+fn request_schemas_refuse_bad_bodies_before_the_guest() {
+    let app = gateway_app(
+        "request_schema = \"ticket.schema.json\"",
+        "methods = [\"GET\"]",
+        "",
+    );
+    std::fs::write(
+        app.dir.path().join("ticket.schema.json"),
+        r#"{
+          "type": "object",
+          "required": ["show", "seats"],
+          "properties": {
+            "show": {"type": "string"},
+            "seats": {"type": "integer", "minimum": 1, "maximum": 10}
+          }
+        }"#,
+    )
+    .unwrap();
+    let ledge = app.up(&[]);
+    let client = client();
+    let post = |body: &str| {
+        let response = client
+            .post(ledge.at("/api/increment/calls"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(post(r#"{"show": "hamlet", "seats": 2}"#).0, 200);
+    let (status, body) = post(r#"{"show": "hamlet", "seats": 0}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("at `/seats`"), "{body}");
+    let (status, body) = post(r#"{"seats": 2}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("show"), "{body}");
+    let (status, body) = post("seats=2");
+    assert_eq!(status, 400);
+    assert!(body.contains("not JSON"), "{body}");
+    assert_eq!(runs(&ledge, "calls"), 1);
+}

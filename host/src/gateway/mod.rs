@@ -29,7 +29,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use sha2::{Digest as _, Sha256};
 use wasmtime_wasi_http::WasiBody;
@@ -89,6 +89,7 @@ pub struct RouteGuard {
     cors: Option<CorsPolicy>,
     cache: Option<ResponseCache>,
     waf: Option<Waf>,
+    schema: Option<jsonschema::Validator>,
 }
 
 /// What the guard decided before the guest; [`RouteGuard::finish`] uses it afterwards.
@@ -123,6 +124,9 @@ impl RouteGuard {
             cors: policies.cors.as_ref().map(CorsPolicy::new),
             cache: policies.cache.as_ref().map(ResponseCache::new),
             waf: policies.waf.clone(),
+            schema: policies.request_schema.as_ref().map(|schema| {
+                jsonschema::validator_for(schema).expect("the manifest checked the schema")
+            }),
         }
     }
 
@@ -235,7 +239,9 @@ impl RouteGuard {
     /// Whether this request's body must be read and checked before the guest gets it (WAF
     /// injection rules, or the hash of a signed request).
     pub fn reads_body(&self, admitted: &Admitted) -> bool {
-        admitted.body_sha256.is_some() || self.waf.as_ref().is_some_and(|waf| waf.block_injection)
+        admitted.body_sha256.is_some()
+            || self.waf.as_ref().is_some_and(|waf| waf.block_injection)
+            || self.schema.is_some()
     }
 
     /// Reads the body (at most `limit` bytes), checks it against the signed hash and screens
@@ -266,12 +272,37 @@ impl RouteGuard {
         if self.waf.as_ref().is_some_and(|waf| waf.block_injection) {
             waf::screen_body(parts, &bytes).map_err(|block| blocked(block, client, record))?;
         }
+        if let Some(schema) = &self.schema
+            && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+        {
+            validate(schema, &bytes).map_err(|reason| {
+                record.outcome = Some("invalid");
+                record.rule = Some(reason.clone());
+                text(StatusCode::BAD_REQUEST, &reason)
+            })?;
+        }
         Ok(bytes)
     }
 
     fn decorate(&self, origin: &Option<HeaderValue>, response: &mut Response<WasiBody>) {
         if let (Some(cors), Some(origin)) = (&self.cors, origin) {
             cors.decorate(response.headers_mut(), origin.clone());
+        }
+    }
+}
+
+/// Checks a request body against the route's JSON Schema; `Err` says what is wrong, where.
+fn validate(schema: &jsonschema::Validator, body: &[u8]) -> Result<(), String> {
+    let document: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("Bad Request: the body is not JSON: {e}"))?;
+    match schema.iter_errors(&document).next() {
+        None => Ok(()),
+        Some(error) => {
+            let at = error.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_string() } else { at };
+            Err(format!(
+                "Bad Request: the body does not match the schema at `{at}`: {error}"
+            ))
         }
     }
 }
@@ -319,6 +350,9 @@ fn summarize(policies: &RoutePolicies) -> String {
     }
     if policies.waf.is_some() {
         parts.push("waf".into());
+    }
+    if policies.request_schema.is_some() {
+        parts.push("schema".into());
     }
     parts.join("; ")
 }

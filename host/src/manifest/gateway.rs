@@ -63,6 +63,8 @@ pub struct RoutePolicies {
     pub cache: Option<CachePolicy>,
     /// Address lists and size limits.
     pub waf: Option<Waf>,
+    /// A JSON Schema that `POST`, `PUT` and `PATCH` bodies must match.
+    pub request_schema: Option<serde_json::Value>,
 }
 
 /// `auth = "<authorizer>"` with the route's `scopes`.
@@ -157,7 +159,15 @@ impl Waf {
 }
 
 /// The policy names `skip` accepts.
-const POLICY_NAMES: [&str; 6] = ["methods", "auth", "rate_limit", "cors", "cache", "waf"];
+const POLICY_NAMES: [&str; 7] = [
+    "methods",
+    "auth",
+    "rate_limit",
+    "cors",
+    "cache",
+    "waf",
+    "request_schema",
+];
 
 #[derive(Deserialize)]
 struct Document {
@@ -198,6 +208,7 @@ struct RawPolicies {
     cors: Option<Spanned<RawCors>>,
     cache: Option<Spanned<RawCache>>,
     waf: Option<Spanned<RawWaf>>,
+    request_schema: Option<Spanned<String>>,
     #[serde(default)]
     skip: Vec<Spanned<String>>,
 }
@@ -304,7 +315,7 @@ pub fn parse(
             None => "application.tool.ledge.gateway".to_string(),
         };
         let merged = merge(&defaults, own, &reader, &key)?;
-        let policies = reader.policies(&merged, &key, &authorizers)?;
+        let policies = reader.policies(root_dir, &merged, &key, &authorizers)?;
         if policies.is_some() {
             resolved.insert(route.to_string(), policies.unwrap_or_default());
         }
@@ -355,6 +366,10 @@ fn merge(
         cors: own.cors.clone().or_else(|| defaults.cors.clone()),
         cache: own.cache.clone().or_else(|| defaults.cache.clone()),
         waf: own.waf.clone().or_else(|| defaults.waf.clone()),
+        request_schema: own
+            .request_schema
+            .clone()
+            .or_else(|| defaults.request_schema.clone()),
         skip: Vec::new(),
     };
     for name in &own.skip {
@@ -368,6 +383,7 @@ fn merge(
             "cors" => merged.cors = None,
             "cache" => merged.cache = None,
             "waf" => merged.waf = None,
+            "request_schema" => merged.request_schema = None,
             other => {
                 return Err(reader
                     .error(
@@ -404,6 +420,7 @@ impl Reader<'_> {
     /// The checked policies of one route, or `None` when nothing guards it.
     fn policies(
         &self,
+        root_dir: &Path,
         raw: &RawPolicies,
         key: &str,
         authorizers: &BTreeMap<String, AuthorizerSettings>,
@@ -486,6 +503,11 @@ impl Reader<'_> {
             .as_ref()
             .map(|waf| self.waf(waf, &format!("{key}.waf")))
             .transpose()?;
+        let request_schema = raw
+            .request_schema
+            .as_ref()
+            .map(|path| self.schema(root_dir, path, &format!("{key}.request_schema")))
+            .transpose()?;
         let policies = RoutePolicies {
             methods,
             auth,
@@ -493,14 +515,43 @@ impl Reader<'_> {
             cors,
             cache,
             waf,
+            request_schema,
         };
         let guarded = policies.methods.is_some()
             || policies.auth.is_some()
             || policies.rate_limit.is_some()
             || policies.cors.is_some()
             || policies.cache.is_some()
-            || policies.waf.is_some();
+            || policies.waf.is_some()
+            || policies.request_schema.is_some();
         Ok(guarded.then_some(policies))
+    }
+
+    /// Reads and checks a JSON Schema file.
+    fn schema(
+        &self,
+        root_dir: &Path,
+        path: &Spanned<String>,
+        key: &str,
+    ) -> Result<serde_json::Value, ManifestError> {
+        let file = root_dir.join(path.get_ref());
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            self.error(path, key, format!("cannot read {}: {e}", file.display()))
+                .fix("give the schema's path relative to the manifest")
+        })?;
+        let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            self.error(path, key, format!("{} is not JSON: {e}", file.display()))
+                .fix("the schema is a JSON document")
+        })?;
+        jsonschema::validator_for(&schema).map_err(|e| {
+            self.error(
+                path,
+                key,
+                format!("{} is not a valid JSON Schema: {e}", file.display()),
+            )
+            .fix("check it against the JSON Schema specification")
+        })?;
+        Ok(schema)
     }
 
     fn methods(
