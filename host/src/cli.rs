@@ -116,6 +116,11 @@ pub struct UpArgs {
     /// PEM private key for `--tls-cert`.
     #[arg(long, requires = "tls_cert", env = "SPIN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: require client certificates issued by it (mutual TLS); the verified
+    /// subject reaches guests as `ledge-auth-subject`.
+    #[arg(long, requires = "tls_cert", env = "LEDGE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// `ledge build`.

@@ -111,6 +111,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
         }),
         _ => None,
     };

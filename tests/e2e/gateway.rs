@@ -679,3 +679,81 @@ fn request_schemas_refuse_bad_bodies_before_the_guest() {
     assert!(body.contains("not JSON"), "{body}");
     assert_eq!(runs(&ledge, "calls"), 1);
 }
+
+/// A CA and a client certificate it issued to `name`: (CA PEM, client cert + key PEM).
+fn client_certificate(name: &str) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, name);
+    client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let certificate = client.signed_by(&key, &ca).unwrap();
+    (
+        ca.pem(),
+        format!("{}{}", certificate.pem(), key.serialize_pem()),
+    )
+}
+
+#[test]
+fn mutual_tls_admits_only_clients_of_the_ca_and_names_them() {
+    let server =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (ca, trusted) = client_certificate("client-a");
+    let (_, intruder) = client_certificate("intruder");
+    let app = gateway_app("methods = [\"POST\"]", "methods = [\"GET\"]", "");
+    let dir = app.dir.path();
+    std::fs::write(dir.join("cert.pem"), server.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), server.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("clients-ca.pem"), ca).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let ledge = app.up(&[
+        "--tls-cert",
+        &path("cert.pem"),
+        "--tls-key",
+        &path("key.pem"),
+        "--tls-client-ca",
+        &path("clients-ca.pem"),
+    ]);
+    let client_with = |identity: Option<&str>| {
+        let mut builder = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server.cert.pem().as_bytes()).unwrap(),
+            );
+        if let Some(pem) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        builder.build().unwrap()
+    };
+
+    let response = client_with(Some(&trusted))
+        .get(ledge.at("/whoami/x"))
+        .header("ledge-auth-subject", "forged")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = response.text().unwrap();
+    assert!(
+        seen.contains("header ledge-auth-subject: CN=client-a\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("header ledge-auth-authorizer: mtls\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("forged"), "{seen}");
+
+    // A certificate from another CA, or none, never gets a request through.
+    assert!(
+        client_with(Some(&intruder))
+            .get(ledge.at("/whoami/x"))
+            .send()
+            .is_err()
+    );
+    assert!(client_with(None).get(ledge.at("/whoami/x")).send().is_err());
+}

@@ -21,6 +21,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// A client that mutual TLS verified, named by its certificate's subject.
+    pub fn certified(subject: &str) -> Self {
+        Self {
+            authorizer: "mtls".into(),
+            subject: subject.to_string(),
+            scopes: Vec::new(),
+            details: Vec::new(),
+        }
+    }
+
     /// Sets the `ledge-auth-*` headers on the request.
     pub fn attach(&self, parts: &mut Parts) {
         let facts = [

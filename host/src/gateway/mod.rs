@@ -38,7 +38,7 @@ use self::access_log::{AccessLog, Record};
 use self::auth::{Authorization, Authorizer, Denial};
 use self::cache::ResponseCache;
 use self::cors::{CorsDecision, CorsPolicy};
-pub use self::identity::{IDENTITY_PREFIX, strip as strip_identity};
+pub use self::identity::{IDENTITY_PREFIX, Identity, strip as strip_identity};
 use self::throttle::{Throttle, retry_after};
 use crate::manifest::{GatewaySettings, RateKey, RoutePolicies, Waf};
 use crate::server::text;

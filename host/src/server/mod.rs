@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 pub use headers::RouteHeaders;
-pub use request::{AppService, Endpoint, Target, text};
+pub use request::{AppService, Endpoint, Peer, Target, text};
 pub use tls::TlsFiles;
 
 /// How long in-flight requests may take to finish once a shutdown signal arrives.
@@ -71,19 +71,17 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let service = service.clone();
-            let handler = service_fn(move |request| {
-                let service = service.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(service.handle(request, client, scheme).await)
-                }
-            });
             match &self.tls {
                 None => {
                     // Plain TCP is HTTP/1.1, as with Spin: no protocol sniffing per connection.
+                    let peer = Peer {
+                        address: client,
+                        scheme,
+                        certified_subject: None,
+                    };
                     let connection = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), handler);
+                        .serve_connection(TokioIo::new(stream), handler(service.clone(), peer));
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(error) = connection.await {
@@ -95,6 +93,7 @@ impl Server {
                     let acceptor = acceptor.clone();
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
+                    let service = service.clone();
                     tokio::spawn(async move {
                         let stream = match acceptor.accept(stream).await {
                             Ok(stream) => stream,
@@ -103,8 +102,14 @@ impl Server {
                                 return;
                             }
                         };
+                        let peer = Peer {
+                            address: client,
+                            scheme,
+                            certified_subject: tls::client_subject(stream.get_ref().1)
+                                .map(Arc::from),
+                        };
                         let connection = builder
-                            .serve_connection(TokioIo::new(stream), handler)
+                            .serve_connection(TokioIo::new(stream), handler(service.clone(), peer))
                             .into_owned();
                         if let Err(error) = watcher.watch(connection).await {
                             tracing::debug!("connection from {client} ended: {error}");
@@ -125,6 +130,26 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The hyper service answering one connection's requests.
+fn handler(
+    service: Arc<AppService>,
+    peer: Peer,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<wasmtime_wasi_http::WasiBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<
+        Output = Result<http::Response<wasmtime_wasi_http::WasiBody>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    let peer = Arc::new(peer);
+    service_fn(move |request| {
+        let service = service.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, std::convert::Infallible>(service.handle(request, &peer).await) }
+    })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

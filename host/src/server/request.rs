@@ -20,7 +20,7 @@ use super::admin;
 use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
-use crate::gateway::{Gateway, RouteGuard, strip_identity};
+use crate::gateway::{Gateway, Identity, RouteGuard, strip_identity};
 use crate::manifest::StaticResponse;
 use crate::router::{RouteMatch, RoutePattern, Router};
 
@@ -40,6 +40,16 @@ pub enum Target {
     },
     /// A `static_response` from the manifest.
     Static(StaticResponse),
+}
+
+/// Who is on the other end of a connection.
+pub struct Peer {
+    /// The client's address.
+    pub address: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The subject of the client certificate that mutual TLS verified.
+    pub certified_subject: Option<Arc<str>>,
 }
 
 /// A public route: where it leads and what guards it.
@@ -83,17 +93,10 @@ const HEALTH_PATH: &str = "/.well-known/spin/health";
 const INFO_PATH: &str = "/.well-known/spin/info";
 
 impl AppService {
-    /// Answers one request from `client`, received over `scheme` (`http` or `https`).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        client: SocketAddr,
-        scheme: &str,
-    ) -> Response<WasiBody> {
+    /// Answers one request from `peer`.
+    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<WasiBody> {
         if !self.metrics && self.gateway.access_log.is_none() {
-            return self
-                .serve(request, client, scheme, &mut Record::default())
-                .await;
+            return self.serve(request, peer, &mut Record::default()).await;
         }
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
@@ -107,7 +110,7 @@ impl AppService {
         });
         let mut record = Record::default();
         let request = Request::from_parts(parts, body);
-        let mut response = self.serve(request, client, scheme, &mut record).await;
+        let mut response = self.serve(request, peer, &mut record).await;
         let latency = started.elapsed();
         if self.metrics {
             admin::record_request(&record, response.status(), latency);
@@ -124,10 +127,10 @@ impl AppService {
     async fn serve<'a>(
         &'a self,
         request: Request<Incoming>,
-        client: SocketAddr,
-        scheme: &str,
+        peer: &Peer,
         record: &mut Record<'a>,
     ) -> Response<WasiBody> {
+        let client = peer.address;
         // Accept -> route.
         let path = request.uri().path();
         if path == HEALTH_PATH {
@@ -143,8 +146,12 @@ impl AppService {
         let (mut parts, body) = request.into_parts();
 
         // Gateway policies.
-        if self.gateway.strips_identity {
+        if self.gateway.strips_identity || peer.certified_subject.is_some() {
             strip_identity(&mut parts);
+        }
+        if let Some(subject) = &peer.certified_subject {
+            Identity::certified(subject).attach(&mut parts);
+            record.identity = Some(subject.to_string());
         }
         let endpoint = route.target;
         let admitted = match &endpoint.guard {
@@ -200,7 +207,7 @@ impl AppService {
                 };
                 // Instantiate -> invoke.
                 let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
-                headers::prepare(&mut parts, &route, route_headers, client, scheme);
+                headers::prepare(&mut parts, &route, route_headers, client, peer.scheme);
                 invoke(id, pool, Request::from_parts(parts, body)).await
             }
         };
