@@ -59,6 +59,60 @@ fn the_mobile_backend_serves_tickets_shows_and_info() {
 }
 
 #[test]
+fn the_sample_gateway_guards_tickets_and_caches_info() {
+    let ledge = sample_app();
+    let client = client();
+    // The schema refuses a malformed order, the WAF an XSS payload, the route other methods.
+    let order = |body: &str| {
+        let response = client
+            .post(ledge.at("/tickets"))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let (status, body) = order(r#"{"show": 1, "seat": "Z999"}"#);
+    assert_eq!(status, 400);
+    assert!(body.contains("/seat"), "{body}");
+    let (status, body) = order(r#"{"show": 1, "seat": "<script>alert(1)</script>"}"#);
+    assert_eq!(status, 403);
+    assert!(body.contains("cross-site scripting"), "{body}");
+    let response = client.delete(ledge.at("/tickets/1-A1")).send().unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, POST");
+    assert_eq!(
+        get(&ledge.at("/tickets")).1,
+        "[]",
+        "no refused order was stored"
+    );
+    // A browser app on the allowed origin gets its preflight answered.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, ledge.at("/tickets"))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .send()
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    // /info is cached: the second answer comes from the gateway, with its age.
+    assert!(
+        !client
+            .get(ledge.at("/info"))
+            .send()
+            .unwrap()
+            .headers()
+            .contains_key("age")
+    );
+    assert!(
+        client
+            .get(ledge.at("/info"))
+            .send()
+            .unwrap()
+            .headers()
+            .contains_key("age")
+    );
+}
+
+#[test]
 fn p2_and_p3_components_both_answer() {
     let ledge = sample_app();
     let (status, body) = get(&ledge.at("/hello"));
