@@ -59,8 +59,12 @@ measure() {
   "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_ready
-  local url="http://127.0.0.1:$PORT${URL_PATH:-/}" script=()
+  local url="http://127.0.0.1:$PORT${URL_PATH:-/}" script=() header
   [ -z "${WRK_SCRIPT:-}" ] || script=(-s "$WRK_SCRIPT")
+  # WRK_HEADERS: one request header per line.
+  while IFS= read -r header; do
+    [ -z "$header" ] || script+=(-H "$header")
+  done <<<"${WRK_HEADERS:-}"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${script[@]}" "$url" >/dev/null
   : > "$STATE/runs.tsv"
   for _ in $(seq 1 "$RUNS"); do
@@ -120,6 +124,45 @@ URL_PATH=/kv/default/greeting measure "ledge KV get (spin-sdk 5 p2, fresh instan
 URL_PATH=/sql/default WRK_SCRIPT=bench/wrk/select.lua measure "ledge SQLite indexed SELECT (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}" --sqlite "$SEED"
 URL_PATH=/kv/default/written WRK_SCRIPT=bench/wrk/set.lua measure "ledge KV set (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}"
 
+# The gateway: the p2 hello-world behind JWT auth (RS256) + a rate limit + CORS, and behind a
+# response cache, against the same guest on an unguarded route of the same app. The token is
+# signed by the test key in tests/fixtures/jwt (bench/jwt-token.txt, valid until 2100); the
+# rate limit is set high enough never to refuse, so every request pays for the check.
+cat > "$STATE/gateway.toml" <<TOML
+spin_manifest_version = 2
+[application]
+name = "bench-gateway"
+[[trigger.http]]
+route = "/plain/..."
+component = "hello"
+[[trigger.http]]
+route = "/guarded/..."
+component = "hello"
+[[trigger.http]]
+route = "/cached/..."
+component = "hello"
+[component.hello]
+source = "$PWD/$HELLO_P2"
+[application.tool.ledge.authorizers.bench]
+type = "jwt"
+jwks = "$PWD/tests/fixtures/jwt/jwks.json"
+issuer = "https://issuer.test"
+audience = ["bench"]
+algorithms = ["RS256"]
+[application.tool.ledge.routes."/guarded/..."]
+auth = "bench"
+scopes = ["hello"]
+rate_limit = { per_second = 1000000, burst = 1000000, per = "client" }
+cors = { allow_origins = ["https://app.example"], allow_methods = ["GET"] }
+[application.tool.ledge.routes."/cached/..."]
+cache = { ttl_seconds = 3600 }
+TOML
+GATEWAY_UP=("$LEDGE" up -q -f "$STATE/gateway.toml" --state-dir "$STATE/gateway" --listen "127.0.0.1:$PORT")
+URL_PATH=/plain/ measure "ledge gateway: no policy (p2, fresh instance)" "${GATEWAY_UP[@]}"
+URL_PATH=/guarded/ WRK_HEADERS="Authorization: Bearer $(cat bench/jwt-token.txt)
+Origin: https://app.example" measure "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)" "${GATEWAY_UP[@]}"
+URL_PATH=/cached/ measure "ledge gateway: cache hit" "${GATEWAY_UP[@]}"
+
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
 "$LEDGE" build -f spin.toml >/dev/null 2>&1
 startup_ms=()
@@ -164,6 +207,9 @@ startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
       ratio("spin-sdk 5: KV get / its no-op route", "ledge KV get (spin-sdk 5 p2, fresh instance)", sdk)
       ratio("spin-sdk 5: SQLite SELECT / its no-op route", "ledge SQLite indexed SELECT (spin-sdk 5 p2, fresh instance)", sdk)
       ratio("spin-sdk 5: KV set / its no-op route", "ledge KV set (spin-sdk 5 p2, fresh instance)", sdk)
+      plain = "ledge gateway: no policy (p2, fresh instance)"
+      ratio("gateway: JWT + rate limit + CORS / no policy", "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)", plain)
+      ratio("gateway: cache hit / no policy", "ledge gateway: cache hit", plain)
     }' "$STATE/results.tsv"
   echo
   echo "ledge up to first 200 (sample app, warm compile cache, median of 5): ${startup} ms"

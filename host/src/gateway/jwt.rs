@@ -2,6 +2,10 @@
 //! refreshed), with issuer, audience, expiry (small leeway) and an allow-list of public-key
 //! algorithms. `alg: none` and HMAC tokens never verify: the accepted algorithms are all
 //! asymmetric, and a key is only used with the algorithm family it belongs to.
+//!
+//! A signature is checked once: verified tokens are remembered for [`VERIFIED_TTL`] (their
+//! expiry is still checked on every use), since a public-key verification costs more than the
+//! rest of a request.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -18,6 +22,13 @@ use super::auth::{Denial, bearer_challenge};
 use super::identity::Identity;
 use crate::manifest::{JwksSource, JwtSettings};
 
+/// How long a verified token is remembered (a key removed from the JWKS stops verifying
+/// tokens it signed at most this much later).
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+
+/// Verified tokens remembered at most.
+const VERIFIED_MAX: u64 = 100_000;
+
 /// The shortest time between two fetches of a JWKS URL triggered by an unknown `kid`.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
 
@@ -26,6 +37,22 @@ const MIN_REFETCH: Duration = Duration::from_secs(10);
 struct Claims(Map<String, Value>);
 
 impl Claims {
+    /// Checks `exp` and `nbf` against now, with `leeway` (for a token verified earlier).
+    fn check_times(&self, leeway: Duration) -> Result<(), String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let at = |claim: &str| self.0.get(claim).and_then(Value::as_u64);
+        if at("exp").is_some_and(|exp| exp.saturating_add(leeway.as_secs()) < now) {
+            return Err("the token has expired".into());
+        }
+        if at("nbf").is_some_and(|nbf| nbf > now.saturating_add(leeway.as_secs())) {
+            return Err("the token is not valid yet".into());
+        }
+        Ok(())
+    }
+
     /// The `sub` claim.
     fn subject(&self) -> Option<&str> {
         self.0.get("sub").and_then(Value::as_str)
@@ -49,6 +76,7 @@ pub struct JwtAuthorizer {
     keys: RwLock<Arc<JwkSet>>,
     last_fetch: RwLock<Instant>,
     http: reqwest::Client,
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
 
 impl JwtAuthorizer {
@@ -67,6 +95,10 @@ impl JwtAuthorizer {
             keys: RwLock::new(Arc::new(keys)),
             last_fetch: RwLock::new(Instant::now()),
             http,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_MAX)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         });
         let refresher = Arc::downgrade(&authorizer);
         let every = authorizer.settings.refresh;
@@ -110,15 +142,26 @@ impl JwtAuthorizer {
                 ..Denial::unauthorized("a bearer token is required".into())
             });
         };
-        let claims = self.verify(token).await.map_err(|reason| Denial {
+        let invalid = |reason: String| Denial {
             challenge: Some(bearer_challenge(Some("invalid_token"), &reason)),
             ..Denial::unauthorized(reason)
-        })?;
+        };
+        let claims = match self.verified.get(token) {
+            Some(claims) => {
+                claims.check_times(self.settings.leeway).map_err(invalid)?;
+                claims
+            }
+            None => {
+                let claims = Arc::new(self.verify(token).await.map_err(invalid)?);
+                self.verified.insert(token.to_string(), claims.clone());
+                claims
+            }
+        };
         Ok(Identity {
             authorizer: self.name.clone(),
             subject: claims.subject().unwrap_or_default().to_string(),
             scopes: claims.scopes().into_iter().map(str::to_string).collect(),
-            details: vec![("claims", Value::Object(claims.0).to_string())],
+            details: vec![("claims", Value::Object(claims.0.clone()).to_string())],
         })
     }
 
