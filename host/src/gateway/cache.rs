@@ -172,3 +172,62 @@ fn resume(
     let body = StreamBody::new(head.chain(BodyStream::new(body)));
     Response::from_parts(parts, body.boxed_unsync())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: Method, uri: &str, accept: &str) -> Parts {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("accept", accept)
+            .body(())
+            .unwrap();
+        request.into_parts().0
+    }
+
+    #[test]
+    fn keys_separate_queries_vary_headers_and_callers() {
+        let cache = ResponseCache::new(&CachePolicy {
+            ttl: std::time::Duration::from_secs(60),
+            vary: vec!["accept".into()],
+            max_entry_bytes: 1024,
+        });
+        let json = cache.key(&parts(Method::GET, "/a?x=1", "application/json"), None);
+        let html = cache.key(&parts(Method::GET, "/a?x=1", "text/html"), None);
+        let other = cache.key(&parts(Method::GET, "/a?x=2", "application/json"), None);
+        let alice = cache.key(
+            &parts(Method::GET, "/a?x=1", "application/json"),
+            Some("alice"),
+        );
+        let keys = [&json, &html, &other, &alice];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(cache.key(&parts(Method::POST, "/a", "x"), None).is_none());
+    }
+
+    #[test]
+    fn the_guest_can_keep_a_response_out() {
+        let response = |cache_control: Option<&str>| {
+            let mut builder = Response::builder().status(200);
+            if let Some(value) = cache_control {
+                builder = builder.header(header::CACHE_CONTROL, value);
+            }
+            builder
+                .body(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .unwrap()
+        };
+        assert!(cacheable(&response(None)));
+        assert!(cacheable(&response(Some("public, max-age=60"))));
+        assert!(!cacheable(&response(Some("max-age=0, no-store"))));
+        assert!(!cacheable(&response(Some("Private"))));
+    }
+}

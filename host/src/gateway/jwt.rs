@@ -261,3 +261,48 @@ fn describe(error: &jsonwebtoken::errors::Error) -> String {
         other => format!("invalid token: {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(value: serde_json::Value) -> Claims {
+        Claims(value.as_object().cloned().unwrap_or_default())
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let leeway = Duration::from_secs(30);
+        assert!(
+            claims(serde_json::json!({"exp": now + 60}))
+                .check_times(leeway)
+                .is_ok()
+        );
+        assert!(
+            claims(serde_json::json!({"exp": now - 10}))
+                .check_times(leeway)
+                .is_ok()
+        );
+        let expired = claims(serde_json::json!({"exp": now - 60}));
+        assert_eq!(
+            expired.check_times(leeway).unwrap_err(),
+            "the token has expired"
+        );
+        let early = claims(serde_json::json!({"exp": now + 600, "nbf": now + 120}));
+        assert!(early.check_times(leeway).is_err());
+    }
+
+    #[test]
+    fn scopes_come_from_scope_or_scp() {
+        assert_eq!(
+            claims(serde_json::json!({"scope": "a b"})).scopes(),
+            ["a", "b"]
+        );
+        assert_eq!(claims(serde_json::json!({"scp": ["c"]})).scopes(), ["c"]);
+        assert!(claims(serde_json::json!({})).scopes().is_empty());
+    }
+}

@@ -30,6 +30,19 @@ impl ManifestError {
         }
     }
 
+    /// An error about `key` in manifest `file`, on the line of `spanned` in its `source`.
+    pub fn spanned<T>(
+        file: &Path,
+        source: &str,
+        spanned: &toml::Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::file(file, message)
+            .key(key)
+            .at(source, spanned.span().start)
+    }
+
     /// Points the error at a key.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());

@@ -412,9 +412,7 @@ impl Reader<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ManifestError {
-        ManifestError::file(self.file, message)
-            .key(key)
-            .at(self.source, spanned.span().start)
+        ManifestError::spanned(self.file, self.source, spanned, key, message)
     }
 
     /// The checked policies of one route, or `None` when nothing guards it.

@@ -80,9 +80,7 @@ impl Validator<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ManifestError {
-        ManifestError::file(self.file, message)
-            .key(key)
-            .at(self.source, spanned.span().start)
+        ManifestError::spanned(self.file, self.source, spanned, key, message)
     }
 
     fn line<T>(&self, spanned: &Spanned<T>) -> usize {
