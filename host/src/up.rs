@@ -70,7 +70,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         &state_dir,
         &log_dir,
     )?;
-    let gateway = Gateway::build(&app.gateway, &state_dir).await?;
+    let gateway = Gateway::build(&app.gateway, &state_dir, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
         .components
         .values()

@@ -757,3 +757,56 @@ fn mutual_tls_admits_only_clients_of_the_ca_and_names_them() {
     );
     assert!(client_with(None).get(ledge.at("/whoami/x")).send().is_err());
 }
+
+#[test]
+fn a_custom_authorizer_component_decides_once_per_caller() {
+    let extra = "[[trigger.http]]\nroute = { private = true }\ncomponent = \"authz\"\n\
+                 [component.authz]\nsource = \"{authorizer}\"\nkey_value_stores = [\"default\"]\n\
+                 [application.tool.ledge.authorizers.custom]\n\
+                 type = \"component\"\ncomponent = \"authz\"\nttl_seconds = 60\n";
+    let app = gateway_app(
+        "auth = \"custom\"\nscopes = [\"tickets:read\"]",
+        "auth = \"custom\"",
+        extra,
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+    let call = |token: Option<&str>| {
+        let mut request = client.post(ledge.at("/api/increment/calls"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+
+    for _ in 0..2 {
+        let (status, body) = call(None);
+        assert_eq!(status, 403);
+        assert!(body.contains("not welcome"), "{body}");
+    }
+    for _ in 0..3 {
+        assert_eq!(call(Some("token-alice")).0, 200);
+    }
+    assert_eq!(runs(&ledge, "calls"), 3);
+    // One decision per caller: the refusal and alice's pass were each asked once.
+    assert_eq!(runs(&ledge, "decisions"), 2);
+
+    // The authorizer's identity and context reach the guest.
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .bearer_auth("token-vip-bob")
+        .send()
+        .unwrap();
+    let seen = response.text().unwrap();
+    assert!(
+        seen.contains("header ledge-auth-subject: vip-bob\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("header ledge-auth-tier: gold\n"), "{seen}");
+    assert!(
+        seen.contains("header ledge-auth-authorizer: custom\n"),
+        "{seen}"
+    );
+    assert_eq!(runs(&ledge, "decisions"), 3);
+}

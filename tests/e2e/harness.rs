@@ -27,6 +27,8 @@ pub struct Guests {
     pub data_p3: PathBuf,
     /// A guest of `wasi:keyvalue` and `wasi:config`.
     pub kv_counter: PathBuf,
+    /// A custom authorizer for the gateway.
+    pub authorizer: PathBuf,
     /// `faults` built for wasm32-wasip1: a core module that imports WASI preview 1.
     pub faults_wasip1: PathBuf,
 }
@@ -49,6 +51,7 @@ pub fn guests() -> &'static Guests {
                     "data-p3",
                     "kv-counter",
                     "mobile-backend",
+                    "authorizer",
                 ][..],
             ),
             ("wasm32-unknown-unknown", &["hello-p2"][..]),
@@ -86,6 +89,7 @@ pub fn guests() -> &'static Guests {
             data_p2: wasm("wasm32-wasip2", "data_p2"),
             data_p3: wasm("wasm32-wasip2", "data_p3"),
             kv_counter: wasm("wasm32-wasip2", "kv_counter"),
+            authorizer: wasm("wasm32-wasip2", "authorizer"),
         }
     })
 }
@@ -107,7 +111,8 @@ impl AppDir {
             .replace("{core}", &g.core_module.to_string_lossy())
             .replace("{data2}", &g.data_p2.to_string_lossy())
             .replace("{data3}", &g.data_p3.to_string_lossy())
-            .replace("{counter}", &g.kv_counter.to_string_lossy());
+            .replace("{counter}", &g.kv_counter.to_string_lossy())
+            .replace("{authorizer}", &g.authorizer.to_string_lossy());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Self { dir }

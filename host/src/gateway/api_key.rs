@@ -118,7 +118,7 @@ impl ApiKeyAuthorizer {
             details: key
                 .plan
                 .as_ref()
-                .map(|plan| ("plan", plan.clone()))
+                .map(|plan| ("plan".to_string(), plan.clone()))
                 .into_iter()
                 .collect(),
         };

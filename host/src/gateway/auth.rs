@@ -14,10 +14,12 @@ use http::request::Parts;
 use wasmtime_wasi_http::WasiBody;
 
 use super::api_key::ApiKeyAuthorizer;
+use super::custom::ComponentAuthorizer;
 use super::hmac::HmacAuthorizer;
 use super::identity::Identity;
 use super::jwt::JwtAuthorizer;
 use super::throttle::retry_after;
+use crate::engine::ComponentPool;
 use crate::manifest::AuthorizerSettings;
 use crate::server::text;
 
@@ -29,12 +31,16 @@ pub enum Authorizer {
     ApiKey(Arc<ApiKeyAuthorizer>),
     /// HMAC-signed requests.
     Hmac(Arc<HmacAuthorizer>),
+    /// A component of the app decides.
+    Component(Arc<ComponentAuthorizer>),
 }
 
-/// Loads every authorizer of the app (JWKS fetched, quota counts read from `state_dir`).
+/// Loads every authorizer of the app (JWKS fetched, quota counts read from `state_dir`,
+/// deciding components from `pools`).
 pub async fn load_all(
     settings: &BTreeMap<String, AuthorizerSettings>,
     state_dir: &Path,
+    pools: &BTreeMap<String, Arc<ComponentPool>>,
 ) -> Result<BTreeMap<String, Arc<Authorizer>>> {
     let mut authorizers = BTreeMap::new();
     for (name, settings) in settings {
@@ -49,6 +55,14 @@ pub async fn load_all(
             )?),
             AuthorizerSettings::Hmac(hmac) => {
                 Authorizer::Hmac(Arc::new(HmacAuthorizer::new(name, hmac.clone())))
+            }
+            AuthorizerSettings::Component(custom) => {
+                let pool = pools[&custom.component].clone();
+                Authorizer::Component(Arc::new(ComponentAuthorizer::new(
+                    name,
+                    custom.clone(),
+                    pool,
+                )))
             }
         };
         authorizers.insert(name.clone(), Arc::new(authorizer));
@@ -85,6 +99,7 @@ impl Authorization {
                 let signed = hmac.authenticate(parts)?;
                 (signed.identity, Some(signed.body_sha256), None)
             }
+            Authorizer::Component(custom) => (custom.authenticate(parts).await?, None, None),
         };
         let missing: Vec<&str> = self
             .scopes
@@ -113,7 +128,7 @@ impl Authorization {
 }
 
 /// A refused request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Denial {
     /// 401, 403 or 429.
     pub status: StatusCode,

@@ -17,7 +17,7 @@ pub struct Identity {
     /// Scopes granted.
     pub scopes: Vec<String>,
     /// More facts for the guest (`claims`, `plan`, ...), each sent as `ledge-auth-<name>`.
-    pub details: Vec<(&'static str, String)>,
+    pub details: Vec<(String, String)>,
 }
 
 impl Identity {
@@ -34,9 +34,9 @@ impl Identity {
     /// Sets the `ledge-auth-*` headers on the request.
     pub fn attach(&self, parts: &mut Parts) {
         let facts = [
-            ("authorizer", self.authorizer.clone()),
-            ("subject", self.subject.clone()),
-            ("scopes", self.scopes.join(" ")),
+            ("authorizer".to_string(), self.authorizer.clone()),
+            ("subject".to_string(), self.subject.clone()),
+            ("scopes".to_string(), self.scopes.join(" ")),
         ];
         for (name, value) in facts.into_iter().chain(self.details.iter().cloned()) {
             let name = HeaderName::from_bytes(format!("{IDENTITY_PREFIX}{name}").as_bytes())

@@ -76,7 +76,13 @@ pub struct JwtAuthorizer {
     keys: RwLock<Arc<JwkSet>>,
     last_fetch: RwLock<Instant>,
     http: reqwest::Client,
-    verified: moka::sync::Cache<String, Arc<Claims>>,
+    verified: moka::sync::Cache<String, Arc<Verified>>,
+}
+
+/// A verified token: its claims (for the time checks) and the identity they make.
+struct Verified {
+    claims: Claims,
+    identity: Identity,
 }
 
 impl JwtAuthorizer {
@@ -146,23 +152,31 @@ impl JwtAuthorizer {
             challenge: Some(bearer_challenge(Some("invalid_token"), &reason)),
             ..Denial::unauthorized(reason)
         };
-        let claims = match self.verified.get(token) {
-            Some(claims) => {
-                claims.check_times(self.settings.leeway).map_err(invalid)?;
-                claims
+        let verified = match self.verified.get(token) {
+            Some(verified) => {
+                verified
+                    .claims
+                    .check_times(self.settings.leeway)
+                    .map_err(invalid)?;
+                verified
             }
             None => {
-                let claims = Arc::new(self.verify(token).await.map_err(invalid)?);
-                self.verified.insert(token.to_string(), claims.clone());
-                claims
+                let claims = self.verify(token).await.map_err(invalid)?;
+                let identity = Identity {
+                    authorizer: self.name.clone(),
+                    subject: claims.subject().unwrap_or_default().to_string(),
+                    scopes: claims.scopes().into_iter().map(str::to_string).collect(),
+                    details: vec![(
+                        "claims".to_string(),
+                        Value::Object(claims.0.clone()).to_string(),
+                    )],
+                };
+                let verified = Arc::new(Verified { claims, identity });
+                self.verified.insert(token.to_string(), verified.clone());
+                verified
             }
         };
-        Ok(Identity {
-            authorizer: self.name.clone(),
-            subject: claims.subject().unwrap_or_default().to_string(),
-            scopes: claims.scopes().into_iter().map(str::to_string).collect(),
-            details: vec![("claims", Value::Object(claims.0.clone()).to_string())],
-        })
+        Ok(verified.identity.clone())
     }
 
     /// Verifies the bearer `token` and returns its claims.

@@ -14,6 +14,7 @@ mod api_key;
 mod auth;
 mod cache;
 mod cors;
+mod custom;
 mod hmac;
 mod identity;
 mod jwt;
@@ -40,6 +41,7 @@ use self::cache::ResponseCache;
 use self::cors::{CorsDecision, CorsPolicy};
 pub use self::identity::{IDENTITY_PREFIX, Identity, strip as strip_identity};
 use self::throttle::{Throttle, retry_after};
+use crate::engine::ComponentPool;
 use crate::manifest::{GatewaySettings, RateKey, RoutePolicies, Waf};
 use crate::server::text;
 
@@ -54,9 +56,13 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the guards for `settings` and loads the authorizers (keys, quota counts kept
-    /// in `state_dir`).
-    pub async fn build(settings: &GatewaySettings, state_dir: &Path) -> Result<Self> {
-        let authorizers = auth::load_all(&settings.authorizers, state_dir).await?;
+    /// in `state_dir`, deciding components from `pools`).
+    pub async fn build(
+        settings: &GatewaySettings,
+        state_dir: &Path,
+        pools: &BTreeMap<String, Arc<ComponentPool>>,
+    ) -> Result<Self> {
+        let authorizers = auth::load_all(&settings.authorizers, state_dir, pools).await?;
         let guards = settings
             .routes
             .iter()

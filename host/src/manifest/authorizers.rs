@@ -4,7 +4,9 @@
 //! - `type = "api_key"`: keys in a header, stored hashed in a keys file, each on a usage plan
 //!   (rate, burst, daily or monthly quota);
 //! - `type = "hmac"`: requests signed with a shared secret over method, path, query, chosen
-//!   headers, body hash and a timestamp, with a replay window.
+//!   headers, body hash and a timestamp, with a replay window;
+//! - `type = "component"`: a component of the app decides, and its decision is cached per
+//!   caller.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,19 @@ pub enum AuthorizerSettings {
     ApiKey(ApiKeySettings),
     /// HMAC request signatures.
     Hmac(HmacSettings),
+    /// A component of the app decides.
+    Component(ComponentAuthorizerSettings),
+}
+
+/// `type = "component"`.
+#[derive(Debug, Clone)]
+pub struct ComponentAuthorizerSettings {
+    /// The deciding component's id (it needs a trigger; a private one will do).
+    pub component: String,
+    /// Request headers that identify the caller: a decision is cached per their values.
+    pub identity_headers: Vec<String>,
+    /// How long a decision is cached (zero: ask every time).
+    pub ttl: Duration,
 }
 
 /// `type = "jwt"`.
@@ -113,7 +128,7 @@ const JWT_ALGORITHMS: [&str; 9] = [
 ];
 
 /// The keys each type reads (besides `type`), for errors about keys of another type.
-const KEYS_BY_TYPE: [(&str, &[&str]); 3] = [
+const KEYS_BY_TYPE: [(&str, &[&str]); 4] = [
     (
         "jwt",
         &[
@@ -129,6 +144,10 @@ const KEYS_BY_TYPE: [(&str, &[&str]); 3] = [
     (
         "hmac",
         &["keys_file", "signed_headers", "replay_window_seconds"],
+    ),
+    (
+        "component",
+        &["component", "identity_headers", "ttl_seconds"],
     ),
 ];
 
@@ -148,6 +167,9 @@ pub(super) struct RawAuthorizer {
     plans: Option<BTreeMap<String, RawPlan>>,
     signed_headers: Option<Vec<String>>,
     replay_window_seconds: Option<u64>,
+    component: Option<Spanned<String>>,
+    identity_headers: Option<Vec<String>>,
+    ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -177,10 +199,12 @@ struct RawKey {
     scopes: Vec<String>,
 }
 
-/// Reads and checks authorizer `name`; files are resolved against `root_dir`.
+/// Reads and checks authorizer `name`; files are resolved against `root_dir`, and a deciding
+/// component must be one of `components` (those with a trigger).
 pub(super) fn read(
     reader: &Reader<'_>,
     root_dir: &Path,
+    components: &[&str],
     name: &Spanned<String>,
     raw: RawAuthorizer,
 ) -> Result<AuthorizerSettings, ManifestError> {
@@ -193,7 +217,7 @@ pub(super) fn read(
                 format!("{key}.type"),
                 format!("unknown authorizer type `{kind}`"),
             )
-            .fix("use \"jwt\", \"api_key\" or \"hmac\""));
+            .fix("use \"jwt\", \"api_key\", \"hmac\" or \"component\""));
     };
     let present = [
         ("jwks", raw.jwks.is_some()),
@@ -207,6 +231,9 @@ pub(super) fn read(
         ("plans", raw.plans.is_some()),
         ("signed_headers", raw.signed_headers.is_some()),
         ("replay_window_seconds", raw.replay_window_seconds.is_some()),
+        ("component", raw.component.is_some()),
+        ("identity_headers", raw.identity_headers.is_some()),
+        ("ttl_seconds", raw.ttl_seconds.is_some()),
     ];
     if let Some((stray, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
         return Err(reader
@@ -220,8 +247,47 @@ pub(super) fn read(
     match kind {
         "jwt" => jwt(reader, root_dir, &key, &raw).map(AuthorizerSettings::Jwt),
         "api_key" => api_key(reader, root_dir, &key, raw).map(AuthorizerSettings::ApiKey),
-        _ => hmac(reader, root_dir, &key, raw).map(AuthorizerSettings::Hmac),
+        "hmac" => hmac(reader, root_dir, &key, raw).map(AuthorizerSettings::Hmac),
+        _ => component(reader, components, &key, raw).map(AuthorizerSettings::Component),
     }
+}
+
+fn component(
+    reader: &Reader<'_>,
+    components: &[&str],
+    key: &str,
+    raw: RawAuthorizer,
+) -> Result<ComponentAuthorizerSettings, ManifestError> {
+    let Some(id) = raw.component else {
+        return Err(reader
+            .error(
+                &raw.r#type,
+                format!("{key}.component"),
+                "a `component` authorizer names its component",
+            )
+            .fix("add component = \"<id>\""));
+    };
+    if !components.contains(&id.get_ref().as_str()) {
+        return Err(reader
+            .error(
+                &id,
+                format!("{key}.component"),
+                format!("no component `{}` has a trigger in this app", id.get_ref()),
+            )
+            .fix(format!(
+                "give it a trigger (`route = {{ private = true }}` keeps it off the public routes); components with one: {components:?}"
+            )));
+    }
+    Ok(ComponentAuthorizerSettings {
+        component: id.into_inner(),
+        identity_headers: raw
+            .identity_headers
+            .unwrap_or_else(|| vec!["authorization".into()])
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        ttl: Duration::from_secs(raw.ttl_seconds.unwrap_or(60)),
+    })
 }
 
 fn jwt(

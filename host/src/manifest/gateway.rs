@@ -263,12 +263,14 @@ struct RawWaf {
 const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// Reads `[application.tool.ledge]` from manifest `source` (of `file`, in `root_dir`), for an
-/// app whose public routes are `routes` (as written).
+/// app whose public routes are `routes` (as written) and whose triggered components are
+/// `components`.
 pub fn parse(
     file: &Path,
     root_dir: &Path,
     source: &str,
     routes: &[&str],
+    components: &[&str],
 ) -> Result<GatewaySettings, ManifestError> {
     let document: Document = toml::from_str(source).map_err(|e| {
         let mut error = ManifestError::file(file, e.message().to_string())
@@ -286,7 +288,7 @@ pub fn parse(
 
     let mut authorizers = BTreeMap::new();
     for (name, authorizer) in raw.authorizers {
-        let settings = super::authorizers::read(&reader, root_dir, &name, authorizer)?;
+        let settings = super::authorizers::read(&reader, root_dir, components, &name, authorizer)?;
         authorizers.insert(name.into_inner(), settings);
     }
 
@@ -682,6 +684,7 @@ mod tests {
             Path::new("."),
             &source,
             &["/api/...", "/open"],
+            &["api"],
         )
     }
 

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use authorizers::{
-    ApiKey, ApiKeySettings, AuthorizerSettings, HmacSettings, JwksSource, JwtSettings, QuotaPeriod,
-    UsagePlan,
+    ApiKey, ApiKeySettings, AuthorizerSettings, ComponentAuthorizerSettings, HmacSettings,
+    JwksSource, JwtSettings, QuotaPeriod, UsagePlan,
 };
 pub use error::ManifestError;
 pub use gateway::{

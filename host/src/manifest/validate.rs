@@ -292,7 +292,15 @@ impl Validator<'_> {
             .iter()
             .filter_map(|t| t.route.as_ref().map(RoutePattern::raw))
             .collect();
-        let gateway = super::gateway::parse(self.file, &root_dir, self.source, &routes)?;
+        let component_ids: Vec<&str> = triggers
+            .iter()
+            .filter_map(|t| match &t.handler {
+                TriggerHandler::Component(id) => Some(id.as_str()),
+                TriggerHandler::Static(_) => None,
+            })
+            .collect();
+        let gateway =
+            super::gateway::parse(self.file, &root_dir, self.source, &routes, &component_ids)?;
 
         Ok(App {
             manifest_path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
