@@ -10,7 +10,9 @@
 wit_bindgen::generate!({ path: "wit", world: "authorizer", generate_all });
 
 use wasi::keyvalue::{atomics, store};
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 wasip2::http::proxy::export!(Authorizer);
 
@@ -30,10 +32,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Authorizer {
         let headers = Fields::new();
         let (status, body) = match token.strip_prefix("Bearer token-") {
             Some(name) if !name.is_empty() => {
-                let tier = if name.starts_with("vip-") { "gold" } else { "standard" };
-                headers.append("ledge-auth-subject", name.as_bytes()).expect("a valid header");
-                headers.append("ledge-auth-scopes", b"tickets:read").expect("a valid header");
-                headers.append("ledge-auth-tier", tier.as_bytes()).expect("a valid header");
+                let tier = if name.starts_with("vip-") {
+                    "gold"
+                } else {
+                    "standard"
+                };
+                headers
+                    .append("ledge-auth-subject", name.as_bytes())
+                    .expect("a valid header");
+                headers
+                    .append("ledge-auth-scopes", b"tickets:read")
+                    .expect("a valid header");
+                headers
+                    .append("ledge-auth-tier", tier.as_bytes())
+                    .expect("a valid header");
                 (200, "allowed".to_string())
             }
             _ => (403, "this token is not welcome here".to_string()),
@@ -43,7 +55,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Authorizer {
         let outgoing = response.body().expect("the body is taken once");
         ResponseOutparam::set(response_out, Ok(response));
         let stream = outgoing.write().expect("the stream is taken once");
-        stream.blocking_write_and_flush(body.as_bytes()).expect("the client is reading");
+        stream
+            .blocking_write_and_flush(body.as_bytes())
+            .expect("the client is reading");
         drop(stream);
         OutgoingBody::finish(outgoing, None).expect("the body is complete");
     }

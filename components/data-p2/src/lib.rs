@@ -19,7 +19,11 @@ use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::{Connection, Value};
 
 fn reply(status: u16, body: impl Into<String>) -> Response {
-    Response::builder().status(status).header("content-type", "text/plain").body(body.into()).build()
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(body.into())
+        .build()
 }
 
 fn failure(error: impl std::fmt::Debug) -> Response {
@@ -81,11 +85,15 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             ];
             let check = || -> Result<bool, spin_sdk::sqlite::Error> {
                 let db = Connection::open(label)?;
-                db.execute("CREATE TABLE IF NOT EXISTS roundtrip (a, b, c, d, e, f)", &[])?;
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS roundtrip (a, b, c, d, e, f)",
+                    &[],
+                )?;
                 db.execute("DELETE FROM roundtrip", &[])?;
                 db.execute("INSERT INTO roundtrip VALUES (?, ?, ?, ?, ?, ?)", &values)?;
                 let read = db.execute("SELECT a, b, c, d, e, f FROM roundtrip", &[])?;
-                Ok(read.rows.len() == 1 && format!("{:?}", read.rows[0].values) == format!("{values:?}"))
+                Ok(read.rows.len() == 1
+                    && format!("{:?}", read.rows[0].values) == format!("{values:?}"))
             };
             match check() {
                 Ok(true) => reply(200, "round trip exact"),
@@ -97,7 +105,14 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             let url = format!("http://{host}/{}", rest.join("/"));
             let request = spin_sdk::http::Request::get(url).build();
             match spin_sdk::http::send::<_, Response>(request).await {
-                Ok(response) => reply(200, format!("{} {}", response.status(), String::from_utf8_lossy(response.body()))),
+                Ok(response) => reply(
+                    200,
+                    format!(
+                        "{} {}",
+                        response.status(),
+                        String::from_utf8_lossy(response.body())
+                    ),
+                ),
                 Err(e) => failure(e),
             }
         }

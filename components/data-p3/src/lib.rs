@@ -74,10 +74,29 @@ async fn roundtrip(label: &str) -> Response {
     ];
     let check = async || -> Result<bool, spin_sdk::sqlite::Error> {
         let db = Connection::open(label).await?;
-        db.execute("CREATE TABLE IF NOT EXISTS roundtrip (a, b, c, d, e, f)", []).await?.collect().await?;
-        db.execute("DELETE FROM roundtrip", []).await?.collect().await?;
-        db.execute("INSERT INTO roundtrip VALUES (?, ?, ?, ?, ?, ?)", values.clone()).await?.collect().await?;
-        let rows = db.execute("SELECT a, b, c, d, e, f FROM roundtrip", []).await?.collect().await?;
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS roundtrip (a, b, c, d, e, f)",
+            [],
+        )
+        .await?
+        .collect()
+        .await?;
+        db.execute("DELETE FROM roundtrip", [])
+            .await?
+            .collect()
+            .await?;
+        db.execute(
+            "INSERT INTO roundtrip VALUES (?, ?, ?, ?, ?, ?)",
+            values.clone(),
+        )
+        .await?
+        .collect()
+        .await?;
+        let rows = db
+            .execute("SELECT a, b, c, d, e, f FROM roundtrip", [])
+            .await?
+            .collect()
+            .await?;
         Ok(rows.len() == 1 && format!("{:?}", rows[0].values) == format!("{values:?}"))
     };
     match check().await {

@@ -12,7 +12,10 @@ async fn echo(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
     let mut lines = vec![
         format!("method: {}", req.method()),
         format!("authority: {}", req.authority().unwrap_or_default()),
-        format!("path-with-query: {}", req.path_with_query().unwrap_or_default()),
+        format!(
+            "path-with-query: {}",
+            req.path_with_query().unwrap_or_default()
+        ),
     ];
     let mut headers: Vec<String> = req
         .headers()

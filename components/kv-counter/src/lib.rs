@@ -15,7 +15,9 @@ wit_bindgen::generate!({ path: "wit", world: "counter", generate_all });
 
 use wasi::config::store as config;
 use wasi::keyvalue::{atomics, batch, store};
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 wasip2::http::proxy::export!(Counter);
 
@@ -31,7 +33,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Counter {
             Ok(None) => (404, "no such key".into()),
             Err(error) => (500, format!("error: {error}")),
         };
-        let cache_control = query.split('&').find_map(|pair| pair.strip_prefix("cache-control="));
+        let cache_control = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("cache-control="));
         respond(response_out, status, cache_control, body.as_bytes());
     }
 }
@@ -50,7 +54,8 @@ fn route(segments: &[&str]) -> Result<Option<String>, String> {
         [.., "swap", key, expected, new] => {
             let bucket = bucket()?;
             let cas = atomics::Cas::new(&bucket, key).map_err(|e| format!("{e:?}"))?;
-            if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected.as_bytes()) {
+            if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected.as_bytes())
+            {
                 return Ok(Some("conflict".into()));
             }
             match atomics::swap(cas, new.as_bytes()) {
@@ -84,7 +89,9 @@ fn route(segments: &[&str]) -> Result<Option<String>, String> {
 fn respond(out: ResponseOutparam, status: u16, cache_control: Option<&str>, body: &[u8]) {
     let headers = Fields::new();
     if let Some(value) = cache_control {
-        headers.append("cache-control", value.as_bytes()).expect("a valid header");
+        headers
+            .append("cache-control", value.as_bytes())
+            .expect("a valid header");
     }
     let response = OutgoingResponse::new(headers);
     response.set_status_code(status).expect("a valid status");
@@ -92,7 +99,9 @@ fn respond(out: ResponseOutparam, status: u16, cache_control: Option<&str>, body
     ResponseOutparam::set(out, Ok(response));
     let stream = outgoing.write().expect("the stream is taken once");
     for chunk in body.chunks(4096) {
-        stream.blocking_write_and_flush(chunk).expect("the client is reading");
+        stream
+            .blocking_write_and_flush(chunk)
+            .expect("the client is reading");
     }
     drop(stream);
     OutgoingBody::finish(outgoing, None).expect("the body is complete");

@@ -18,7 +18,9 @@ fn json(status: u16, value: &impl Serialize) -> Response {
     spin_sdk::http::Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(FullBody::new(bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default())))
+        .body(FullBody::new(bytes::Bytes::from(
+            serde_json::to_vec(value).unwrap_or_default(),
+        )))
         .unwrap()
 }
 
@@ -71,11 +73,26 @@ async fn tickets(method: &Method, id: Option<&str>, body: &[u8]) -> Response {
         (&Method::POST, None) => {
             let new: NewTicket = match serde_json::from_slice(body) {
                 Ok(new) => new,
-                Err(e) => return error(400, format!("expected {{\"show\": <id>, \"seat\": \"A1\"}}: {e}")),
+                Err(e) => {
+                    return error(
+                        400,
+                        format!("expected {{\"show\": <id>, \"seat\": \"A1\"}}: {e}"),
+                    );
+                }
             };
             let id = format!("{}-{}", new.show, new.seat);
-            let ticket = Ticket { id: id.clone(), show: new.show, seat: new.seat };
-            match store.set(format!("ticket:{id}"), serde_json::to_vec(&ticket).unwrap_or_default()).await {
+            let ticket = Ticket {
+                id: id.clone(),
+                show: new.show,
+                seat: new.seat,
+            };
+            match store
+                .set(
+                    format!("ticket:{id}"),
+                    serde_json::to_vec(&ticket).unwrap_or_default(),
+                )
+                .await
+            {
                 Ok(()) => json(201, &ticket),
                 Err(e) => error(500, format!("{e:?}")),
             }
@@ -90,8 +107,14 @@ async fn shows(id: Option<&str>) -> Response {
         Err(e) => return error(500, format!("{e:?}")),
     };
     let (statement, params) = match id.map(str::parse::<i64>) {
-        None => ("SELECT id, title, starts_at FROM shows ORDER BY starts_at", vec![]),
-        Some(Ok(id)) => ("SELECT id, title, starts_at FROM shows WHERE id = ?", vec![Value::Integer(id)]),
+        None => (
+            "SELECT id, title, starts_at FROM shows ORDER BY starts_at",
+            vec![],
+        ),
+        Some(Ok(id)) => (
+            "SELECT id, title, starts_at FROM shows WHERE id = ?",
+            vec![Value::Integer(id)],
+        ),
         Some(Err(_)) => return error(400, "a show id is a number"),
     };
     let rows = match db.execute(statement, params).await {
