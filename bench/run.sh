@@ -158,9 +158,11 @@ cors = { allow_origins = ["https://app.example"], allow_methods = ["GET"] }
 cache = { ttl_seconds = 3600 }
 TOML
 GATEWAY_UP=("$LEDGE" up -q -f "$STATE/gateway.toml" --state-dir "$STATE/gateway" --listen "127.0.0.1:$PORT")
-URL_PATH=/plain/ measure "ledge gateway: no policy (p2, fresh instance)" "${GATEWAY_UP[@]}"
-URL_PATH=/guarded/ WRK_HEADERS="Authorization: Bearer $(cat bench/jwt-token.txt)
-Origin: https://app.example" measure "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)" "${GATEWAY_UP[@]}"
+# Both rows send the same request headers, so the ratio is the policies' cost alone.
+GATEWAY_HEADERS="Authorization: Bearer $(cat bench/jwt-token.txt)
+Origin: https://app.example"
+URL_PATH=/plain/ WRK_HEADERS=$GATEWAY_HEADERS measure "ledge gateway: no policy (p2, fresh instance)" "${GATEWAY_UP[@]}"
+URL_PATH=/guarded/ WRK_HEADERS=$GATEWAY_HEADERS measure "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)" "${GATEWAY_UP[@]}"
 URL_PATH=/cached/ measure "ledge gateway: cache hit" "${GATEWAY_UP[@]}"
 
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
