@@ -810,3 +810,48 @@ fn a_custom_authorizer_component_decides_once_per_caller() {
     );
     assert_eq!(runs(&ledge, "decisions"), 3);
 }
+
+#[test]
+fn a_jwks_is_fetched_from_its_url() {
+    // A one-file HTTP server for the key set; it counts the fetches.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let jwks = std::fs::read_to_string(repo_root().join("tests/fixtures/jwt/jwks.json")).unwrap();
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = fetches.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            use std::io::{Read as _, Write as _};
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+        }
+    });
+    let authorizer = format!(
+        "[application.tool.ledge.authorizers.users]\n\
+         type = \"jwt\"\njwks = \"{jwks_url}\"\naudience = [\"tickets\"]\nalgorithms = [\"RS256\"]\n"
+    );
+    let app = gateway_app("auth = \"users\"", "methods = [\"GET\"]", &authorizer);
+    let ledge = app.up(&[]);
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "fetched at start-up"
+    );
+    let good = rs256("issuer.pem", &claims("tickets", 300, "tickets:write"));
+    let response = client()
+        .post(ledge.at("/api/increment/calls"))
+        .bearer_auth(&good)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The route list says which policies guard which route.
+    let routes = ledge.wait_for_stdout("[auth users]");
+    assert!(routes.contains("/api (wildcard)  [auth users]"), "{routes}");
+}
