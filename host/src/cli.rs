@@ -27,9 +27,10 @@ pub enum Command {
 /// `ledge up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The app: a manifest, a directory holding `spin.toml`, or a bare `.wasm`.
+    /// The app: a manifest, a directory holding `spin.toml`, or a bare `.wasm`. Repeat it to
+    /// serve several apps on one listener, each answering the `domains` its manifest lists.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
-    pub from: PathBuf,
+    pub from: Vec<PathBuf>,
 
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]

@@ -1,11 +1,11 @@
 //! `ledge up`: read the app, compile its components, bind the listener and serve.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::sync::Semaphore;
 
 use crate::cli::UpArgs;
@@ -17,25 +17,126 @@ use crate::engine::{
     PoolSettings, Runtime,
 };
 use crate::gateway::Gateway;
-use crate::manifest::{App, TriggerHandler};
+use crate::manifest::{App, DomainMapping, TriggerHandler};
 use crate::router::Router;
-use crate::server::{AppService, Endpoint, RouteHeaders, Server, Target, TlsFiles};
+use crate::server::{AppService, Endpoint, RouteHeaders, Server, Site, Sites, Target, TlsFiles};
 use crate::{builder, files};
 
 /// Runs `ledge up` until a shutdown signal.
 pub async fn up(args: UpArgs) -> Result<()> {
     let started = Instant::now();
-    let mut app = App::load(&args.from)?;
-    if args.build {
-        builder::build(&app, &[])?;
-        app = App::load(&args.from)?;
+    let several = args.from.len() > 1;
+    if several && !(args.key_values.is_empty() && args.sqlite.is_empty()) {
+        bail!(
+            "--key-value and --sqlite seed one app, and this run serves {} apps.\n  \
+             fix: seed each app in a run of its own, or with migrations in its runtime config",
+            args.from.len()
+        );
     }
-    app.check_sources()?;
+    let mut apps = Vec::new();
+    for from in &args.from {
+        let mut app = App::load(from)?;
+        if args.build {
+            builder::build(&app, &[])?;
+            app = App::load(from)?;
+        }
+        app.check_sources()?;
+        apps.push(app);
+    }
+    let state_dirs = state_dirs(&apps, args.state_dir.as_deref())?;
 
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| app.root_dir.join(".ledge"));
+    let runtime = Runtime::new(EngineSettings {
+        pooling: !args.disable_pooling,
+        cache_dir: (!args.disable_cache).then(|| state_dirs[0].join("cache")),
+        request_timeout: args.request_timeout,
+    })?;
+    // Metrics first, so the pools register theirs with the recorder.
+    let admin = match args.admin_listen {
+        Some(address) => Some(crate::server::admin::serve(address).await?),
+        None => None,
+    };
+    let mut sites = Vec::new();
+    let mut services = Vec::new();
+    for (app, state_dir) in apps.iter().zip(&state_dirs) {
+        let service = load_app(app, state_dir, &runtime, &args, admin.is_some()).await?;
+        services.push(service.clone());
+        sites.push(Site {
+            manifest: app.manifest_path.clone(),
+            domains: app.gateway.domains.clone(),
+            service,
+        });
+    }
+    let sites = Arc::new(Sites::new(sites)?);
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        }),
+        _ => None,
+    };
+    let server = Server::bind(args.listen, tls.as_ref()).await?;
+    let address = server.local_addr()?;
+    println!("Serving {}://{address}", server.scheme());
+    for (service, domains) in sites.apps() {
+        let index = services
+            .iter()
+            .position(|s| Arc::ptr_eq(s, &service))
+            .expect("every site is one of the apps");
+        let url = match domains.first() {
+            Some(domain) => format!(
+                "{}://{}:{}{}",
+                server.scheme(),
+                domain.host,
+                address.port(),
+                domain.base_path
+            ),
+            None => format!("{}://{address}", server.scheme()),
+        };
+        print_routes(&service, &url, &apps[index], &domains, several);
+    }
+    if let Some(admin) = admin {
+        println!("Metrics on http://{admin}/metrics");
+    }
+    tracing::info!("ready in {} ms", started.elapsed().as_millis());
+    server.serve(sites).await
+}
+
+/// Each app's state directory: `--state-dir` (one subdirectory per app when there are
+/// several), else `.ledge/` next to its manifest.
+fn state_dirs(apps: &[App], state_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let dirs: Vec<PathBuf> = apps
+        .iter()
+        .map(|app| match state_dir {
+            Some(dir) if apps.len() > 1 => dir.join(&app.name),
+            Some(dir) => dir.to_path_buf(),
+            None => app.root_dir.join(".ledge"),
+        })
+        .collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        if let Some(other) = dirs[..i].iter().position(|d| d == dir) {
+            bail!(
+                "{} and {} would share the state directory {}.\n  \
+                 fix: give the apps different names or keep their manifests in separate \
+                 directories",
+                apps[other].manifest_path.display(),
+                apps[i].manifest_path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(dirs)
+}
+
+/// Prepares one app: its data tier, start-up data, components and gateway.
+async fn load_app(
+    app: &App,
+    state_dir: &Path,
+    runtime: &Runtime,
+    args: &UpArgs,
+    metrics: bool,
+) -> Result<Arc<AppService>> {
     let log_dir = args
         .log_dir
         .clone()
@@ -45,32 +146,13 @@ pub async fn up(args: UpArgs) -> Result<()> {
         None => RuntimeConfig::default(),
     };
     let variables = crate::cli::parse_variables(&args.variables)?;
-    let data = DataTier::build(&app, &runtime_config, &state_dir, &variables).await?;
+    let data = DataTier::build(app, &runtime_config, state_dir, &variables).await?;
     startup::apply_key_values(&data, &args.key_values).await?;
     startup::apply_sqlite(&data, &args.sqlite, Path::new("."))?;
 
-    let runtime = Runtime::new(EngineSettings {
-        pooling: !args.disable_pooling,
-        cache_dir: (!args.disable_cache).then(|| state_dir.join("cache")),
-        request_timeout: args.request_timeout,
-    })?;
-
-    // Metrics first, so the pools register theirs with the recorder.
-    let admin = match args.admin_listen {
-        Some(address) => Some(crate::server::admin::serve(address).await?),
-        None => None,
-    };
     let in_process: InProcessSlot = Arc::default();
-    let pools = load_components(
-        &app,
-        &runtime,
-        &args,
-        &data,
-        &in_process,
-        &state_dir,
-        &log_dir,
-    )?;
-    let gateway = Gateway::build(&app.gateway, &state_dir, &pools).await?;
+    let pools = load_components(app, runtime, args, &data, &in_process, state_dir, &log_dir)?;
+    let gateway = Gateway::build(&app.gateway, state_dir, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
         .components
         .values()
@@ -101,27 +183,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         version: app.version.clone(),
         router: Router::new(routes),
         gateway,
-        metrics: admin.is_some(),
+        metrics,
         max_request_body: args.max_request_body_size,
         components: pools,
     });
     let _ = in_process.set(service.clone());
-
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: args.tls_client_ca.clone(),
-        }),
-        _ => None,
-    };
-    let server = Server::bind(args.listen, tls.as_ref()).await?;
-    print_routes(&service, &server, &app)?;
-    if let Some(admin) = admin {
-        println!("Metrics on http://{admin}/metrics");
-    }
-    tracing::info!("ready in {} ms", started.elapsed().as_millis());
-    server.serve(service).await
+    Ok(service)
 }
 
 /// Compiles (or loads from the cache) every component a trigger uses and prepares its pool.
@@ -224,10 +291,26 @@ fn allowed_hosts(
     })
 }
 
-/// Prints the routes the way `spin up` does.
-fn print_routes(service: &AppService, server: &Server, app: &App) -> Result<()> {
-    let base = format!("{}://{}", server.scheme(), server.local_addr()?);
-    println!("Serving {base}");
+/// Prints an app's routes the way `spin up` does; with several apps, under the app's name
+/// and the domains it answers.
+fn print_routes(
+    service: &AppService,
+    base: &str,
+    app: &App,
+    domains: &[&DomainMapping],
+    several: bool,
+) {
+    let names: Vec<String> = domains.iter().map(ToString::to_string).collect();
+    if several {
+        let answers = if names.is_empty() {
+            "every other host".to_string()
+        } else {
+            names.join(", ")
+        };
+        println!("App {} on {answers}:", app.name);
+    } else if !names.is_empty() {
+        println!("Domains: {}", names.join(", "));
+    }
     println!("Available Routes:");
     for (route, endpoint) in service.router.routes() {
         let name = match &endpoint.target {
@@ -260,5 +343,4 @@ fn print_routes(service: &AppService, server: &Server, app: &App) -> Result<()> 
     if !private.is_empty() {
         println!("  private (in-process only): {}", private.join(", "));
     }
-    Ok(())
 }

@@ -4,6 +4,7 @@
 mod harness;
 
 mod data;
+mod domains;
 mod failures;
 mod gateway;
 mod lifecycle;

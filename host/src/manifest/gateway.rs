@@ -46,6 +46,74 @@ pub struct GatewaySettings {
     /// A header whose incoming value is trusted as the request id (e.g. set by a load
     /// balancer in front); without it, ids are generated.
     pub request_id_header: Option<String>,
+    /// `domains`: the hosts (and base paths) this app answers on a listener shared with other
+    /// apps. Empty: the app answers every host no other app claims.
+    pub domains: Vec<DomainMapping>,
+}
+
+/// One `domains` entry: `api.example.com/v1` maps that host's `/v1/...` to the app, which
+/// sees the path without `/v1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainMapping {
+    /// The host in lower case, without a port; `*.example.com` matches any one-or-more-label
+    /// subdomain of `example.com`.
+    pub host: String,
+    /// The base path, `""` for the whole host, else `/segment[/segment...]` without a
+    /// trailing `/`.
+    pub base_path: String,
+}
+
+impl DomainMapping {
+    /// Reads `host[/base/path]`, or says what is wrong with it.
+    pub fn parse(entry: &str) -> Result<Self, String> {
+        if entry.contains("://") {
+            return Err("a domain is a host and an optional base path, without a scheme".into());
+        }
+        let (host, base_path) = entry.split_once('/').map_or((entry, ""), |(host, path)| {
+            (host, path.trim_end_matches('/'))
+        });
+        let host = host.to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let valid_label = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || !name.split('.').all(valid_label) {
+            return Err(format!(
+                "`{host}` is not a host name (letters, digits, `-` and dots; `*.` may lead; no port)"
+            ));
+        }
+        let valid_segment = |segment: &str| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        };
+        if !base_path.is_empty() && !base_path.split('/').all(valid_segment) {
+            return Err(format!("`/{base_path}` is not a base path like `/v1`"));
+        }
+        Ok(Self {
+            host,
+            base_path: if base_path.is_empty() {
+                String::new()
+            } else {
+                format!("/{base_path}")
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for DomainMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.host, self.base_path)
+    }
 }
 
 /// Everything that guards one route.
@@ -191,6 +259,8 @@ struct RawLedgeApp {
     #[serde(default)]
     access_log: bool,
     request_id_header: Option<Spanned<String>>,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
     gateway: Option<RawPolicies>,
     #[serde(default)]
     routes: BTreeMap<Spanned<String>, RawPolicies>,
@@ -338,11 +408,28 @@ pub fn parse(
                 })
         })
         .transpose()?;
+    let mut domains: Vec<DomainMapping> = Vec::new();
+    for entry in &raw.domains {
+        let mapping = DomainMapping::parse(entry.get_ref()).map_err(|message| {
+            reader
+                .error(entry, "application.tool.ledge.domains", message)
+                .fix("e.g. `api.example.com/v1` or `*.example.com`")
+        })?;
+        if domains.contains(&mapping) {
+            return Err(reader.error(
+                entry,
+                "application.tool.ledge.domains",
+                format!("`{mapping}` is listed twice"),
+            ));
+        }
+        domains.push(mapping);
+    }
     Ok(GatewaySettings {
         routes: resolved,
         authorizers,
         access_log: raw.access_log,
         request_id_header,
+        domains,
     })
 }
 
@@ -701,6 +788,24 @@ mod tests {
         let open = &settings.routes["/open"];
         assert_eq!(open.methods.as_ref().unwrap().len(), 2);
         assert!(open.rate_limit.is_none());
+    }
+
+    #[test]
+    fn domains_are_hosts_with_optional_base_paths() {
+        let settings = read(
+            "[application.tool.ledge]\ndomains = [\"API.example.com/v1/\", \"*.example.org\"]\n",
+        )
+        .unwrap();
+        assert_eq!(settings.domains[0].host, "api.example.com");
+        assert_eq!(settings.domains[0].base_path, "/v1");
+        assert_eq!(settings.domains[1].to_string(), "*.example.org");
+        for bad in ["https://a.com", "a.com:8080", "a.com/../x", "a..com", ""] {
+            assert!(DomainMapping::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let error =
+            read("[application.tool.ledge]\ndomains = [\"a.com\", \"a.com\"]\n").unwrap_err();
+        assert_eq!(error.line, Some(5));
+        assert!(error.message.contains("listed twice"));
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub use authorizers::{
 };
 pub use error::ManifestError;
 pub use gateway::{
-    AuthPolicy, CachePolicy, Cors, GatewaySettings, RateKey, RateLimit, RoutePolicies, Waf,
+    AuthPolicy, CachePolicy, Cors, DomainMapping, GatewaySettings, RateKey, RateLimit,
+    RoutePolicies, Waf,
 };
 pub use validate::is_variable_name;
 

@@ -11,6 +11,7 @@ use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
+use super::sites::MappedBase;
 use crate::router::{RouteMatch, RoutePattern};
 
 /// Prefix of the headers the host owns.
@@ -73,7 +74,12 @@ pub fn prepare<T>(
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let full_url = format!("{scheme}://{host}{path_and_query}");
+    // Under a custom domain's base path, the client's URL still has it.
+    let base = parts
+        .extensions
+        .get::<MappedBase>()
+        .map_or("", |base| &*base.0);
+    let full_url = format!("{scheme}://{host}{base}{path_and_query}");
     // Reuse the parsed path; only the authority is new.
     if let Ok(authority) = Authority::try_from(host) {
         let mut uri = std::mem::take(&mut parts.uri).into_parts();

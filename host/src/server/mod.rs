@@ -1,9 +1,10 @@
 //! The HTTP front: accept connections (plain or TLS), serve HTTP/1.1 and HTTP/2 on them, and
-//! hand each request to the app's [`AppService`]. Stops gracefully on SIGINT/SIGTERM.
+//! hand each request to the app its host and path are mapped to ([`Sites`]). Stops gracefully on SIGINT/SIGTERM.
 
 pub mod admin;
 mod headers;
 mod request;
+mod sites;
 mod tls;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use headers::RouteHeaders;
 pub use request::{AppService, Endpoint, Peer, Target, text};
+pub use sites::{Site, Sites};
 pub use tls::TlsFiles;
 
 /// How long in-flight requests may take to finish once a shutdown signal arrives.
@@ -52,7 +54,7 @@ impl Server {
 
     /// Serves `service` until SIGINT or SIGTERM, then lets in-flight requests finish (for at
     /// most [`SHUTDOWN_GRACE`]).
-    pub async fn serve(self, service: Arc<AppService>) -> Result<()> {
+    pub async fn serve(self, service: Arc<Sites>) -> Result<()> {
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         let scheme = self.scheme();
@@ -134,7 +136,7 @@ impl Server {
 
 /// The hyper service answering one connection's requests.
 fn handler(
-    service: Arc<AppService>,
+    service: Arc<Sites>,
     peer: Peer,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
