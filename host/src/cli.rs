@@ -110,6 +110,11 @@ pub struct UpArgs {
     #[arg(long)]
     pub admin_listen: Option<std::net::SocketAddr>,
 
+    /// Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g.
+    /// `http://127.0.0.1:4318`; `/v1/traces` is appended).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// PEM certificate chain: serve HTTPS (with `--tls-key`).
     #[arg(long, requires = "tls_key", env = "SPIN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,

@@ -17,6 +17,7 @@ use crate::engine::{
     PoolSettings, Runtime,
 };
 use crate::gateway::Gateway;
+use crate::gateway::traces::Traces;
 use crate::manifest::{App, DomainMapping, TriggerHandler};
 use crate::router::Router;
 use crate::server::{AppService, Endpoint, RouteHeaders, Server, Site, Sites, Target, TlsFiles};
@@ -55,10 +56,15 @@ pub async fn up(args: UpArgs) -> Result<()> {
         Some(address) => Some(crate::server::admin::serve(address).await?),
         None => None,
     };
+    let traces = Traces::start(args.otlp_endpoint.as_deref())?.map(Arc::new);
+    let observers = Observers {
+        metrics: admin.is_some(),
+        traces: traces.clone(),
+    };
     let mut sites = Vec::new();
     let mut services = Vec::new();
     for (app, state_dir) in apps.iter().zip(&state_dirs) {
-        let service = load_app(app, state_dir, &runtime, &args, admin.is_some()).await?;
+        let service = load_app(app, state_dir, &runtime, &args, &observers).await?;
         services.push(service.clone());
         sites.push(Site {
             manifest: app.manifest_path.clone(),
@@ -99,8 +105,21 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if let Some(admin) = admin {
         println!("Metrics on http://{admin}/metrics");
     }
+    if traces.is_some() {
+        println!("Exporting traces over OTLP");
+    }
     tracing::info!("ready in {} ms", started.elapsed().as_millis());
-    server.serve(sites).await
+    let served = server.serve(sites).await;
+    if let Some(traces) = traces {
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
+    served
+}
+
+/// What watches every app's requests: metrics and traces.
+struct Observers {
+    metrics: bool,
+    traces: Option<Arc<Traces>>,
 }
 
 /// Each app's state directory: `--state-dir` (one subdirectory per app when there are
@@ -135,7 +154,7 @@ async fn load_app(
     state_dir: &Path,
     runtime: &Runtime,
     args: &UpArgs,
-    metrics: bool,
+    observers: &Observers,
 ) -> Result<Arc<AppService>> {
     let log_dir = args
         .log_dir
@@ -183,7 +202,8 @@ async fn load_app(
         version: app.version.clone(),
         router: Router::new(routes),
         gateway,
-        metrics,
+        metrics: observers.metrics,
+        traces: observers.traces.clone(),
         max_request_body: args.max_request_body_size,
         components: pools,
     });

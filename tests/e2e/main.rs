@@ -12,3 +12,4 @@ mod manifest_errors;
 mod request_shape;
 mod routing;
 mod sample_app;
+mod traces;

@@ -19,6 +19,7 @@ mod hmac;
 mod identity;
 mod jwt;
 mod throttle;
+pub mod traces;
 mod waf;
 
 use std::collections::BTreeMap;

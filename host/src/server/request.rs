@@ -20,6 +20,7 @@ use super::admin;
 use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
+use crate::gateway::traces::Traces;
 use crate::gateway::{Gateway, Identity, RouteGuard, strip_identity};
 use crate::manifest::StaticResponse;
 use crate::router::{RouteMatch, RoutePattern, Router};
@@ -72,6 +73,8 @@ pub struct AppService {
     pub gateway: Gateway,
     /// Whether requests are counted for the admin listener's `/metrics`.
     pub metrics: bool,
+    /// The OTLP trace exporter, when one is configured.
+    pub traces: Option<Arc<Traces>>,
     /// The largest request body accepted, in bytes.
     pub max_request_body: u64,
     /// Every component with a trigger (private ones included), by id, for in-process calls.
@@ -95,7 +98,7 @@ const INFO_PATH: &str = "/.well-known/spin/info";
 impl AppService {
     /// Answers one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<WasiBody> {
-        if !self.metrics && self.gateway.access_log.is_none() {
+        if !self.metrics && self.gateway.access_log.is_none() && self.traces.is_none() {
             return self.serve(request, peer, &mut Record::default()).await;
         }
         let started = Instant::now();
@@ -108,12 +111,19 @@ impl AppService {
             };
             (log, id, line)
         });
+        let span = self
+            .traces
+            .as_ref()
+            .map(|traces| traces.request_span(&mut parts, &self.name, peer.address));
         let mut record = Record::default();
         let request = Request::from_parts(parts, body);
         let mut response = self.serve(request, peer, &mut record).await;
         let latency = started.elapsed();
         if self.metrics {
             admin::record_request(&record, response.status(), latency);
+        }
+        if let Some(span) = span {
+            span.end(&record, response.status());
         }
         if let Some((log, id, line)) = logged {
             response.headers_mut().insert(REQUEST_ID, id.clone());
@@ -207,6 +217,10 @@ impl AppService {
                 };
                 // Instantiate -> invoke.
                 let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
+                let _span = self
+                    .traces
+                    .as_ref()
+                    .and_then(|traces| traces.invoke_span(&mut parts, id));
                 headers::prepare(&mut parts, &route, route_headers, client, peer.scheme);
                 invoke(id, pool, Request::from_parts(parts, body)).await
             }
