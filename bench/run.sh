@@ -50,41 +50,79 @@ latency_ms() {
   }'
 }
 
+# load URL [DURATION]: one wrk run against URL (with WRK_SCRIPT and WRK_HEADERS, one request
+# header per line); prints requests/s, p50 and p99, tab-separated.
+load() {
+  local url=$1 options=() header report errors
+  [ -z "${WRK_SCRIPT:-}" ] || options=(-s "$WRK_SCRIPT")
+  while IFS= read -r header; do
+    [ -z "$header" ] || options+=(-H "$header")
+  done <<<"${WRK_HEADERS:-}"
+  report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2:-$DURATION}" --latency "${options[@]}" "$url")
+  errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
+  [ -z "$errors" ] || echo "warning: $url: $errors" >&2
+  printf '%s\t%s\t%s\n' "$(awk '/Requests\/sec/ {print $2}' <<<"$report")" \
+    "$(latency_ms 50% <<<"$report")" "$(latency_ms 99% <<<"$report")"
+}
+
+# median FILE: the median of each tab-separated column of FILE, tab-separated.
+median() {
+  local lines middle column
+  lines=$(wc -l <"$1"); middle=$(( (lines + 1) / 2 ))
+  for column in $(seq 1 "$(head -1 "$1" | awk -F'\t' '{print NF}')"); do
+    cut -f"$column" "$1" | sort -g | sed -n "${middle}p"
+  done | paste -sd$'\t'
+}
+
+# start_server COMMAND...: runs it in the background (SERVER holds its pid) until it answers.
+start_server() {
+  "$@" >/dev/null 2>&1 &
+  SERVER=$!
+  wait_ready
+}
+
+stop_server() {
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+}
+
 # measure NAME COMMAND...: serve, warm up, load with wrk RUNS times, record the median
 # requests/s, p50 and p99 of the runs (this machine's noise is about 10% run to run, more in
 # the tail).
 measure() {
   local name=$1; shift
   [[ $name =~ ${ONLY:-.} ]] || return 0
-  "$@" >/dev/null 2>&1 &
-  local pid=$!
-  wait_ready
-  local url="http://127.0.0.1:$PORT${URL_PATH:-/}" script=() header
-  [ -z "${WRK_SCRIPT:-}" ] || script=(-s "$WRK_SCRIPT")
-  # WRK_HEADERS: one request header per line.
-  while IFS= read -r header; do
-    [ -z "$header" ] || script+=(-H "$header")
-  done <<<"${WRK_HEADERS:-}"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s "${script[@]}" "$url" >/dev/null
+  local url="http://127.0.0.1:$PORT${URL_PATH:-/}"
+  start_server "$@"
+  load "$url" 2s >/dev/null
   : > "$STATE/runs.tsv"
-  for _ in $(seq 1 "$RUNS"); do
-    local report rps p50 p99 errors
-    report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${script[@]}" "$url")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$report")
-    p50=$(latency_ms 50% <<<"$report")
-    p99=$(latency_ms 99% <<<"$report")
-    errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
-    [ -z "$errors" ] || echo "warning: $name: $errors" >&2
-    printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$p50" "$p99" >> "$STATE/runs.tsv"
-  done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  local middle=$(( (RUNS + 1) / 2 )) column
-  for column in 2 3 4; do
-    cut -f"$column" "$STATE/runs.tsv" | sort -g | sed -n "${middle}p"
-  done | paste -sd$'\t' | sed "s/^/$name\t/" | tee -a "$STATE/results.tsv"
+  for _ in $(seq 1 "$RUNS"); do load "$url" >> "$STATE/runs.tsv"; done
+  stop_server
+  printf '%s\t%s\n' "$name" "$(median "$STATE/runs.tsv")" | tee -a "$STATE/results.tsv"
 }
 
-: > "$STATE/results.tsv"
+# measure_pair LABEL NAME_A PATH_A NAME_B PATH_B COMMAND...: two routes of one server, loaded
+# in alternation (A, B, A, B, ...) so that drift on this shared machine hits both alike.
+# Records both rows as `measure` does, and under LABEL the median of the per-round B/A
+# throughput ratios.
+measure_pair() {
+  local label=$1 name_a=$2 path_a=$3 name_b=$4 path_b=$5; shift 5
+  [[ "$name_a $name_b" =~ ${ONLY:-.} ]] || return 0
+  local url_a="http://127.0.0.1:$PORT$path_a" url_b="http://127.0.0.1:$PORT$path_b" a b
+  start_server "$@"
+  load "$url_a" 2s >/dev/null; load "$url_b" 2s >/dev/null
+  : > "$STATE/runs-a.tsv"; : > "$STATE/runs-b.tsv"; : > "$STATE/ratios.tsv"
+  for _ in $(seq 1 "$RUNS"); do
+    a=$(load "$url_a"); b=$(load "$url_b")
+    echo "$a" >> "$STATE/runs-a.tsv"; echo "$b" >> "$STATE/runs-b.tsv"
+    awk -v a="${a%%$'\t'*}" -v b="${b%%$'\t'*}" 'BEGIN {printf "%.3f\n", b / a}' >> "$STATE/ratios.tsv"
+  done
+  stop_server
+  printf '%s\t%s\n' "$name_a" "$(median "$STATE/runs-a.tsv")" | tee -a "$STATE/results.tsv"
+  printf '%s\t%s\n' "$name_b" "$(median "$STATE/runs-b.tsv")" | tee -a "$STATE/results.tsv"
+  printf '%s\t%s\n' "$label" "$(median "$STATE/ratios.tsv")" | tee -a "$STATE/paired.tsv"
+}
+
+: > "$STATE/results.tsv"; : > "$STATE/paired.tsv"
 measure "native hyper" target/release/native-hello "127.0.0.1:$PORT"
 measure "wasmtime serve (p2, fresh instance)" "$WASMTIME" serve -Scli --addr "127.0.0.1:$PORT" "$HELLO_P2"
 measure "wasmtime serve (p2, reuse 128)" "$WASMTIME" serve -Scli --max-instance-reuse-count 128 --addr "127.0.0.1:$PORT" "$HELLO_P2"
@@ -158,11 +196,14 @@ cors = { allow_origins = ["https://app.example"], allow_methods = ["GET"] }
 cache = { ttl_seconds = 3600 }
 TOML
 GATEWAY_UP=("$LEDGE" up -q -f "$STATE/gateway.toml" --state-dir "$STATE/gateway" --listen "127.0.0.1:$PORT")
-# Both rows send the same request headers, so the ratio is the policies' cost alone.
+# Both rows send the same request headers, so the ratio is the policies' cost alone; they are
+# measured in alternation on one server (see measure_pair).
 GATEWAY_HEADERS="Authorization: Bearer $(cat bench/jwt-token.txt)
 Origin: https://app.example"
-URL_PATH=/plain/ WRK_HEADERS=$GATEWAY_HEADERS measure "ledge gateway: no policy (p2, fresh instance)" "${GATEWAY_UP[@]}"
-URL_PATH=/guarded/ WRK_HEADERS=$GATEWAY_HEADERS measure "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)" "${GATEWAY_UP[@]}"
+WRK_HEADERS=$GATEWAY_HEADERS measure_pair \
+  "gateway: JWT + rate limit + CORS / no policy, paired rounds (bar 0.85)" \
+  "ledge gateway: no policy (p2, fresh instance)" /plain/ \
+  "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)" /guarded/ "${GATEWAY_UP[@]}"
 URL_PATH=/cached/ measure "ledge gateway: cache hit" "${GATEWAY_UP[@]}"
 
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5).
@@ -213,6 +254,7 @@ startup=$(printf '%s\n' "${startup_ms[@]}" | sort -n | sed -n 3p)
       ratio("gateway: JWT + rate limit + CORS / no policy", "ledge gateway: JWT + rate limit + CORS (p2, fresh instance)", plain)
       ratio("gateway: cache hit / no policy", "ledge gateway: cache hit", plain)
     }' "$STATE/results.tsv"
+  awk -F'\t' '{printf "| %s | %s |\n", $1, $2}' "$STATE/paired.tsv"
   echo
   echo "ledge up to first 200 (sample app, warm compile cache, median of 5): ${startup} ms"
 } | tee "$OUT"

@@ -133,9 +133,14 @@ fn methods_cors_and_throttling_answer_before_the_guest() {
 
 /// Signs `claims` with `key` (a PEM file under tests/fixtures/jwt) as RS256, kid `test-key`.
 fn rs256(key: &str, claims: &serde_json::Value) -> String {
+    rs256_with_kid(key, "test-key", claims)
+}
+
+/// Signs `claims` with `key` as RS256, naming `kid` in the header.
+fn rs256_with_kid(key: &str, kid: &str, claims: &serde_json::Value) -> String {
     let pem = std::fs::read(repo_root().join("tests/fixtures/jwt").join(key)).unwrap();
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("test-key".into());
+    header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
 }
 
@@ -640,7 +645,8 @@ fn hmac_signatures_refuse_tampering_and_replays() {
 #[test]
 fn request_schemas_refuse_bad_bodies_before_the_guest() {
     let app = gateway_app(
-        "request_schema = \"ticket.schema.json\"",
+        "request_schema = \"ticket.schema.json\"\n\
+         cors = { allow_origins = [\"https://app.example\"] }",
         "methods = [\"GET\"]",
         "",
     );
@@ -662,19 +668,26 @@ fn request_schemas_refuse_bad_bodies_before_the_guest() {
         let response = client
             .post(ledge.at("/api/increment/calls"))
             .header("content-type", "application/json")
+            .header("origin", "https://app.example")
             .body(body.to_string())
             .send()
             .unwrap();
-        (response.status().as_u16(), response.text().unwrap())
+        let cors = response
+            .headers()
+            .get("access-control-allow-origin")
+            .cloned();
+        (response.status().as_u16(), response.text().unwrap(), cors)
     };
     assert_eq!(post(r#"{"show": "hamlet", "seats": 2}"#).0, 200);
-    let (status, body) = post(r#"{"show": "hamlet", "seats": 0}"#);
+    let (status, body, cors) = post(r#"{"show": "hamlet", "seats": 0}"#);
     assert_eq!(status, 400);
     assert!(body.contains("at `/seats`"), "{body}");
-    let (status, body) = post(r#"{"seats": 2}"#);
+    // The refusal is readable by the page that sent it.
+    assert_eq!(cors.unwrap(), "https://app.example");
+    let (status, body, _) = post(r#"{"seats": 2}"#);
     assert_eq!(status, 400);
     assert!(body.contains("show"), "{body}");
-    let (status, body) = post("seats=2");
+    let (status, body, _) = post("seats=2");
     assert_eq!(status, 400);
     assert!(body.contains("not JSON"), "{body}");
     assert_eq!(runs(&ledge, "calls"), 1);
@@ -812,13 +825,17 @@ fn a_custom_authorizer_component_decides_once_per_caller() {
 }
 
 #[test]
-fn a_jwks_is_fetched_from_its_url() {
-    // A one-file HTTP server for the key set; it counts the fetches.
+fn a_jwks_is_fetched_from_its_url_and_again_for_a_rotated_key() {
+    // A one-file HTTP server for the key set; it counts the fetches and, once `rotated` is
+    // set, serves the set with the new key.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    let jwks = std::fs::read_to_string(repo_root().join("tests/fixtures/jwt/jwks.json")).unwrap();
+    let fixtures = repo_root().join("tests/fixtures/jwt");
+    let before = std::fs::read_to_string(fixtures.join("jwks.json")).unwrap();
+    let after = std::fs::read_to_string(fixtures.join("rotated-jwks.json")).unwrap();
     let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = fetches.clone();
+    let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counted, switched) = (fetches.clone(), rotated.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -826,6 +843,11 @@ fn a_jwks_is_fetched_from_its_url() {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let jwks = if switched.load(std::sync::atomic::Ordering::SeqCst) {
+                &after
+            } else {
+                &before
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
@@ -854,4 +876,60 @@ fn a_jwks_is_fetched_from_its_url() {
     // The route list says which policies guard which route.
     let routes = ledge.wait_for_stdout("[auth users]");
     assert!(routes.contains("/api (wildcard)  [auth users]"), "{routes}");
+
+    // The issuer rotates to a new key. A token naming its kid makes the gateway fetch the set
+    // again, but not more often than every 10 s: right after start-up it is refused unfetched.
+    let started = std::time::Instant::now();
+    rotated.store(true, std::sync::atomic::Ordering::SeqCst);
+    let new_key = rs256_with_kid(
+        "stranger.pem",
+        "rotated-key",
+        &claims("tickets", 300, "tickets:write"),
+    );
+    let call = || {
+        client()
+            .post(ledge.at("/api/increment/calls"))
+            .bearer_auth(&new_key)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call(), 401);
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    std::thread::sleep(Duration::from_secs(11).saturating_sub(started.elapsed()));
+    assert_eq!(call(), 200, "the rotated key is fetched on first sight");
+    assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn throttling_per_identity_gives_each_caller_its_own_bucket() {
+    let authorizer = "[application.tool.ledge.authorizers.users]\n\
+         type = \"jwt\"\njwks = \"jwks.json\"\naudience = [\"tickets\"]\nalgorithms = [\"RS256\"]\n";
+    let app = gateway_app(
+        "auth = \"users\"\nrate_limit = { per_second = 1, burst = 2, per = \"identity\" }",
+        "methods = [\"GET\"]",
+        authorizer,
+    );
+    let ledge = app.up(&[]);
+    let token = |subject: &str| {
+        let mut claims = claims("tickets", 300, "tickets:write");
+        claims["sub"] = subject.into();
+        rs256("issuer.pem", &claims)
+    };
+    let call = |token: &str| {
+        client()
+            .post(ledge.at("/api/increment/calls"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    assert_eq!(call(&alice).status(), 200);
+    assert_eq!(call(&alice).status(), 200);
+    let refused = call(&alice);
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Same client address, another identity: its own bucket.
+    assert_eq!(call(&bob).status(), 200);
+    assert_eq!(runs(&ledge, "calls"), 3);
 }

@@ -243,6 +243,17 @@ impl RouteGuard {
         response
     }
 
+    /// Adds the route's CORS headers to a refusal raised after [`RouteGuard::admit`] (a body
+    /// too large, a component at its cap, a body check), so a browser can read it.
+    pub fn refuse(
+        &self,
+        admitted: &Admitted,
+        mut refusal: Response<WasiBody>,
+    ) -> Response<WasiBody> {
+        self.decorate(&admitted.cors_origin, &mut refusal);
+        refusal
+    }
+
     /// Whether this request's body must be read and checked before the guest gets it (WAF
     /// injection rules, or the hash of a signed request).
     pub fn reads_body(&self, admitted: &Admitted) -> bool {

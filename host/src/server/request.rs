@@ -21,7 +21,7 @@ use super::headers::{self, RouteHeaders};
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
 use crate::gateway::traces::Traces;
-use crate::gateway::{Gateway, Identity, RouteGuard, strip_identity};
+use crate::gateway::{Admitted, Gateway, Identity, RouteGuard, strip_identity};
 use crate::manifest::StaticResponse;
 use crate::router::{RouteMatch, RoutePattern, Router};
 
@@ -41,6 +41,14 @@ pub enum Target {
     },
     /// A `static_response` from the manifest.
     Static(StaticResponse),
+}
+
+/// A component route's target, borrowed for one request.
+struct Component<'a> {
+    id: &'a str,
+    pool: &'a ComponentPool,
+    route_headers: &'a RouteHeaders,
+    concurrency: Option<&'a Arc<tokio::sync::Semaphore>>,
 }
 
 /// Who is on the other end of a connection.
@@ -172,8 +180,8 @@ impl AppService {
             },
         };
 
-        let response = match &endpoint.target {
-            Target::Static(response) => static_response(response),
+        let outcome = match &endpoint.target {
+            Target::Static(response) => Ok(static_response(response)),
             Target::Component {
                 id,
                 pool,
@@ -181,56 +189,86 @@ impl AppService {
                 concurrency,
             } => {
                 record.component = Some(id);
-                let body_limit = admitted
-                    .as_ref()
-                    .and_then(|admitted| admitted.body_limit)
-                    .map_or(self.max_request_body, |limit| {
-                        limit.min(self.max_request_body)
-                    });
-                // Request limits, before any guest runs.
-                if let Some(length) = content_length(&parts)
-                    && length > body_limit
-                {
-                    return text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("Payload Too Large: the request body is over {body_limit} bytes"),
-                    );
-                }
-                let _permit = match concurrency.as_ref().map(|cap| cap.try_acquire()) {
-                    Some(Err(_)) => {
-                        record.outcome = Some("busy");
-                        return busy(id);
-                    }
-                    Some(Ok(permit)) => Some(permit),
-                    None => None,
+                let component = Component {
+                    id,
+                    pool,
+                    route_headers,
+                    concurrency: concurrency.as_ref(),
                 };
-                let body = match (&endpoint.guard, &admitted) {
-                    (Some(guard), Some(admitted)) if guard.reads_body(admitted) => {
-                        let read =
-                            guard.read_body(admitted, &parts, body, body_limit, client, record);
-                        match read.await {
-                            Ok(bytes) => full(bytes),
-                            Err(refusal) => return refusal,
-                        }
-                    }
-                    _ => limit_body(body, body_limit),
-                };
-                // Instantiate -> invoke.
-                let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
-                let _span = self
-                    .traces
-                    .as_ref()
-                    .and_then(|traces| traces.invoke_span(&mut parts, id));
-                headers::prepare(&mut parts, &route, route_headers, client, peer.scheme);
-                invoke(id, pool, Request::from_parts(parts, body)).await
+                let guarded = endpoint.guard.as_deref().zip(admitted.as_ref());
+                self.run(component, &route, parts, body, guarded, peer, record)
+                    .await
             }
         };
 
-        // Respond.
+        // Respond: a refusal raised after the guard still carries the route's CORS headers.
         match (&endpoint.guard, admitted) {
-            (Some(guard), Some(admitted)) => guard.finish(admitted, response).await,
-            _ => response,
+            (Some(guard), Some(admitted)) => match outcome {
+                Ok(response) => guard.finish(admitted, response).await,
+                Err(refusal) => guard.refuse(&admitted, refusal),
+            },
+            _ => outcome.unwrap_or_else(|refusal| refusal),
         }
+    }
+
+    /// Runs a component for an admitted request: the request limits, the component's
+    /// concurrency cap and the guard's body checks first, then instantiate -> invoke. `Err` is
+    /// a refusal (the guest did not run).
+    #[allow(clippy::too_many_arguments)]
+    async fn run<'a>(
+        &self,
+        component: Component<'a>,
+        route: &RouteMatch<'_, Endpoint>,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        guarded: Option<(&RouteGuard, &Admitted)>,
+        peer: &Peer,
+        record: &mut Record<'a>,
+    ) -> Result<Response<WasiBody>, Response<WasiBody>> {
+        let Component {
+            id,
+            pool,
+            route_headers,
+            concurrency,
+        } = component;
+        let body_limit = guarded
+            .and_then(|(_, admitted)| admitted.body_limit)
+            .map_or(self.max_request_body, |limit| {
+                limit.min(self.max_request_body)
+            });
+        // Request limits, before any guest runs.
+        if let Some(length) = content_length(&parts)
+            && length > body_limit
+        {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Payload Too Large: the request body is over {body_limit} bytes"),
+            ));
+        }
+        let _permit = match concurrency.map(|cap| cap.try_acquire()) {
+            Some(Err(_)) => {
+                record.outcome = Some("busy");
+                return Err(busy(id));
+            }
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
+        let body = match guarded {
+            Some((guard, admitted)) if guard.reads_body(admitted) => full(
+                guard
+                    .read_body(admitted, &parts, body, body_limit, peer.address, record)
+                    .await?,
+            ),
+            _ => limit_body(body, body_limit),
+        };
+        // Instantiate -> invoke.
+        let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
+        let _span = self
+            .traces
+            .as_ref()
+            .and_then(|traces| traces.invoke_span(&mut parts, id));
+        headers::prepare(&mut parts, route, route_headers, peer.address, peer.scheme);
+        Ok(invoke(id, pool, Request::from_parts(parts, body)).await)
     }
 
     fn info(&self) -> Response<WasiBody> {
