@@ -20,7 +20,9 @@ use crate::gateway::Gateway;
 use crate::gateway::traces::Traces;
 use crate::manifest::{App, DomainMapping, TriggerHandler};
 use crate::router::Router;
-use crate::server::{AppService, Endpoint, RouteHeaders, Server, Site, Sites, Target, TlsFiles};
+use crate::server::{
+    AppService, Endpoint, FileServer, RouteHeaders, Server, Site, Sites, Target, TlsFiles,
+};
 use crate::{builder, files};
 
 /// Runs `ledge up` until a shutdown signal.
@@ -171,6 +173,7 @@ async fn load_app(
 
     let in_process: InProcessSlot = Arc::default();
     let pools = load_components(app, runtime, args, &data, &in_process, state_dir, &log_dir)?;
+    let file_servers = file_servers(app, state_dir)?;
     let gateway = Gateway::build(&app.gateway, state_dir, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
         .components
@@ -186,11 +189,17 @@ async fn load_app(
             continue;
         };
         let target = match &trigger.handler {
-            TriggerHandler::Component(id) => Target::Component {
-                id: id.as_str().into(),
-                pool: pools[id].clone(),
-                headers: RouteHeaders::new(route),
-                concurrency: concurrency.get(id.as_str()).cloned(),
+            TriggerHandler::Component(id) => match file_servers.get(id) {
+                Some(files) => Target::Files {
+                    id: id.as_str().into(),
+                    files: files.clone(),
+                },
+                None => Target::Component {
+                    id: id.as_str().into(),
+                    pool: pools[id].clone(),
+                    headers: RouteHeaders::new(route),
+                    concurrency: concurrency.get(id.as_str()).cloned(),
+                },
             },
             TriggerHandler::Static(response) => Target::Static(response.clone()),
         };
@@ -227,10 +236,10 @@ fn load_components(
         let TriggerHandler::Component(id) = &trigger.handler else {
             continue;
         };
-        if pools.contains_key(id) {
+        let component = &app.components[id];
+        if pools.contains_key(id) || component.ledge.static_files.is_some() {
             continue;
         }
-        let component = &app.components[id];
         let source_error = |error: anyhow::Error| {
             anyhow!(app
                 .error_at(component.source_line, format!("component.{id}.source"))
@@ -279,6 +288,27 @@ fn load_components(
         pools.insert(id.clone(), Arc::new(pool));
     }
     Ok(pools)
+}
+
+/// The host-side file servers of the app's `static_files` components, by id.
+fn file_servers(app: &App, state_dir: &Path) -> Result<BTreeMap<String, Arc<FileServer>>> {
+    let staging = state_dir.join("files");
+    app.components
+        .values()
+        .filter_map(|component| Some((component, component.ledge.static_files.clone()?)))
+        .map(|(component, mut settings)| {
+            // spin-fileserver's own settings, so an app written for it behaves the same.
+            let environment = |name: &str| component.environment.get(name).cloned();
+            settings.fallback = settings.fallback.or_else(|| environment("FALLBACK_PATH"));
+            settings.not_found = settings
+                .not_found
+                .or_else(|| environment("CUSTOM_404_PATH"));
+            let mounts = files::mounts(app, component, &staging)?;
+            let server = FileServer::new(mounts, settings)
+                .with_context(|| format!("component `{}`", component.id))?;
+            Ok((component.id.clone(), Arc::new(server)))
+        })
+        .collect()
 }
 
 /// Renders the `{{ name }}` templates in a component's `allowed_outbound_hosts` and parses them.
@@ -336,6 +366,7 @@ fn print_routes(
         let name = match &endpoint.target {
             Target::Component { id, .. } => id.to_string(),
             Target::Static(_) => "(static response)".to_string(),
+            Target::Files { id, .. } => format!("{id} (static files)"),
         };
         let shown = route.based().strip_suffix("/...").map_or_else(
             || route.based().to_string(),

@@ -12,4 +12,5 @@ mod manifest_errors;
 mod request_shape;
 mod routing;
 mod sample_app;
+mod static_files;
 mod traces;

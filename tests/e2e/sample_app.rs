@@ -113,6 +113,19 @@ fn the_sample_gateway_guards_tickets_and_caches_info() {
 }
 
 #[test]
+fn the_front_end_is_served_from_site_with_its_fallback() {
+    let ledge = sample_app();
+    let page = std::fs::read_to_string(repo_root().join("site/index.html")).unwrap();
+    let response = client().get(ledge.at("/site/")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "public, max-age=60");
+    assert_eq!(response.text().unwrap(), page);
+    // A deep link gets the page (FALLBACK_PATH, as spin-fileserver reads it).
+    assert_eq!(get(&ledge.at("/site/shows/2")), (200, page));
+    assert_eq!(get(&ledge.at("/site/style.css")).0, 200);
+}
+
+#[test]
 fn p2_and_p3_components_both_answer() {
     let ledge = sample_app();
     let (status, body) = get(&ledge.at("/hello"));

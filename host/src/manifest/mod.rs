@@ -163,6 +163,23 @@ pub struct ComponentSettings {
     /// Requests the component may serve at once; more get 503 with `Retry-After` instead of
     /// queueing without bound.
     pub max_concurrent_requests: Option<usize>,
+    /// `static_files`: ledge serves the component's `files` itself and never loads `source`
+    /// (which may then be a remote fileserver component, as Spin apps name it).
+    pub static_files: Option<StaticFiles>,
+}
+
+/// How a static-files component answers (`[component.<id>.tool.ledge] static_files`). A
+/// directory is answered with its `index.html`.
+#[derive(Debug, Clone)]
+pub struct StaticFiles {
+    /// A file (relative to the files' root) served with 200 for paths that match no file: the
+    /// single-page-application fallback.
+    pub fallback: Option<String>,
+    /// A file served with 404 for paths that match no file.
+    pub not_found: Option<String>,
+    /// The `Cache-Control` of every file (default `no-cache`: browsers revalidate with the
+    /// `ETag`).
+    pub cache_control: String,
 }
 
 impl App {
@@ -233,7 +250,7 @@ impl App {
     /// Checks that every component's `.wasm` exists, naming the manifest line and the fix.
     pub fn check_sources(&self) -> Result<(), ManifestError> {
         for component in self.components.values() {
-            if !component.source.is_file() {
+            if component.ledge.static_files.is_none() && !component.source.is_file() {
                 let fix = if component.build.is_some() {
                     "build it first: `ledge build`, or `ledge up --build`".to_string()
                 } else {

@@ -223,4 +223,14 @@ pub struct RawComponentLedge {
     pub max_instance_reuse_count: Option<usize>,
     pub max_instance_concurrent_reuse_count: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
+    pub static_files: Option<RawStaticFiles>,
+}
+
+/// `static_files = { fallback, not_found, cache_control }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaticFiles {
+    pub fallback: Option<String>,
+    pub not_found: Option<String>,
+    pub cache_control: Option<String>,
 }

@@ -2,16 +2,16 @@
 //! (duplicate routes), each time with the line, the key and the fix.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
 use super::schema::{
     RawBuild, RawCommand, RawComponent, RawComponentLedge, RawComponentRef, RawFileMount,
-    RawManifest, RawRoute, RawSource, RawStaticResponse,
+    RawManifest, RawRoute, RawSource, RawStaticFiles, RawStaticResponse,
 };
 use super::{
-    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError,
+    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError, StaticFiles,
     StaticResponse, TriggerHandler, Variable,
 };
 use crate::router::RoutePattern;
@@ -355,6 +355,93 @@ impl Validator<'_> {
         })
     }
 
+    /// `[component.<id>.tool.ledge]`.
+    fn component_settings(
+        &self,
+        key: &str,
+        id_line: usize,
+        raw: &RawComponent,
+    ) -> Result<ComponentSettings, ManifestError> {
+        let mut ledge = ComponentSettings::default();
+        let Some(table) = raw.tool.get(LEDGE_TOOL) else {
+            return Ok(ledge);
+        };
+        let settings: RawComponentLedge = table.clone().try_into().map_err(|e: toml::de::Error| {
+            let mut error = ManifestError::file(self.file, e.message().to_string())
+                .key(format!("{key}.tool.ledge"))
+                .fix("the keys ledge reads here are `max_instance_reuse_count`, `max_instance_concurrent_reuse_count`, `max_concurrent_requests` and `static_files`");
+            error.line = Some(id_line);
+            error
+        })?;
+        for (name, value) in [
+            (
+                "max_instance_reuse_count",
+                settings.max_instance_reuse_count,
+            ),
+            (
+                "max_instance_concurrent_reuse_count",
+                settings.max_instance_concurrent_reuse_count,
+            ),
+            ("max_concurrent_requests", settings.max_concurrent_requests),
+        ] {
+            if value == Some(0) {
+                let mut error = ManifestError::file(self.file, "must be at least 1")
+                    .key(format!("{key}.tool.ledge.{name}"))
+                    .fix("use 1 for a fresh instance per request");
+                error.line = Some(id_line);
+                return Err(error);
+            }
+        }
+        ledge.max_instance_reuse_count = settings.max_instance_reuse_count;
+        ledge.max_instance_concurrent_reuse_count = settings.max_instance_concurrent_reuse_count;
+        ledge.max_concurrent_requests = settings.max_concurrent_requests;
+        ledge.static_files = settings
+            .static_files
+            .map(|raw| self.static_files(key, id_line, raw))
+            .transpose()?;
+        Ok(ledge)
+    }
+
+    /// `static_files`: its file names must stay inside the served files.
+    fn static_files(
+        &self,
+        key: &str,
+        id_line: usize,
+        raw: RawStaticFiles,
+    ) -> Result<StaticFiles, ManifestError> {
+        for (name, file) in [("fallback", &raw.fallback), ("not_found", &raw.not_found)] {
+            if let Some(file) = file
+                && (file.is_empty()
+                    || Path::new(file)
+                        .components()
+                        .any(|part| !matches!(part, std::path::Component::Normal(_))))
+            {
+                let mut error = ManifestError::file(
+                    self.file,
+                    format!("`{file}` is not a file name inside the served files"),
+                )
+                .key(format!("{key}.tool.ledge.static_files.{name}"))
+                .fix("name it relative to the files' root, e.g. `index.html`");
+                error.line = Some(id_line);
+                return Err(error);
+            }
+        }
+        if let Some(value) = &raw.cache_control
+            && http::HeaderValue::from_str(value).is_err()
+        {
+            let mut error = ManifestError::file(self.file, "not a valid header value")
+                .key(format!("{key}.tool.ledge.static_files.cache_control"))
+                .fix("e.g. `public, max-age=3600`");
+            error.line = Some(id_line);
+            return Err(error);
+        }
+        Ok(StaticFiles {
+            fallback: raw.fallback,
+            not_found: raw.not_found,
+            cache_control: raw.cache_control.unwrap_or_else(|| "no-cache".into()),
+        })
+    }
+
     fn component(
         &self,
         root_dir: &Path,
@@ -364,8 +451,11 @@ impl Validator<'_> {
     ) -> Result<Component, ManifestError> {
         let key = format!("component.{id}");
         let source_line = self.line(&raw.source);
+        let ledge = self.component_settings(&key, id_line, &raw)?;
         let source = match raw.source.get_ref() {
             RawSource::Path(path) => root_dir.join(path),
+            // A fileserver component ledge replaces: it is never fetched.
+            RawSource::Remote { .. } if ledge.static_files.is_some() => PathBuf::new(),
             RawSource::Remote { url, .. } => {
                 return Err(self
                     .error(
@@ -373,7 +463,7 @@ impl Validator<'_> {
                         format!("{key}.source"),
                         format!("remote sources ({url}) are not fetched by ledge"),
                     )
-                    .fix("download the .wasm, check its digest, and set `source` to its path"));
+                    .fix("download the .wasm, check its digest, and set `source` to its path; for a fileserver, add `[component.<id>.tool.ledge] static_files = {}` instead"));
             }
         };
         if !raw.ai_models.is_empty() {
@@ -425,39 +515,6 @@ impl Validator<'_> {
             }
         }
         let build = raw.build.map(|build| self.build(root_dir, build));
-        let mut ledge = ComponentSettings::default();
-        if let Some(table) = raw.tool.get(LEDGE_TOOL) {
-            let settings: RawComponentLedge = table.clone().try_into().map_err(|e: toml::de::Error| {
-                let mut error = ManifestError::file(self.file, e.message().to_string())
-                    .key(format!("{key}.tool.ledge"))
-                    .fix("the keys ledge reads here are `max_instance_reuse_count`, `max_instance_concurrent_reuse_count` and `max_concurrent_requests`");
-                error.line = Some(id_line);
-                error
-            })?;
-            for (name, value) in [
-                (
-                    "max_instance_reuse_count",
-                    settings.max_instance_reuse_count,
-                ),
-                (
-                    "max_instance_concurrent_reuse_count",
-                    settings.max_instance_concurrent_reuse_count,
-                ),
-                ("max_concurrent_requests", settings.max_concurrent_requests),
-            ] {
-                if value == Some(0) {
-                    let mut error = ManifestError::file(self.file, "must be at least 1")
-                        .key(format!("{key}.tool.ledge.{name}"))
-                        .fix("use 1 for a fresh instance per request");
-                    error.line = Some(id_line);
-                    return Err(error);
-                }
-            }
-            ledge.max_instance_reuse_count = settings.max_instance_reuse_count;
-            ledge.max_instance_concurrent_reuse_count =
-                settings.max_instance_concurrent_reuse_count;
-            ledge.max_concurrent_requests = settings.max_concurrent_requests;
-        }
         Ok(Component {
             id: id.to_string(),
             description: raw.description,
@@ -511,6 +568,32 @@ mod tests {
         assert_eq!(app.components["hello"].environment["A"], "b");
         assert!(app.components.contains_key("inl-component"));
         assert!(app.triggers[1].route.is_none());
+    }
+
+    #[test]
+    fn a_static_files_component_may_name_a_remote_fileserver() {
+        let component = "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"site\"\n\
+             [component.site]\nsource = { url = \"https://example.com/fs.wasm\", digest = \"sha256:00\" }\n\
+             files = [{ source = \"dist\", destination = \"/\" }]\n[component.site.tool.ledge]\n";
+        let app = parse_str(&format!(
+            "{HEADER}{component}static_files = {{ fallback = \"index.html\" }}\n"
+        ))
+        .unwrap();
+        let settings = app.components["site"].ledge.static_files.clone().unwrap();
+        assert_eq!(settings.fallback.as_deref(), Some("index.html"));
+        assert_eq!(settings.cache_control, "no-cache");
+
+        let error = parse_str(&format!(
+            "{HEADER}{component}static_files = {{ not_found = \"../secret\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(error.message.contains("inside the served files"), "{error}");
+        assert_eq!(error.line, Some(7));
+
+        let error =
+            parse_str(&format!("{HEADER}{component}max_concurrent_requests = 1\n")).unwrap_err();
+        assert!(error.message.contains("not fetched by ledge"), "{error}");
+        assert!(error.fix.unwrap().contains("static_files"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod admin;
 mod headers;
 mod request;
 mod sites;
+mod static_files;
 mod tls;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 pub use headers::RouteHeaders;
 pub use request::{AppService, Endpoint, Peer, Target, text};
 pub use sites::{Site, Sites};
+pub use static_files::FileServer;
 pub use tls::TlsFiles;
 
 /// How long in-flight requests may take to finish once a shutdown signal arrives.

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::admin;
 use super::headers::{self, RouteHeaders};
+use super::static_files::FileServer;
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
 use crate::gateway::traces::Traces;
@@ -41,6 +42,13 @@ pub enum Target {
     },
     /// A `static_response` from the manifest.
     Static(StaticResponse),
+    /// A static-files component: its files, served by the host.
+    Files {
+        /// The component id.
+        id: Arc<str>,
+        /// Its mounted directories.
+        files: Arc<FileServer>,
+    },
 }
 
 /// A component route's target, borrowed for one request.
@@ -182,6 +190,10 @@ impl AppService {
 
         let outcome = match &endpoint.target {
             Target::Static(response) => Ok(static_response(response)),
+            Target::Files { id, files } => {
+                record.component = Some(id);
+                Ok(files.serve(&parts, &route.path_info).await)
+            }
             Target::Component {
                 id,
                 pool,
@@ -329,6 +341,9 @@ impl InProcess for AppService {
                     // In-process calls come from the app itself: the gateway is for clients.
                     match &route.target.target {
                         Target::Static(response) => Ok(static_response(response)),
+                        Target::Files { files, .. } => {
+                            Ok(files.serve(&parts, &route.path_info).await)
+                        }
                         Target::Component {
                             id,
                             pool,
