@@ -1,4 +1,5 @@
-//! The `ledge` command line: `ledge up` and `ledge build`, with the flags Spin users type.
+//! The `ledge` command line: `ledge up`, `ledge build`, `ledge new` and `ledge add`, with the
+//! flags Spin users type.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,36 @@ pub enum Command {
     Up(Box<UpArgs>),
     /// Run each component's `build.command`.
     Build(BuildArgs),
+    /// Start a new app from a template (`http-rust`, `static-site`).
+    New(NewArgs),
+    /// Add a component from a template to an app, on the route `/<name>/...`.
+    Add(AddArgs),
+}
+
+/// `ledge new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The template.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::templates::names()))]
+    pub template: String,
+    /// The app's name (kebab case), also its component's.
+    pub name: String,
+    /// Where to create the app (default `./<name>`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `ledge add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The template.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::templates::names()))]
+    pub template: String,
+    /// The component's name (kebab case); its files go in `<app dir>/<name>/`.
+    pub name: String,
+    /// The app: a manifest or a directory holding `spin.toml`.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
 }
 
 /// `ledge up`.

@@ -17,4 +17,5 @@ pub mod gateway;
 pub mod manifest;
 pub mod router;
 pub mod server;
+pub mod templates;
 pub mod up;

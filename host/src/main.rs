@@ -25,6 +25,25 @@ fn main() -> ExitCode {
         Command::Build(args) => ledge::manifest::App::load(&args.from)
             .map_err(anyhow::Error::from)
             .and_then(|app| ledge::builder::build(&app, &args.components)),
+        Command::New(args) => {
+            ledge::templates::new_app(&args.template, &args.name, args.output.as_deref()).map(
+                |dir| {
+                    println!(
+                        "Created {}. Serve it: cd {} && ledge build && ledge up",
+                        dir.display(),
+                        dir.display()
+                    );
+                },
+            )
+        }
+        Command::Add(args) => {
+            ledge::templates::add_component(&args.template, &args.name, &args.from).map(|()| {
+                println!(
+                    "Added `{}` on /{}/... Build and serve: ledge build && ledge up",
+                    args.name, args.name
+                );
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,4 +13,5 @@ mod request_shape;
 mod routing;
 mod sample_app;
 mod static_files;
+mod templates;
 mod traces;
