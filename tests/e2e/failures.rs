@@ -126,3 +126,21 @@ fn environment_and_read_only_files_reach_the_guest() {
         "GREETING=from-the-command-line\nfile=mounted"
     );
 }
+
+#[test]
+fn an_import_ledge_does_not_provide_fails_only_the_call() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/kv/...\"\ncomponent = \"counter\"\n\
+         [component.counter]\nsource = \"{{counter}}\"\nkey_value_stores = [\"default\"]\n"
+    ));
+    let ledge = app.up(&[]);
+    let warning = ledge.wait_for_log("imports interfaces ledge does not provide");
+    assert!(warning.contains("ledge:kv-counter/unprovided"), "{warning}");
+    let (status, _) = get(&ledge.at("/kv/unprovided"));
+    assert_eq!(status, 500);
+    ledge.wait_for_log("the guest failed");
+    // The component's other routes, and the component itself, keep working.
+    assert_eq!(get(&ledge.at("/kv/increment/n")).0, 200);
+    assert_eq!(get(&ledge.at("/kv/unprovided")).0, 500);
+    assert_eq!(get(&ledge.at("/kv/get/n")), (200, "1".to_string()));
+}

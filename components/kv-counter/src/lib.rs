@@ -6,7 +6,9 @@
 //! - `POST /swap/<key>/<expected>/<new>`: compare-and-swap, answers `swapped` or `conflict`;
 //! - `GET /get/<key>`: one `store.get`, answers the value (404 when there is none);
 //! - `GET /many/<k1>,<k2>,...`: batch get, answers `key=value|<none>` lines;
-//! - `GET /config/<name>`: `wasi:config/store.get`.
+//! - `GET /config/<name>`: `wasi:config/store.get`;
+//! - `GET /unprovided`: calls an interface no host provides (the request fails, the host keeps
+//!   serving).
 //!
 //! The query is not part of the key; `?cache-control=<value>` makes the response carry that
 //! `Cache-Control` header (for the gateway's cache tests).
@@ -76,6 +78,7 @@ fn route(segments: &[&str]) -> Result<Option<String>, String> {
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
+        [.., "unprovided"] => Ok(ledge::kv_counter::unprovided::ping()),
         [.., "config", name] => match config::get(name) {
             Ok(Some(value)) => Ok(value),
             Ok(None) => Ok("<none>".into()),

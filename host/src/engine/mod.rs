@@ -11,6 +11,7 @@ mod compile;
 mod guest;
 mod outbound;
 mod pool;
+mod stand_in;
 
 use std::path::PathBuf;
 use std::sync::Arc;

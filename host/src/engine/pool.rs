@@ -111,9 +111,7 @@ impl ComponentPool {
         settings: PoolSettings,
     ) -> Result<Self> {
         let kind = handler_kind(runtime.engine(), component)?;
-        let instance_pre = runtime.linker.instantiate_pre(component).map_err(|e| {
-            anyhow!("{e:#}").context("the component needs an import that ledge does not provide")
-        })?;
+        let instance_pre = super::stand_in::link(runtime, id, component)?;
         let pre = match kind {
             HandlerKind::P2 => ProxyPre::P2(
                 wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre)
