@@ -101,6 +101,21 @@ fn without_a_catch_all_app_unmapped_hosts_get_404() {
     );
 }
 
+/// Runs `ledge up` on `apps` together, which must fail; its error output.
+fn refused_together(apps: &[&AppDir]) -> String {
+    let manifests: Vec<String> = apps
+        .iter()
+        .map(|app| app.manifest().to_str().unwrap().to_string())
+        .collect();
+    let mut args = vec!["up"];
+    for manifest in &manifests {
+        args.extend(["-f", manifest]);
+    }
+    let (status, _, stderr) = run_ledge(&args);
+    assert!(!status.success(), "ledge up accepted {manifests:?}");
+    stderr
+}
+
 #[test]
 fn conflicting_domains_are_refused_naming_both_manifests() {
     let first = app(
@@ -113,14 +128,7 @@ fn conflicting_domains_are_refused_naming_both_manifests() {
         Some("[\"A.example.com/v1/\"]"),
         &static_route("/", "2"),
     );
-    let (status, _, stderr) = run_ledge(&[
-        "up",
-        "-f",
-        first.manifest().to_str().unwrap(),
-        "-f",
-        second.manifest().to_str().unwrap(),
-    ]);
-    assert!(!status.success());
+    let stderr = refused_together(&[&first, &second]);
     assert!(
         stderr.contains("both claim the domain `a.example.com/v1`"),
         "{stderr}"
@@ -132,14 +140,7 @@ fn conflicting_domains_are_refused_naming_both_manifests() {
 
     let third = app("three", None, &static_route("/", "3"));
     let fourth = app("four", None, &static_route("/", "4"));
-    let (status, _, stderr) = run_ledge(&[
-        "up",
-        "-f",
-        third.manifest().to_str().unwrap(),
-        "-f",
-        fourth.manifest().to_str().unwrap(),
-    ]);
-    assert!(!status.success());
+    let stderr = refused_together(&[&third, &fourth]);
     assert!(stderr.contains("both list no `domains`"), "{stderr}");
 
     let bad = app(
@@ -147,8 +148,7 @@ fn conflicting_domains_are_refused_naming_both_manifests() {
         Some("[\"https://a.example.com\"]"),
         &static_route("/", "x"),
     );
-    let (status, _, stderr) = run_ledge(&["up", "-f", bad.manifest().to_str().unwrap()]);
-    assert!(!status.success());
+    let stderr = refused_together(&[&bad]);
     assert!(stderr.contains("spin.toml:5:"), "{stderr}");
     assert!(stderr.contains("without a scheme"), "{stderr}");
 }

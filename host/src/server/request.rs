@@ -208,7 +208,8 @@ impl AppService {
                     concurrency: concurrency.as_ref(),
                 };
                 let guarded = endpoint.guard.as_deref().zip(admitted.as_ref());
-                self.run(component, &route, parts, body, guarded, peer, record)
+                let request = Request::from_parts(parts, body);
+                self.run(component, &route, request, guarded, peer, record)
                     .await
             }
         };
@@ -226,17 +227,16 @@ impl AppService {
     /// Runs a component for an admitted request: the request limits, the component's
     /// concurrency cap and the guard's body checks first, then instantiate -> invoke. `Err` is
     /// a refusal (the guest did not run).
-    #[allow(clippy::too_many_arguments)]
     async fn run<'a>(
         &self,
         component: Component<'a>,
         route: &RouteMatch<'_, Endpoint>,
-        mut parts: http::request::Parts,
-        body: Incoming,
+        request: Request<Incoming>,
         guarded: Option<(&RouteGuard, &Admitted)>,
         peer: &Peer,
         record: &mut Record<'a>,
     ) -> Result<Response<WasiBody>, Response<WasiBody>> {
+        let (mut parts, body) = request.into_parts();
         let Component {
             id,
             pool,
