@@ -94,6 +94,49 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// Builds `components/shows-py` with componentize-py and Spin's Python SDK, installed from PyPI
+/// into `target/py-venv` the first time (as pinned in its `requirements.txt`).
+pub fn python_guest() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let root = repo_root();
+        let source = root.join("components/shows-py");
+        let venv = root.join("target/py-venv");
+        let python = venv.join("bin/python");
+        if !python.exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        }
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "-r"])
+            .arg(source.join("requirements.txt")));
+        let site_packages = Command::new(&python)
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ])
+            .output()
+            .expect("the venv's python runs");
+        let site_packages = String::from_utf8_lossy(&site_packages.stdout)
+            .trim()
+            .to_string();
+        let output = root.join("target/py/shows_py.wasm");
+        std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+        run(Command::new(venv.join("bin/componentize-py"))
+            .current_dir(&source)
+            .args(["-w", "spin-http", "componentize", "app", "-p", ".", "-p"])
+            .arg(&site_packages)
+            .arg("-o")
+            .arg(&output));
+        output
+    })
+}
+
+/// Runs `command`, which must succeed.
+fn run(command: &mut Command) {
+    let status = command.status().expect("the command starts");
+    assert!(status.success(), "{command:?} failed");
+}
+
 /// A temporary app directory holding a `spin.toml`.
 pub struct AppDir {
     pub dir: tempfile::TempDir,

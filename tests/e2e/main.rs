@@ -7,6 +7,7 @@ mod data;
 mod domains;
 mod failures;
 mod gateway;
+mod languages;
 mod lifecycle;
 mod manifest_errors;
 mod request_shape;
