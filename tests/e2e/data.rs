@@ -99,6 +99,16 @@ fn sqlite_suite(ledge: &Ledge) {
         post(&ledge.at("/granted/sql/default"), "SELECT 40 + 2 AS answer"),
         (200, "answer\n[Value::Integer(42)]".into())
     );
+    // `last_insert_rowid()` asked as its own statement sees the connection's own insert,
+    // though the read runs on another SQLite connection than the write.
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "CREATE TABLE IF NOT EXISTS ids (s TEXT)\nINSERT INTO ids VALUES ('a')\n\
+             INSERT INTO ids VALUES ('b')\nSELECT last_insert_rowid() AS id"
+        ),
+        (200, "id\n[Value::Integer(2)]".into())
+    );
     let (status, body) = post(&ledge.at("/denied/sql/default"), "SELECT 1");
     assert_eq!(status, 500);
     assert!(body.contains("AccessDenied"), "{body}");

@@ -64,11 +64,22 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             result.unwrap_or_else(failure)
         }
         ["sql", label] => {
-            let statement = String::from_utf8_lossy(&body).into_owned();
-            match Connection::open(label).and_then(|c| c.execute(&statement, &[])) {
-                Ok(result) => {
-                    let mut lines = vec![result.columns.join(",")];
-                    lines.extend(result.rows.iter().map(|row| format!("{:?}", row.values)));
+            // Each line is one statement, run in order on one connection; the last one answers.
+            let statements = String::from_utf8_lossy(&body).into_owned();
+            let run = |connection: Connection| {
+                let mut last = None;
+                for statement in statements.lines().filter(|line| !line.trim().is_empty()) {
+                    last = Some(connection.execute(statement, &[])?);
+                }
+                Ok(last)
+            };
+            match Connection::open(label).and_then(run) {
+                Ok(last) => {
+                    let mut lines = Vec::new();
+                    if let Some(result) = last {
+                        lines.push(result.columns.join(","));
+                        lines.extend(result.rows.iter().map(|row| format!("{:?}", row.values)));
+                    }
                     reply(200, lines.join("\n"))
                 }
                 Err(e) => failure(e),

@@ -45,22 +45,25 @@ async fn handle_kv(method: &Method, label: &str, key: Option<&str>, body: Vec<u8
     result.unwrap_or_else(failure)
 }
 
-async fn handle_sql(label: &str, statement: String) -> Response {
+/// Runs each line of `statements` in order on one connection; answers with the last result.
+async fn handle_sql(label: &str, statements: String) -> Response {
     let db = match Connection::open(label).await {
         Ok(db) => db,
         Err(e) => return failure(e),
     };
-    match db.execute(statement, []).await {
-        Ok(result) => {
-            let mut lines = vec![result.columns().join(",")];
-            match result.collect().await {
-                Ok(rows) => lines.extend(rows.iter().map(|row| format!("{:?}", row.values))),
-                Err(e) => return failure(e),
-            }
-            reply(200, lines.join("\n"))
+    let mut lines = Vec::new();
+    for statement in statements.lines().filter(|line| !line.trim().is_empty()) {
+        let result = match db.execute(statement.to_owned(), []).await {
+            Ok(result) => result,
+            Err(e) => return failure(e),
+        };
+        lines = vec![result.columns().join(",")];
+        match result.collect().await {
+            Ok(rows) => lines.extend(rows.iter().map(|row| format!("{:?}", row.values))),
+            Err(e) => return failure(e),
         }
-        Err(e) => failure(e),
     }
+    reply(200, lines.join("\n"))
 }
 
 async fn roundtrip(label: &str) -> Response {

@@ -7,16 +7,15 @@ use std::sync::Arc;
 
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-use super::{Database, QueryResult, SqlError, Value};
+use super::{Database, LastWrite, QueryResult, SqlError, Value};
 use crate::data::bindings::fermyon::spin::sqlite as v2;
 use crate::data::bindings::spin::sqlite::sqlite as v3;
 use crate::data::{Data, DataView, streams};
 
-/// An open connection, as a guest resource: the database and what its last statement left.
+/// An open connection, as a guest resource: the database and what its writes left.
 pub struct ConnectionHandle {
     database: Arc<Database>,
-    last_insert_rowid: i64,
-    changes: u64,
+    last_write: LastWrite,
 }
 
 impl DataView<'_> {
@@ -26,8 +25,7 @@ impl DataView<'_> {
             .get(label)
             .map(|database| ConnectionHandle {
                 database: database.clone(),
-                last_insert_rowid: 0,
-                changes: 0,
+                last_write: LastWrite::default(),
             })
     }
 
@@ -38,12 +36,11 @@ impl DataView<'_> {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, SqlError>> {
-        let database = self.table.get(connection)?.database.clone();
-        let result = database.execute(statement, params).await;
+        let handle = self.table.get(connection)?;
+        let (database, since) = (handle.database.clone(), handle.last_write);
+        let result = database.execute(statement, params, since).await;
         if let Ok(result) = &result {
-            let handle = self.table.get_mut(connection)?;
-            handle.last_insert_rowid = result.last_insert_rowid;
-            handle.changes = result.changes;
+            self.table.get_mut(connection)?.last_write = result.last_write;
         }
         Ok(result)
     }
@@ -174,11 +171,11 @@ impl v3::HostConnection for DataView<'_> {
         &mut self,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&connection)?.last_insert_rowid)
+        Ok(self.table.get(&connection)?.last_write.last_insert_rowid)
     }
 
     async fn changes(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&connection)?.changes)
+        Ok(self.table.get(&connection)?.last_write.changes)
     }
 
     async fn drop(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
@@ -216,18 +213,17 @@ impl<T: 'static> v3::HostConnectionWithStore<T> for Data {
             v3::Error,
         >,
     > {
-        let database = accessor.with(|mut access| {
-            wasmtime::error::Ok(access.get().table.get(&connection)?.database.clone())
+        let (database, since) = accessor.with(|mut access| {
+            let handle = access.get().table.get(&connection)?;
+            wasmtime::error::Ok((handle.database.clone(), handle.last_write))
         })?;
         let params = parameters.into_iter().map(Into::into).collect();
-        let result = match database.execute(statement, params).await {
+        let result = match database.execute(statement, params, since).await {
             Ok(result) => result,
             Err(error) => return Ok(Err(error.into())),
         };
         accessor.with(|mut access| {
-            let handle = access.get().table.get_mut(&connection)?;
-            handle.last_insert_rowid = result.last_insert_rowid;
-            handle.changes = result.changes;
+            access.get().table.get_mut(&connection)?.last_write = result.last_write;
             wasmtime::error::Ok(())
         })?;
         let rows: Vec<v3::RowResult> = result.rows.into_iter().map(Into::into).collect();
@@ -239,13 +235,20 @@ impl<T: 'static> v3::HostConnectionWithStore<T> for Data {
         accessor: &Accessor<T, Self>,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<i64> {
-        accessor.with(|mut access| Ok(access.get().table.get(&connection)?.last_insert_rowid))
+        accessor.with(|mut access| {
+            Ok(access
+                .get()
+                .table
+                .get(&connection)?
+                .last_write
+                .last_insert_rowid)
+        })
     }
 
     async fn changes_async(
         accessor: &Accessor<T, Self>,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<u64> {
-        accessor.with(|mut access| Ok(access.get().table.get(&connection)?.changes))
+        accessor.with(|mut access| Ok(access.get().table.get(&connection)?.last_write.changes))
     }
 }

@@ -4,6 +4,10 @@
 //! A statement runs on a reader connection when SQLite says it is read-only, otherwise on the
 //! database's single writer. Either way the guest gets the same result shape, plus the
 //! `last_insert_rowid` and `changes` the statement left behind.
+//!
+//! Those two belong to the guest's connection, not to the SQLite connection that ran the
+//! statement (the writer is shared, readers are pooled), so each statement starts from the
+//! guest connection's [`LastWrite`]: `SELECT last_insert_rowid()` sees the guest's own insert.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +34,16 @@ pub enum Value {
     Null,
 }
 
+/// What a guest connection's writes have left so far, as SQLite's `last_insert_rowid()` and
+/// `changes()` report them; a read leaves both as they were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastWrite {
+    /// The rowid of the connection's most recent successful insert.
+    pub last_insert_rowid: i64,
+    /// Rows changed by the connection's most recent write.
+    pub changes: u64,
+}
+
 /// The outcome of one statement.
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
@@ -37,10 +51,8 @@ pub struct QueryResult {
     pub columns: Vec<String>,
     /// Rows, each with one value per column.
     pub rows: Vec<Vec<Value>>,
-    /// The connection's last inserted rowid after the statement.
-    pub last_insert_rowid: i64,
-    /// Rows changed by the statement (0 for a read).
-    pub changes: u64,
+    /// The guest connection's last write, including this statement.
+    pub last_write: LastWrite,
 }
 
 /// Why a statement failed.
@@ -76,18 +88,20 @@ impl Database {
         })
     }
 
-    /// Runs one statement with positional `params`.
+    /// Runs one statement with positional `params` for a guest connection whose writes so far
+    /// left `since`.
     pub async fn execute(
         &self,
         statement: String,
         params: Vec<Value>,
+        since: LastWrite,
     ) -> Result<QueryResult, SqlError> {
         let read_only = self
             .file
             .read(|db| {
                 let prepared = db.prepare_cached(&statement)?;
                 if prepared.readonly() {
-                    run(db, prepared, &params).map(Some)
+                    run(db, prepared, &params, since).map(Some)
                 } else {
                     Ok(None)
                 }
@@ -100,7 +114,7 @@ impl Database {
             .file
             .write(move |db| {
                 let prepared = db.prepare_cached(&statement)?;
-                run(db, prepared, &params)
+                run(db, prepared, &params, since)
             })
             .await?)
     }
@@ -127,7 +141,10 @@ fn run(
     db: &Connection,
     mut statement: rusqlite::CachedStatement<'_>,
     params: &[Value],
+    since: LastWrite,
 ) -> rusqlite::Result<QueryResult> {
+    // SAFETY: `db` is a live connection and this thread has it for the whole statement.
+    unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(db.handle(), since.last_insert_rowid) };
     let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
@@ -143,11 +160,13 @@ fn run(
     Ok(QueryResult {
         columns,
         rows,
-        last_insert_rowid: db.last_insert_rowid(),
-        changes: if statement.readonly() {
-            0
-        } else {
-            db.changes()
+        last_write: LastWrite {
+            last_insert_rowid: db.last_insert_rowid(),
+            changes: if statement.readonly() {
+                since.changes
+            } else {
+                db.changes()
+            },
         },
     })
 }
@@ -197,31 +216,71 @@ mod tests {
             .execute(
                 "INSERT INTO t VALUES (?, ?, ?, ?, ?)".into(),
                 values.clone(),
+                LastWrite::default(),
             )
             .await
             .unwrap();
-        assert_eq!((insert.changes, insert.last_insert_rowid), (1, 1));
+        assert_eq!(
+            insert.last_write,
+            LastWrite {
+                last_insert_rowid: 1,
+                changes: 1
+            }
+        );
         db.execute(
             "INSERT INTO t (i) VALUES (?)".into(),
             vec![Value::Integer(i64::MAX)],
+            LastWrite::default(),
         )
         .await
         .unwrap();
         let read = db
-            .execute("SELECT i, r, s, b, n FROM t ORDER BY rowid".into(), vec![])
+            .execute(
+                "SELECT i, r, s, b, n FROM t ORDER BY rowid".into(),
+                vec![],
+                LastWrite::default(),
+            )
             .await
             .unwrap();
         assert_eq!(read.columns, ["i", "r", "s", "b", "n"]);
         assert_eq!(read.rows[0], values);
         assert_eq!(read.rows[1][0], Value::Integer(i64::MAX));
-        let error = db.execute("SELEC oops".into(), vec![]).await.unwrap_err();
+        let error = db
+            .execute("SELEC oops".into(), vec![], LastWrite::default())
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("syntax error"), "{error}");
         assert_eq!(
-            db.execute("SELECT count(*) FROM t".into(), vec![])
-                .await
-                .unwrap()
-                .rows[0][0],
+            db.execute(
+                "SELECT count(*) FROM t".into(),
+                vec![],
+                LastWrite::default()
+            )
+            .await
+            .unwrap()
+            .rows[0][0],
             Value::Integer(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn last_insert_rowid_and_changes_belong_to_the_guest_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.execute_batch_blocking("CREATE TABLE t (s TEXT)")
+            .unwrap();
+        let insert = |since| db.execute("INSERT INTO t VALUES ('x')".into(), vec![], since);
+        let first = insert(LastWrite::default()).await.unwrap().last_write;
+        let other = insert(LastWrite::default()).await.unwrap().last_write;
+        assert_eq!((first.last_insert_rowid, other.last_insert_rowid), (1, 2));
+        let asked = db
+            .execute("SELECT last_insert_rowid()".into(), vec![], first)
+            .await
+            .unwrap();
+        assert_eq!(asked.rows, [[Value::Integer(1)]]);
+        assert_eq!(
+            asked.last_write, first,
+            "a read leaves the last write as it was"
         );
     }
 }
