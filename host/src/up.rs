@@ -282,6 +282,7 @@ fn load_components(
             grants: data.grants(id),
             allowed_hosts: Arc::new(allowed_hosts),
             in_process: in_process.clone(),
+            wagi: component.wagi.clone(),
         };
         let pool = ComponentPool::new(runtime, id, &compiled, settings).map_err(source_error)?;
         tracing::debug!(component = %id, "serves {}", pool.kind());

@@ -53,34 +53,52 @@ pub fn load_component(
     Ok((component, CompileOutcome::Compiled))
 }
 
-const NOT_COMPONENTIZABLE: &str = "the core module cannot be componentized (it needs a component-type \
-     section naming its imports and exports, as wit-bindgen guests have)";
+const NOT_COMPONENTIZABLE: &str = "the core module cannot be componentized (a library module needs a \
+     component-type section naming its imports and exports, as wit-bindgen guests have; a \
+     command needs a `_start` export)";
 
 /// Turns a core module into a component; returns components unchanged.
 ///
-/// A core module must carry a `component-type` section (as `wit-bindgen` guests do). If it
-/// imports WASI preview 1, the preview 1 adapter from the same wasmtime release is linked in.
+/// A module that imports WASI preview 1 gets the preview 1 adapter from the same wasmtime
+/// release: the command adapter when it exports `_start` (a `main` program, which then exports
+/// `wasi:cli/run`), otherwise the reactor adapter. Any other module must carry a
+/// `component-type` section (as `wit-bindgen` guests do).
 pub fn componentize(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    use wasi_preview1_component_adapter_provider as adapters;
     if !bytes.starts_with(b"\0asm") {
         bail!("the file is not WebAssembly (it does not start with `\\0asm`)");
     }
     if wasmparser::Parser::is_component(bytes) {
         return Ok(bytes.into());
     }
-    let imports_preview1 = wasmparser::Parser::new(0).parse_all(bytes).any(|payload| {
-        matches!(payload, Ok(wasmparser::Payload::ImportSection(reader))
-            if reader.clone().into_iter().any(|import| matches!(import, Ok(import) if import.module == wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME)))
-    });
+    let (mut imports_preview1, mut exports_start) = (false, false);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::ImportSection(reader)) => {
+                imports_preview1 |= reader.into_iter().any(|import| {
+                    matches!(import, Ok(import) if import.module == adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME)
+                });
+            }
+            Ok(wasmparser::Payload::ExportSection(reader)) => {
+                exports_start |= reader
+                    .into_iter()
+                    .any(|export| matches!(export, Ok(export) if export.name == "_start"));
+            }
+            _ => {}
+        }
+    }
     let mut encoder = wit_component::ComponentEncoder::default()
         .validate(true)
         .module(bytes)
         .context(NOT_COMPONENTIZABLE)?;
     if imports_preview1 {
+        let adapter = if exports_start {
+            adapters::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER
+        } else {
+            adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+        };
         encoder = encoder
-            .adapter(
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-            )
+            .adapter(adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter)
             .context("cannot link the WASI preview 1 adapter")?;
     }
     Ok(encoder.encode().context(NOT_COMPONENTIZABLE)?.into())

@@ -4,6 +4,7 @@
 //! - `compile`: `.wasm` -> compiled component, with componentizing and the compile cache;
 //! - `pool`: instances per request (or reused, when configured) and their limits;
 //! - `guest`: what one instance owns (WASI context, HTTP context, output streams);
+//! - `wagi`: components run as CGI-style commands, once per request;
 //! - `outbound` and `allowed_hosts`: the guest's outbound HTTP and what it may reach.
 
 mod allowed_hosts;
@@ -12,6 +13,7 @@ mod guest;
 mod outbound;
 mod pool;
 mod stand_in;
+mod wagi;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -27,7 +27,9 @@ use super::Runtime;
 use super::allowed_hosts::AllowedHosts;
 use super::guest::{GuestLog, GuestState};
 use super::outbound::{InProcessSlot, OutboundPolicy};
+use super::wagi::WagiHandler;
 use crate::data::Grants;
+use crate::manifest::Wagi;
 
 /// Spin's and `wasmtime serve`'s instance reuse defaults, per handler kind.
 const P2_REUSE: (usize, usize) = (1, 1);
@@ -46,6 +48,8 @@ pub enum HandlerKind {
     P2,
     /// `wasi:http/handler@0.3.x`.
     P3,
+    /// `wasi:cli/run`, run once per request as a WAGI (CGI-style) command.
+    Wagi,
 }
 
 impl std::fmt::Display for HandlerKind {
@@ -53,6 +57,7 @@ impl std::fmt::Display for HandlerKind {
         f.write_str(match self {
             Self::P2 => "wasi:http/incoming-handler@0.2 (p2)",
             Self::P3 => "wasi:http/handler@0.3 (p3)",
+            Self::Wagi => "wasi:cli/run as a WAGI command",
         })
     }
 }
@@ -80,6 +85,8 @@ pub struct PoolSettings {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// Where requests to `self` and `*.spin.internal` go.
     pub in_process: InProcessSlot,
+    /// Run the component as a WAGI command rather than a `wasi:http` handler.
+    pub wagi: Option<Wagi>,
 }
 
 /// Why a request did not get a response from the guest.
@@ -99,7 +106,15 @@ pub enum InvokeError {
 /// The instances of one component.
 pub struct ComponentPool {
     kind: HandlerKind,
-    handler: ProxyHandler<PoolState>,
+    handler: Handler,
+}
+
+/// How requests reach the component's instances.
+enum Handler {
+    /// A `wasi:http` handler, scheduled by wasmtime-wasi-http.
+    Proxy(ProxyHandler<PoolState>),
+    /// A WASI command, one run per request.
+    Wagi(Box<WagiHandler>),
 }
 
 impl ComponentPool {
@@ -110,8 +125,15 @@ impl ComponentPool {
         component: &Component,
         settings: PoolSettings,
     ) -> Result<Self> {
-        let kind = handler_kind(runtime.engine(), component)?;
+        let kind = handler_kind(runtime.engine(), component, settings.wagi.is_some())?;
         let instance_pre = super::stand_in::link(runtime, id, component)?;
+        let stores = Stores {
+            id: id.into(),
+            instances_created: metrics::counter!("ledge_instances_created_total", "component" => id.to_string()),
+            engine: runtime.engine().clone(),
+            epoch_ticks: runtime.epoch_ticks(),
+            settings,
+        };
         let pre = match kind {
             HandlerKind::P2 => ProxyPre::P2(
                 wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre)
@@ -121,32 +143,37 @@ impl ComponentPool {
                 wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre)
                     .map_err(|e| anyhow!("{e:#}"))?,
             ),
+            HandlerKind::Wagi => {
+                let handler = WagiHandler::new(instance_pre, stores)?;
+                return Ok(Self {
+                    kind,
+                    handler: Handler::Wagi(Box::new(handler)),
+                });
+            }
         };
-        let (reuse, concurrent) = match kind {
-            HandlerKind::P2 => P2_REUSE,
-            HandlerKind::P3 => P3_REUSE,
+        let (reuse, concurrent) = if kind == HandlerKind::P3 {
+            P3_REUSE
+        } else {
+            P2_REUSE
         };
-        let max_reuse = settings.max_instance_reuse_count.unwrap_or(reuse);
+        let max_reuse = stores.settings.max_instance_reuse_count.unwrap_or(reuse);
         // A p2 handler call occupies its instance until it returns.
         let max_concurrent = match kind {
-            HandlerKind::P2 => 1,
-            HandlerKind::P3 => settings
+            HandlerKind::P3 => stores
+                .settings
                 .max_instance_concurrent_reuse_count
                 .unwrap_or(concurrent),
+            _ => 1,
         };
         let state = PoolState {
-            id: id.into(),
-            instances_created: metrics::counter!("ledge_instances_created_total", "component" => id.to_string()),
-            engine: runtime.engine().clone(),
-            epoch_ticks: runtime.epoch_ticks(),
+            stores,
             pre,
             max_reuse,
             max_concurrent,
-            settings,
         };
         Ok(Self {
             kind,
-            handler: ProxyHandler::new(state),
+            handler: Handler::Proxy(ProxyHandler::new(state)),
         })
     }
 
@@ -158,48 +185,78 @@ impl ComponentPool {
     /// Runs `request` through the component's handler.
     ///
     /// The request timeout is enforced here, so the client gets its 504 on time; the instance
-    /// that overran is ended a moment later by its worker's expiration.
+    /// that overran is ended a moment later by its worker's expiration (a WAGI run is simply
+    /// dropped).
     pub async fn invoke(
         &self,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, InvokeError> {
-        let handled = self.handler.handle((), request);
-        let result = match self.handler.state().settings.request_timeout {
-            Some(timeout) => tokio::time::timeout(timeout, handled)
-                .await
-                .map_err(|_elapsed| InvokeError::Timeout)?,
-            None => handled.await,
-        };
-        result.map_err(|error| {
-            if error.downcast_ref::<ExpirationError>().is_some() {
-                InvokeError::Timeout
-            } else if let Some(instantiation) = error.downcast_ref::<InstantiationError<()>>() {
-                InvokeError::Unavailable(format!("{:#}", instantiation.error))
-            } else {
-                InvokeError::Failed(format!("{error:?}"))
+        match &self.handler {
+            Handler::Proxy(handler) => {
+                let handled = handler.handle((), request);
+                let timeout = handler.state().stores.settings.request_timeout;
+                within(timeout, handled).await?.map_err(|error| {
+                    if error.downcast_ref::<ExpirationError>().is_some() {
+                        InvokeError::Timeout
+                    } else if let Some(instantiation) =
+                        error.downcast_ref::<InstantiationError<()>>()
+                    {
+                        InvokeError::Unavailable(format!("{:#}", instantiation.error))
+                    } else {
+                        InvokeError::Failed(format!("{error:?}"))
+                    }
+                })
             }
-        })
+            Handler::Wagi(handler) => {
+                let timeout = handler.stores().settings.request_timeout;
+                within(timeout, handler.handle(request)).await?
+            }
+        }
     }
 }
 
-/// Finds which `wasi:http` handler the component exports; exactly one is required.
-fn handler_kind(engine: &Engine, component: &Component) -> Result<HandlerKind> {
+/// Awaits `work`, or fails with [`InvokeError::Timeout`] once `timeout` has passed.
+async fn within<T>(
+    timeout: Option<Duration>,
+    work: impl Future<Output = T>,
+) -> Result<T, InvokeError> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_elapsed| InvokeError::Timeout),
+        None => Ok(work.await),
+    }
+}
+
+/// Finds which handler the component exports: exactly one `wasi:http` handler, or
+/// `wasi:cli/run` when its triggers run it as a WAGI command.
+fn handler_kind(engine: &Engine, component: &Component, wagi: bool) -> Result<HandlerKind> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    let p2 = exports
-        .iter()
-        .any(|name| name.starts_with("wasi:http/incoming-handler@0.2"));
-    let p3 = exports
-        .iter()
-        .any(|name| name.starts_with("wasi:http/handler@0.3"));
+    let exports_any = |prefix: &str| exports.iter().any(|name| name.starts_with(prefix));
+    let run = exports_any("wasi:cli/run@0.2");
+    if wagi {
+        return if run {
+            Ok(HandlerKind::Wagi)
+        } else {
+            bail!(
+                "its trigger runs it with `executor = {{ type = \"wagi\" }}`, but it exports no wasi:cli/run (a WASI command, e.g. a `main` built for wasm32-wasip1); it exports {exports:?}"
+            )
+        };
+    }
+    let p2 = exports_any("wasi:http/incoming-handler@0.2");
+    let p3 = exports_any("wasi:http/handler@0.3");
     match (p2, p3) {
         (true, false) => Ok(HandlerKind::P2),
         (false, true) => Ok(HandlerKind::P3),
         (true, true) => bail!(
             "the component exports both wasi:http/incoming-handler@0.2 and wasi:http/handler@0.3; export one handler"
+        ),
+        (false, false) if run => bail!(
+            "the component is a WASI command (it exports wasi:cli/run, not a wasi:http handler); to run it CGI-style once per request, add `executor = {{ type = \"wagi\" }}` to its `[[trigger.http]]`"
         ),
         (false, false) => bail!(
             "the component exports no HTTP handler (wasi:http/incoming-handler@0.2.x or wasi:http/handler@0.3.x); it exports {exports:?}"
@@ -207,21 +264,22 @@ fn handler_kind(engine: &Engine, component: &Component) -> Result<HandlerKind> {
     }
 }
 
-/// What every worker of one component shares.
-struct PoolState {
-    id: Arc<str>,
+/// Makes the stores of one component's instances: WASI context, limits and epoch deadline.
+pub(super) struct Stores {
+    pub(super) id: Arc<str>,
     /// `ledge_instances_created_total` for this component (a no-op without `--admin-listen`).
     instances_created: metrics::Counter,
-    engine: Engine,
+    pub(super) engine: Engine,
     epoch_ticks: bool,
-    pre: ProxyPre<GuestState>,
-    max_reuse: usize,
-    max_concurrent: usize,
-    settings: PoolSettings,
+    pub(super) settings: PoolSettings,
 }
 
-impl PoolState {
-    fn new_store(&self) -> Result<Store<GuestState>> {
+impl Stores {
+    /// A store for one new instance; `customize` adds to its WASI context (stdin, arguments).
+    pub(super) fn new_store(
+        &self,
+        customize: impl FnOnce(&mut WasiCtxBuilder),
+    ) -> Result<Store<GuestState>> {
         self.instances_created.increment(1);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.settings.environment);
@@ -231,6 +289,7 @@ impl PoolState {
         }
         wasi.stdout(self.settings.log.stream("stdout"));
         wasi.stderr(self.settings.log.stream("stderr"));
+        customize(&mut wasi);
         let mut limits = StoreLimitsBuilder::new();
         if let Some(bytes) = self.settings.max_instance_memory {
             limits = limits.memory_size(bytes);
@@ -251,17 +310,29 @@ impl PoolState {
         store.limiter(|state| &mut state.limits);
         if self.epoch_ticks {
             // Long-running guests yield to the scheduler every tick; the worker's expiration
-            // then ends the instance when the request timeout passes.
+            // (or, for WAGI, dropping the run) then ends the instance when the request
+            // timeout passes.
             store.epoch_deadline_async_yield_and_update(1);
             store.set_epoch_deadline(1);
         }
         Ok(store)
     }
+}
 
+/// What every worker of one `wasi:http` component shares.
+struct PoolState {
+    stores: Stores,
+    pre: ProxyPre<GuestState>,
+    max_reuse: usize,
+    max_concurrent: usize,
+}
+
+impl PoolState {
     /// How long an instance may work on a request before it is ended: a little past the
     /// request timeout, which `ComponentPool::invoke` has already answered with a 504.
     fn instance_timeout(&self) -> Duration {
-        self.settings
+        self.stores
+            .settings
             .request_timeout
             .map_or(Duration::MAX, |timeout| timeout + EXPIRATION_GRACE)
     }
@@ -274,7 +345,8 @@ impl HandlerState for PoolState {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Expiration, PoolWorker>> {
         let mut store = self
-            .new_store()
+            .stores
+            .new_store(|_| {})
             .map_err(|e| wasmtime::format_err!("{e:#}"))?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
         Ok(Instance {
@@ -287,7 +359,7 @@ impl HandlerState for PoolState {
                 sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400 * 365))),
             },
             state: PoolWorker {
-                id: self.id.clone(),
+                id: self.stores.id.clone(),
                 max_reuse: self.max_reuse,
                 max_concurrent: self.max_concurrent,
                 request_timeout: self.instance_timeout(),

@@ -126,6 +126,17 @@ pub struct Component {
     pub build: Option<Build>,
     /// `[component.<id>.tool.ledge]`.
     pub ledge: ComponentSettings,
+    /// Set when its triggers say `executor = { type = "wagi" }`: the component is a WASI
+    /// command run once per request, CGI-style, instead of a `wasi:http` handler.
+    pub wagi: Option<Wagi>,
+}
+
+/// `executor = { type = "wagi", argv }`: how a WAGI command is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wagi {
+    /// The command line, with `${SCRIPT_NAME}` and `${ARGS}` placeholders (default
+    /// `${SCRIPT_NAME} ${ARGS}`).
+    pub argv: String,
 }
 
 /// One `files` entry.
@@ -226,6 +237,7 @@ impl App {
             variables: BTreeMap::new(),
             build: None,
             ledge: ComponentSettings::default(),
+            wagi: None,
         };
         let route = RoutePattern::parse("/", "/...").expect("`/...` is a valid route");
         Ok(Self {

@@ -12,7 +12,7 @@ use super::schema::{
 };
 use super::{
     App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError, StaticFiles,
-    StaticResponse, TriggerHandler, Variable,
+    StaticResponse, TriggerHandler, Variable, Wagi,
 };
 use crate::router::RoutePattern;
 
@@ -178,6 +178,7 @@ impl Validator<'_> {
         }
 
         let mut triggers = Vec::new();
+        let mut executors = BTreeMap::new();
         let mut seen_routes: HashMap<String, usize> = HashMap::new();
         let mut inline_count = 0;
         for (index, trigger) in raw.trigger.http.into_iter().enumerate() {
@@ -207,14 +208,14 @@ impl Validator<'_> {
                     Some(pattern)
                 }
             };
-            if let Some(executor) = &trigger.executor {
-                let kind = executor.get_ref().get("type").and_then(|t| t.as_str());
-                if !matches!(kind, Some("spin") | Some("wasi") | None) {
-                    return Err(self
-                        .error(executor, format!("{key}.executor"), format!("the executor {kind:?} is not supported"))
-                        .fix("remove `executor` (ledge runs wasi:http components), or use `{ type = \"spin\" }`"));
-                }
-            }
+            let wagi = match &trigger.executor {
+                Some(executor) => self.executor(&key, executor)?,
+                None => None,
+            };
+            let executor_offset = trigger
+                .executor
+                .as_ref()
+                .map_or(trigger.route.span().start, |e| e.span().start);
             let handler = match (trigger.component, trigger.static_response) {
                 (Some(_), Some(response)) => {
                     return Err(self
@@ -282,6 +283,26 @@ impl Validator<'_> {
                     }
                 }
             };
+            if let TriggerHandler::Component(id) = &handler {
+                // One component, one way to run it: its triggers agree on the executor.
+                let line = super::error::line_of(self.source, executor_offset);
+                match executors.insert(id.clone(), (wagi.clone(), line)) {
+                    Some((earlier, earlier_line)) if earlier != wagi => {
+                        return Err(ManifestError::file(
+                            self.file,
+                            format!("component `{id}` has triggers with different executors (lines {earlier_line} and {line})"),
+                        )
+                        .key(format!("{key}.executor"))
+                        .at(self.source, executor_offset)
+                        .fix("give every trigger of the component the same `executor`"));
+                    }
+                    _ => {}
+                }
+                components
+                    .get_mut(id)
+                    .expect("the trigger's component exists")
+                    .wagi = wagi;
+            }
             triggers.push(HttpTrigger {
                 id: trigger.id,
                 route,
@@ -315,6 +336,43 @@ impl Validator<'_> {
             triggers,
             gateway,
         })
+    }
+
+    /// `executor`: `spin`/`wasi` (the default, a `wasi:http` handler) or `wagi`.
+    fn executor(
+        &self,
+        key: &str,
+        executor: &Spanned<toml::Table>,
+    ) -> Result<Option<Wagi>, ManifestError> {
+        let table = executor.get_ref();
+        let text = |name: &str| match table.get(name) {
+            None => Ok(None),
+            Some(toml::Value::String(value)) => Ok(Some(value.as_str())),
+            Some(_) => Err(self
+                .error(
+                    executor,
+                    format!("{key}.executor.{name}"),
+                    format!("`{name}` must be a string"),
+                )
+                .fix(format!("write `{name} = \"...\"`"))),
+        };
+        match text("type")? {
+            None | Some("spin") | Some("wasi") => Ok(None),
+            Some("wagi") => {
+                if let Some(entrypoint) = text("entrypoint")?
+                    && entrypoint != "_start"
+                {
+                    return Err(self
+                        .error(executor, format!("{key}.executor.entrypoint"), format!("ledge runs WAGI commands from `_start`, not `{entrypoint}`"))
+                        .fix("remove `entrypoint`, and export the handler as the module's `main`"));
+                }
+                let argv = text("argv")?.unwrap_or("${SCRIPT_NAME} ${ARGS}").to_owned();
+                Ok(Some(Wagi { argv }))
+            }
+            Some(other) => Err(self
+                .error(executor, format!("{key}.executor"), format!("the executor `{other}` is not supported"))
+                .fix("use `{ type = \"spin\" }` (a wasi:http component, the default) or `{ type = \"wagi\" }` (a WASI command run CGI-style)")),
+        }
     }
 
     fn static_response(
@@ -529,6 +587,7 @@ impl Validator<'_> {
             variables: raw.variables,
             build,
             ledge,
+            wagi: None,
         })
     }
 
@@ -568,6 +627,55 @@ mod tests {
         assert_eq!(app.components["hello"].environment["A"], "b");
         assert!(app.components.contains_key("inl-component"));
         assert!(app.triggers[1].route.is_none());
+    }
+
+    #[test]
+    fn wagi_executors_mark_the_component_and_must_agree() {
+        let trigger = |route: &str, executor: &str| {
+            format!("[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"c\"\n{executor}")
+        };
+        let component = "[component.c]\nsource = \"c.wasm\"\n";
+        let wagi = "executor = { type = \"wagi\", argv = \"x ${ARGS}\" }\n";
+        let app = parse_str(&format!(
+            "{HEADER}{}{}{component}",
+            trigger("/a", wagi),
+            trigger("/b", wagi)
+        ))
+        .unwrap();
+        assert_eq!(
+            app.components["c"].wagi,
+            Some(Wagi {
+                argv: "x ${ARGS}".into()
+            })
+        );
+
+        let mixed = parse_str(&format!(
+            "{HEADER}{}{}{component}",
+            trigger("/a", wagi),
+            trigger("/b", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            mixed.contains("different executors (lines 7 and 9)"),
+            "{mixed}"
+        );
+
+        for (executor, complaint) in [
+            (
+                "executor = { type = \"cgi\" }\n",
+                "the executor `cgi` is not supported",
+            ),
+            (
+                "executor = { type = \"wagi\", entrypoint = \"run\" }\n",
+                "from `_start`, not `run`",
+            ),
+        ] {
+            let error = parse_str(&format!("{HEADER}{}{component}", trigger("/a", executor)))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(complaint), "{error}");
+        }
     }
 
     #[test]
