@@ -47,6 +47,80 @@ const TEMPLATES: &[Template] = &[
         ],
     },
     Template {
+        name: "http-js",
+        about: "an HTTP function in JavaScript with key-value (componentize-js from npm)",
+        component: include_str!("../templates/http-js/component.toml"),
+        files: &[
+            TemplateFile {
+                path: "package.json",
+                text: include_str!("../templates/http-js/package.json"),
+            },
+            TemplateFile {
+                // The lock of the repository's JavaScript guest, whose devDependencies match.
+                path: "package-lock.json",
+                text: include_str!("../../components/kv-js/package-lock.json"),
+            },
+            TemplateFile {
+                path: "src/app.js",
+                text: include_str!("../templates/http-js/src/app.js"),
+            },
+            TemplateFile {
+                path: "wit/world.wit",
+                text: include_str!("../templates/http-js/wit/world.wit"),
+            },
+            TemplateFile {
+                path: "wit/deps/spin-2.0.0/spin.wit",
+                text: include_str!("../wit/deps/spin-2.0.0/spin.wit"),
+            },
+            TemplateFile {
+                path: "scripts/vendor-wasi-wit.sh",
+                text: include_str!("../../components/kv-js/scripts/vendor-wasi-wit.sh"),
+            },
+            TemplateFile {
+                path: ".gitignore",
+                text: include_str!("../templates/http-js/gitignore"),
+            },
+        ],
+    },
+    Template {
+        name: "http-py",
+        about: "an HTTP function in Python with SQLite (componentize-py and spin-sdk from PyPI)",
+        component: include_str!("../templates/http-py/component.toml"),
+        files: &[
+            TemplateFile {
+                path: "app.py",
+                text: include_str!("../templates/http-py/app.py"),
+            },
+            TemplateFile {
+                path: "requirements.txt",
+                text: include_str!("../templates/http-py/requirements.txt"),
+            },
+            TemplateFile {
+                path: "build.sh",
+                text: include_str!("../templates/http-py/build.sh"),
+            },
+            TemplateFile {
+                path: ".gitignore",
+                text: include_str!("../templates/http-py/gitignore"),
+            },
+        ],
+    },
+    Template {
+        name: "http-c",
+        about: "an HTTP function in C, run CGI-style (clang and wasi-libc, wasm32-wasi)",
+        component: include_str!("../templates/http-c/component.toml"),
+        files: &[
+            TemplateFile {
+                path: "main.c",
+                text: include_str!("../templates/http-c/main.c"),
+            },
+            TemplateFile {
+                path: ".gitignore",
+                text: include_str!("../templates/http-c/gitignore"),
+            },
+        ],
+    },
+    Template {
         name: "static-site",
         about: "static files served by ledge, with a single-page-app fallback",
         component: include_str!("../templates/static-site/component.toml"),

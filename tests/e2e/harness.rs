@@ -29,6 +29,8 @@ pub struct Guests {
     pub kv_counter: PathBuf,
     /// A custom authorizer for the gateway.
     pub authorizer: PathBuf,
+    /// A JSON API written with ledge's own SDK (`sdk/`).
+    pub hello_sdk: PathBuf,
     /// `faults` built for wasm32-wasip1: a core module that imports WASI preview 1.
     pub faults_wasip1: PathBuf,
 }
@@ -52,6 +54,7 @@ pub fn guests() -> &'static Guests {
                     "kv-counter",
                     "mobile-backend",
                     "authorizer",
+                    "hello-sdk",
                 ][..],
             ),
             ("wasm32-unknown-unknown", &["hello-p2"][..]),
@@ -90,6 +93,7 @@ pub fn guests() -> &'static Guests {
             data_p3: wasm("wasm32-wasip2", "data_p3"),
             kv_counter: wasm("wasm32-wasip2", "kv_counter"),
             authorizer: wasm("wasm32-wasip2", "authorizer"),
+            hello_sdk: wasm("wasm32-wasip2", "hello_sdk"),
         }
     })
 }
@@ -127,6 +131,45 @@ pub fn python_guest() -> &'static Path {
             .arg(&site_packages)
             .arg("-o")
             .arg(&output));
+        output
+    })
+}
+
+/// Builds `components/kv-js` with componentize-js, installed from npm into its `node_modules`
+/// (as locked in its `package-lock.json`).
+pub fn javascript_guest() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let source = repo_root().join("components/kv-js");
+        run(Command::new("npm")
+            .current_dir(&source)
+            .args(["ci", "--no-audit", "--no-fund"]));
+        run(Command::new("npm")
+            .current_dir(&source)
+            .args(["run", "build"]));
+        source.join("dist/kv-js.wasm")
+    })
+}
+
+/// Builds `components/hello-c` with clang and wasi-libc: a wasip1 command that ledge
+/// componentizes when it loads it.
+pub fn c_guest() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let output = repo_root().join("target/c/hello-c.wasm");
+        std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+        run(Command::new("clang")
+            .current_dir(repo_root().join("components/hello-c"))
+            .args([
+                "--target=wasm32-wasi",
+                "-O2",
+                "-s",
+                "-Wall",
+                "-Werror",
+                "-o",
+            ])
+            .arg(&output)
+            .arg("main.c"));
         output
     })
 }

@@ -78,3 +78,37 @@ fn a_new_rust_function_builds_serves_and_takes_an_added_component() {
         manifest
     );
 }
+
+#[test]
+fn new_functions_in_c_javascript_and_python_build_and_serve_side_by_side() {
+    let work = tempfile::tempdir().unwrap();
+    ledge_in(work.path(), &["new", "http-c", "polyglot"]);
+    let app = work.path().join("polyglot");
+    ledge_in(&app, &["add", "http-js", "counter"]);
+    ledge_in(&app, &["add", "http-py", "notes"]);
+    ledge_in(&app, &["build"]);
+    let ledge = Ledge::up(&["-f", app.to_str().unwrap()]);
+    assert_eq!(
+        get(&ledge.at("/any/where?x=1")),
+        (
+            200,
+            "{\"hello\":\"from C\",\"path\":\"/any/where\",\"query\":\"x=1\"}\n".into()
+        )
+    );
+    for visits in 1..=2 {
+        assert_eq!(
+            get(&ledge.at("/counter/a")),
+            (
+                200,
+                format!(r#"{{"hello":"from JavaScript","path":"/a","visits":{visits}}}"#)
+            )
+        );
+        assert_eq!(
+            get(&ledge.at("/notes/b")),
+            (
+                200,
+                format!(r#"{{"hello": "from Python", "path": "/b", "visits": {visits}}}"#)
+            )
+        );
+    }
+}
