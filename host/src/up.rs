@@ -263,6 +263,7 @@ fn load_components(
         let mut environment: BTreeMap<String, String> = component.environment.clone();
         environment.extend(args.env.iter().cloned());
         let settings = PoolSettings {
+            app_name: app.name.clone(),
             max_instance_memory: args
                 .max_instance_memory
                 .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)),

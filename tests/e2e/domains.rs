@@ -32,7 +32,7 @@ fn get_on(ledge: &Ledge, host: &str, path: &str) -> (u16, String) {
 fn apps_are_chosen_by_host_and_base_path() {
     let api = app(
         "api",
-        Some("[\"api.example.com/v1\", \"*.tenants.example\"]"),
+        Some("[\"api.example.com/v1\", \"*.tenants.example\"]\naccess_log = true"),
         "[[trigger.http]]\nroute = \"/echo/...\"\ncomponent = \"echo\"\n\
          [component.echo]\nsource = \"{echo}\"\n",
     );
@@ -68,6 +68,9 @@ fn apps_are_chosen_by_host_and_base_path() {
         "{body}"
     );
     assert!(body.contains("header spin-path-info: /x"), "{body}");
+    // The access log has the path as the client sent it.
+    let log = ledge.wait_for_stdout("\"path\":\"/v1/echo/x\"");
+    assert!(log.contains("\"path\":\"/v1/echo/x\""), "{log}");
 
     // The same host without the base path (or under a longer look-alike) is another mapping.
     assert_eq!(get_on(&ledge, "api.example.com", "/echo/x").1, "legacy");

@@ -335,6 +335,7 @@ fn the_cache_answers_hits_without_the_guest() {
             .lines()
             .find(|l| {
                 l.starts_with("ledge_requests_total{")
+                    && l.contains("app=\"test-app\"")
                     && l.contains("route=\"/api/...\"")
                     && l.contains(&format!("outcome=\"{outcome}\""))
             })
@@ -342,8 +343,13 @@ fn the_cache_answers_hits_without_the_guest() {
     };
     assert_eq!(count("cache-hit"), Some(1), "{metrics}");
     assert_eq!(count("guest"), Some(4), "{metrics}");
-    assert!(metrics.contains("ledge_request_duration_seconds_bucket{route=\"/api/...\""));
-    assert!(metrics.contains("ledge_instances_created_total{component=\"counter\"}"));
+    assert!(
+        metrics
+            .contains("ledge_request_duration_seconds_bucket{app=\"test-app\",route=\"/api/...\"")
+    );
+    assert!(
+        metrics.contains("ledge_instances_created_total{app=\"test-app\",component=\"counter\"}")
+    );
 }
 
 #[test]

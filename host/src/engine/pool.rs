@@ -65,6 +65,8 @@ impl std::fmt::Display for HandlerKind {
 /// Per-component settings for its instances.
 #[derive(Clone)]
 pub struct PoolSettings {
+    /// The name of the app the component belongs to (a metrics label).
+    pub app_name: String,
     /// The most linear memory one instance may grow to, in bytes.
     pub max_instance_memory: Option<usize>,
     /// Requests one instance may serve in total (default by handler kind).
@@ -129,7 +131,11 @@ impl ComponentPool {
         let instance_pre = super::stand_in::link(runtime, id, component)?;
         let stores = Stores {
             id: id.into(),
-            instances_created: metrics::counter!("ledge_instances_created_total", "component" => id.to_string()),
+            instances_created: metrics::counter!(
+                "ledge_instances_created_total",
+                "app" => settings.app_name.clone(),
+                "component" => id.to_string()
+            ),
             engine: runtime.engine().clone(),
             epoch_ticks: runtime.epoch_ticks(),
             settings,

@@ -89,18 +89,19 @@ fn answer(handle: &PrometheusHandle, request: &Request<Incoming>) -> Response<Fu
     response
 }
 
-/// Records one finished request.
-pub fn record_request(record: &Record<'_>, status: StatusCode, latency: Duration) {
+/// Records one finished request of the app `app`.
+pub fn record_request(app: &str, record: &Record<'_>, status: StatusCode, latency: Duration) {
     let route = record.route.unwrap_or("").to_string();
     metrics::counter!(
         "ledge_requests_total",
+        "app" => app.to_string(),
         "route" => route.clone(),
         "component" => record.component.unwrap_or("").to_string(),
         "status" => status.as_str().to_string(),
         "outcome" => record.outcome.unwrap_or("guest"),
     )
     .increment(1);
-    metrics::histogram!("ledge_request_duration_seconds", "route" => route)
+    metrics::histogram!("ledge_request_duration_seconds", "app" => app.to_string(), "route" => route)
         .record(latency.as_secs_f64());
 }
 
@@ -108,10 +109,13 @@ pub fn record_request(record: &Record<'_>, status: StatusCode, latency: Duration
 pub struct InFlight(metrics::Gauge);
 
 impl InFlight {
-    /// Counts one more request for `component`.
-    pub fn enter(component: &str) -> Self {
-        let gauge =
-            metrics::gauge!("ledge_requests_in_flight", "component" => component.to_string());
+    /// Counts one more request for `component` of the app `app`.
+    pub fn enter(app: &str, component: &str) -> Self {
+        let gauge = metrics::gauge!(
+            "ledge_requests_in_flight",
+            "app" => app.to_string(),
+            "component" => component.to_string()
+        );
         gauge.increment(1.0);
         Self(gauge)
     }

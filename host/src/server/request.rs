@@ -18,6 +18,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::admin;
 use super::headers::{self, RouteHeaders};
+use super::sites::MappedBase;
 use super::static_files::FileServer;
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
@@ -121,9 +122,14 @@ impl AppService {
         let (mut parts, body) = request.into_parts();
         let logged = self.gateway.access_log.as_ref().map(|log| {
             let id = log.request_id(&mut parts);
+            // The path as the client sent it, with a custom domain's base path.
+            let base = parts
+                .extensions
+                .get::<MappedBase>()
+                .map_or("", |base| &*base.0);
             let line = RequestLine {
                 method: parts.method.clone(),
-                path: parts.uri.path().to_string(),
+                path: format!("{base}{}", parts.uri.path()),
             };
             (log, id, line)
         });
@@ -136,7 +142,7 @@ impl AppService {
         let mut response = self.serve(request, peer, &mut record).await;
         let latency = started.elapsed();
         if self.metrics {
-            admin::record_request(&record, response.status(), latency);
+            admin::record_request(&self.name, &record, response.status(), latency);
         }
         if let Some(span) = span {
             span.end(&record, response.status());
@@ -274,7 +280,7 @@ impl AppService {
             _ => limit_body(body, body_limit),
         };
         // Instantiate -> invoke.
-        let _in_flight = self.metrics.then(|| admin::InFlight::enter(id));
+        let _in_flight = self.metrics.then(|| admin::InFlight::enter(&self.name, id));
         let _span = self
             .traces
             .as_ref()
