@@ -139,6 +139,11 @@ fn an_import_ledge_does_not_provide_fails_only_the_call() {
     let (status, _) = get(&ledge.at("/kv/unprovided"));
     assert_eq!(status, 500);
     ledge.wait_for_log("the guest failed");
+    let log = ledge.wait_for_log("has not been defined");
+    assert!(
+        log.contains("the guest called `ledge:kv-counter/unprovided#"),
+        "{log}"
+    );
     // The component's other routes, and the component itself, keep working.
     assert_eq!(get(&ledge.at("/kv/increment/n")).0, 200);
     assert_eq!(get(&ledge.at("/kv/unprovided")).0, 500);

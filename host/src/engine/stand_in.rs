@@ -47,7 +47,7 @@ pub fn link(runtime: &Runtime, id: &str, component: &Component) -> Result<Instan
                 .context("the component needs an import that ledge does not provide"));
         };
         let linker = linker.get_or_insert_with(|| runtime.linker.clone());
-        stand_in(linker, runtime, component, &name)?;
+        stand_in(linker, runtime, id, component, &name)?;
         stood_in.push(name);
     }
 }
@@ -59,11 +59,13 @@ fn missing_instance(error: &wasmtime::Error) -> Option<String> {
     Some(rest.split_once('`')?.0.to_string())
 }
 
-/// Defines `name`, as `component` imports it, with functions that fail and resources of a type
-/// no value is ever made of.
+/// Defines `name`, as `component` (named `id`) imports it, with functions that fail (naming
+/// themselves in the log, since a p2 guest's failure may only surface as a missing response)
+/// and resources of a type no value is ever made of.
 fn stand_in(
     linker: &mut Linker<GuestState>,
     runtime: &Runtime,
+    id: &str,
     component: &Component,
     name: &str,
 ) -> Result<()> {
@@ -79,11 +81,13 @@ fn stand_in(
         match item.ty {
             ComponentItem::ComponentFunc(_) => {
                 let function = format!("{name}#{export}");
+                let id = id.to_owned();
                 definitions
                     .func_new(export, move |_, _, _, _| {
-                        Err(wasmtime::Error::msg(format!(
-                            "`{function}` has not been defined: ledge does not provide it"
-                        )))
+                        let message =
+                            format!("`{function}` has not been defined: ledge does not provide it");
+                        tracing::warn!(component = %id, "the guest called {message}");
+                        Err(wasmtime::Error::msg(message))
                     })
                     .map_err(|e| anyhow!("{e:#}"))?;
             }
