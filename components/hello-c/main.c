@@ -45,6 +45,10 @@ int main(int argc, char **argv) {
     const char *path = env("PATH_INFO");
     if (strcmp(path, "/hello") == 0) return hello(argc, argv);
     if (strcmp(path, "/shout") == 0) return shout();
+    if (strcmp(path, "/forever") == 0) {
+        for (volatile unsigned long n = 0;; n++) {
+        }
+    }
     if (strcmp(path, "/fail") == 0) {
         fprintf(stderr, "failing on purpose\n");
         return 3;

@@ -103,7 +103,7 @@ fn a_c_function_runs_cgi_style() {
          [component.c]\nsource = \"{}\"\n",
         c_guest().display()
     ));
-    let ledge = app.up(&[]);
+    let ledge = app.up(&["--request-timeout", "1s"]);
     let hello = client().get(ledge.at("/c/hello?name=Ada")).send().unwrap();
     assert_eq!(hello.status(), 200);
     assert_eq!(hello.headers()["content-type"], "application/json");
@@ -137,6 +137,9 @@ fn a_c_function_runs_cgi_style() {
         "{}",
         ledge.stderr()
     );
+    assert_eq!(get(&ledge.at("/c/hello")).0, 200);
+    // A command that never ends is cut off at the request timeout.
+    assert_eq!(get(&ledge.at("/c/forever")).0, 504);
     assert_eq!(get(&ledge.at("/c/hello")).0, 200);
 }
 
