@@ -150,7 +150,12 @@ impl ComponentPool {
                     .map_err(|e| anyhow!("{e:#}"))?,
             ),
             HandlerKind::Wagi => {
-                let handler = WagiHandler::new(instance_pre, stores)?;
+                let wagi = stores
+                    .settings
+                    .wagi
+                    .clone()
+                    .expect("handler_kind answers Wagi only for WAGI settings");
+                let handler = WagiHandler::new(instance_pre, wagi, stores)?;
                 return Ok(Self {
                     kind,
                     handler: Handler::Wagi(Box::new(handler)),

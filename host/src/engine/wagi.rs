@@ -15,6 +15,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::guest::GuestState;
 use super::pool::{InvokeError, Stores};
+use crate::manifest::Wagi;
 
 /// The most a command may print for one response; writing more fails the request.
 const MAX_OUTPUT: usize = 64 << 20;
@@ -22,14 +23,19 @@ const MAX_OUTPUT: usize = 64 << 20;
 /// Runs one component's command per request.
 pub(super) struct WagiHandler {
     pre: CommandPre<GuestState>,
+    wagi: Wagi,
     stores: Stores,
 }
 
 impl WagiHandler {
-    /// Checks that the linked component is a command.
-    pub(super) fn new(pre: InstancePre<GuestState>, stores: Stores) -> anyhow::Result<Self> {
+    /// Checks that the linked component is a command, to be started as `wagi` says.
+    pub(super) fn new(
+        pre: InstancePre<GuestState>,
+        wagi: Wagi,
+        stores: Stores,
+    ) -> anyhow::Result<Self> {
         let pre = CommandPre::new(pre).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        Ok(Self { pre, stores })
+        Ok(Self { pre, wagi, stores })
     }
 
     /// How the component's stores are made (and its settings).
@@ -48,14 +54,8 @@ impl WagiHandler {
             .await
             .map_err(|e| InvokeError::Failed(format!("cannot read the request body: {e}")))?
             .to_bytes();
-        let argv = self
-            .stores
-            .settings
-            .wagi
-            .as_ref()
-            .map_or("${SCRIPT_NAME} ${ARGS}", |wagi| &wagi.argv);
         let environment = cgi_environment(&parts, body.len());
-        let args = arguments(argv, &parts);
+        let args = arguments(&self.wagi.argv, &parts);
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT);
         let mut store = self
             .stores
