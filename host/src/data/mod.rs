@@ -177,12 +177,12 @@ async fn open_store(
             let path = path
                 .clone()
                 .unwrap_or_else(|| state_dir.join("kv").join(format!("{label}.db")));
-            Arc::new(SqliteStore::open(&path).with_context(|| {
+            SqliteStore::open(&path).with_context(|| {
                 format!(
                     "cannot open the key-value store `{label}` at {}",
                     path.display()
                 )
-            })?)
+            })?
         }
         KvBackendConfig::Redis { url } => {
             Arc::new(RedisStore::connect(url).await.map_err(|e| {

@@ -1,8 +1,9 @@
-//! Key-value stores: one small backend trait, its backends (an embedded SQLite file per store,
-//! or Redis), and the guest interfaces on top (`fermyon:spin/key-value@2.0.0`,
+//! Key-value stores: one small backend trait, its backends (an embedded SQLite file per store
+//! with a read cache, or Redis), and the guest interfaces on top (`fermyon:spin/key-value@2.0.0`,
 //! `spin:key-value/key-value@3.0.0`, `wasi:keyvalue@0.2.0-draft2`).
 
 pub mod guest;
+mod read_cache;
 mod redis;
 mod sqlite;
 

@@ -1,79 +1,153 @@
-//! The embedded backend: one SQLite file per store under the state directory.
+//! The embedded backend: one SQLite file per store under the state directory, with a read
+//! cache in front (see `read_cache`).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
+use anyhow::{Context as _, Result, bail};
 use rusqlite::{OptionalExtension, params};
 
+use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, check_sizes, parse_counter};
 use crate::data::sqlite_file::SqliteFile;
 
 /// A key-value store in a SQLite file.
 pub struct SqliteStore {
     file: Arc<SqliteFile>,
+    cache: Arc<ReadCache>,
+    /// Held for the store's life: the file's exclusive lock against other processes, which
+    /// the read cache relies on (a write from elsewhere would not invalidate it).
+    _owner: File,
 }
 
 fn backend(error: rusqlite::Error) -> KvError {
     KvError::Backend(error.to_string())
 }
 
+/// The stores open in this process, by file: two apps (or labels) that name the same file
+/// share one store, so its writer and read cache are the only ones.
+static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> =
+    LazyLock::new(Mutex::default);
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path`.
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+    /// Opens (creating if needed) the store at `path`, or returns the one this process already
+    /// has open there. Fails if another process has the file open as a store.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let owner_path = {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".lock");
+            PathBuf::from(name)
+        };
+        let owner = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&owner_path)
+            .with_context(|| format!("cannot create {}", owner_path.display()))?;
+        // The lock file's canonical path names the store whichever way `path` was spelled.
+        let id = owner_path.canonicalize()?;
+        let mut open_stores = OPEN_STORES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = open_stores.get(&id).and_then(Weak::upgrade) {
+            return Ok(store);
+        }
+        match owner.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => bail!(
+                "{} is in use by another process (is another `ledge up` serving this app?).\n  \
+                 fix: stop the other process, or give this one its own --state-dir",
+                path.display()
+            ),
+            Err(TryLockError::Error(error)) => {
+                return Err(error).with_context(|| format!("cannot lock {}", owner_path.display()));
+            }
+        }
         let file = SqliteFile::open(path)?;
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;
-        Ok(Self { file })
+        let store = Arc::new(Self {
+            file,
+            cache: Arc::new(ReadCache::new()),
+            _owner: owner,
+        });
+        open_stores.retain(|_, store| store.strong_count() > 0);
+        open_stores.insert(id, Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    /// Runs the write `work` on `key` on the writer, and invalidates the key in the read cache
+    /// once it has run, on the writer's thread (so that a cancelled caller cannot skip it).
+    async fn write_key<T: Send + 'static>(
+        &self,
+        key: &str,
+        work: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, KvError> {
+        let (key, cache) = (key.to_owned(), self.cache.clone());
+        self.file
+            .write(move |db| {
+                let result = work(db, &key);
+                cache.invalidate(&key);
+                result
+            })
+            .await
+            .map_err(backend)
+    }
+
+    /// The value of `key`, from the read cache or else from the file (then cached).
+    async fn read_key(&self, key: &str) -> Result<Option<Arc<[u8]>>, KvError> {
+        let ticket = match self.cache.lookup(key) {
+            Lookup::Hit(value) => return Ok(value),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let value: Option<Arc<[u8]>> = self
+            .file
+            .read(|db| {
+                db.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                    .query_row([key], |row| row.get::<_, Vec<u8>>(0))
+                    .optional()
+            })
+            .await
+            .map_err(backend)?
+            .map(Into::into);
+        self.cache.fill(key, ticket, value.clone());
+        Ok(value)
     }
 }
 
 #[async_trait::async_trait]
 impl KvStore for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.file
-            .read(|db| {
-                db.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-                    .query_row([key], |row| row.get(0))
-                    .optional()
-            })
-            .await
-            .map_err(backend)
+        Ok(self.read_key(key).await?.map(|value| value.to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         check_sizes(key, Some(value))?;
-        let (key, value) = (key.to_owned(), value.to_owned());
-        self.file
-            .write(move |db| {
-                db.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
-                    .execute(params![key, value])
-                    .map(drop)
-            })
-            .await
-            .map_err(backend)
+        let value = value.to_owned();
+        self.write_key(key, move |db, key| {
+            db.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
+                .execute(params![key, value])
+                .map(drop)
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        let key = key.to_owned();
-        self.file
-            .write(move |db| {
-                db.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                    .execute([key])
-                    .map(drop)
-            })
-            .await
-            .map_err(backend)
+        self.write_key(key, |db, key| {
+            db.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                .execute([key])
+                .map(drop)
+        })
+        .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        self.file
-            .read(|db| {
-                db.prepare_cached("SELECT 1 FROM kv WHERE key = ?1")?
-                    .exists([key])
-            })
-            .await
-            .map_err(backend)
+        Ok(self.read_key(key).await?.is_some())
     }
 
     async fn keys(&self) -> Result<Vec<String>, KvError> {
@@ -89,29 +163,26 @@ impl KvStore for SqliteStore {
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         check_sizes(key, None)?;
-        let key = key.to_owned();
-        self.file
-            .write(move |db| {
-                let tx = db.transaction()?;
-                let current: Option<Vec<u8>> = tx
-                    .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |row| row.get(0))
-                    .optional()?;
-                let next = match parse_counter(current) {
-                    Ok(value) => value.checked_add(delta),
-                    Err(error) => return Ok(Err(error)),
-                };
-                let Some(next) = next else {
-                    return Ok(Err(KvError::Backend("the increment overflows a 64-bit integer".into())));
-                };
-                tx.execute(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![key, next.to_string().into_bytes()],
-                )?;
-                tx.commit()?;
-                Ok(Ok(next))
-            })
-            .await
-            .map_err(backend)?
+        self.write_key(key, move |db, key| {
+            let tx = db.transaction()?;
+            let current: Option<Vec<u8>> = tx
+                .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| row.get(0))
+                .optional()?;
+            let next = match parse_counter(current) {
+                Ok(value) => value.checked_add(delta),
+                Err(error) => return Ok(Err(error)),
+            };
+            let Some(next) = next else {
+                return Ok(Err(KvError::Backend("the increment overflows a 64-bit integer".into())));
+            };
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, next.to_string().into_bytes()],
+            )?;
+            tx.commit()?;
+            Ok(Ok(next))
+        })
+        .await?
     }
 
     async fn compare_and_swap(
@@ -121,24 +192,22 @@ impl KvStore for SqliteStore {
         new: &[u8],
     ) -> Result<bool, KvError> {
         check_sizes(key, Some(new))?;
-        let (key, current, new) = (key.to_owned(), current.map(<[u8]>::to_vec), new.to_owned());
-        self.file
-            .write(move |db| {
-                let tx = db.transaction()?;
-                let stored: Option<Vec<u8>> = tx
-                    .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |row| row.get(0))
-                    .optional()?;
-                if stored != current {
-                    return Ok(false);
-                }
-                tx.execute(
-                    "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    params![key, new],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await
-            .map_err(backend)
+        let (current, new) = (current.map(<[u8]>::to_vec), new.to_owned());
+        self.write_key(key, move |db, key| {
+            let tx = db.transaction()?;
+            let stored: Option<Vec<u8>> = tx
+                .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| row.get(0))
+                .optional()?;
+            if stored != current {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, new],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
     }
 }
