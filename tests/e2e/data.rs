@@ -99,8 +99,8 @@ fn sqlite_suite(ledge: &Ledge) {
         post(&ledge.at("/granted/sql/default"), "SELECT 40 + 2 AS answer"),
         (200, "answer\n[Value::Integer(42)]".into())
     );
-    // `last_insert_rowid()` asked as its own statement sees the connection's own insert,
-    // though the read runs on another SQLite connection than the write.
+    // `last_insert_rowid()` and `changes()` asked as their own statement see the connection's
+    // own write, though the read runs on another SQLite connection than the write.
     assert_eq!(
         post(
             &ledge.at("/granted/sql/default"),
@@ -108,6 +108,13 @@ fn sqlite_suite(ledge: &Ledge) {
              INSERT INTO ids VALUES ('b')\nSELECT last_insert_rowid() AS id"
         ),
         (200, "id\n[Value::Integer(2)]".into())
+    );
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "UPDATE ids SET s = 'c'\nSELECT changes() AS changed"
+        ),
+        (200, "changed\n[Value::Integer(2)]".into())
     );
     let (status, body) = post(&ledge.at("/denied/sql/default"), "SELECT 1");
     assert_eq!(status, 500);

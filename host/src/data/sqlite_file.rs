@@ -18,17 +18,22 @@ const MAX_READERS: usize = 4;
 /// How long a connection waits on a lock held by another process before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What runs on every new connection of a file before its first use (functions to register).
+pub type ConnectionSetup = fn(&Connection) -> rusqlite::Result<()>;
+
 /// A SQLite file: one writer, up to [`MAX_READERS`] readers.
 pub struct SqliteFile {
     path: PathBuf,
+    setup: ConnectionSetup,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
 }
 
 impl SqliteFile {
-    /// Opens (creating if needed) the file at `path`, with its directory.
-    pub fn open(path: &Path) -> rusqlite::Result<Arc<Self>> {
+    /// Opens (creating if needed) the file at `path`, with its directory; `setup` runs on each
+    /// of its connections.
+    pub fn open(path: &Path, setup: ConnectionSetup) -> rusqlite::Result<Arc<Self>> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -36,8 +41,10 @@ impl SqliteFile {
         writer.busy_timeout(BUSY_TIMEOUT)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
+        setup(&writer)?;
         Ok(Arc::new(Self {
             path: path.to_owned(),
+            setup,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             reader_permits: Semaphore::new(MAX_READERS),
@@ -90,6 +97,7 @@ impl SqliteFile {
                         | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 reader.busy_timeout(BUSY_TIMEOUT)?;
+                (self.setup)(&reader)?;
                 reader
             }
         };

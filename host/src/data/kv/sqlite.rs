@@ -67,7 +67,7 @@ impl SqliteStore {
                 return Err(error).with_context(|| format!("cannot lock {}", owner_path.display()));
             }
         }
-        let file = SqliteFile::open(path)?;
+        let file = SqliteFile::open(path, |_| Ok(()))?;
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;

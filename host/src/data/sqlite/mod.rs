@@ -7,11 +7,14 @@
 //!
 //! Those two belong to the guest's connection, not to the SQLite connection that ran the
 //! statement (the writer is shared, readers are pooled), so each statement starts from the
-//! guest connection's [`LastWrite`]: `SELECT last_insert_rowid()` sees the guest's own insert.
+//! guest connection's [`LastWrite`]: `SELECT last_insert_rowid()` and `SELECT changes()` see
+//! the guest's own write.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 
@@ -84,7 +87,7 @@ impl Database {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         Ok(Self {
-            file: SqliteFile::open(path)?,
+            file: SqliteFile::open(path, override_changes)?,
         })
     }
 
@@ -137,14 +140,46 @@ impl Database {
     }
 }
 
+thread_local! {
+    /// The `changes()` of the guest connection whose statement runs on this thread, if one does.
+    static GUEST_CHANGES: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Makes SQL's `changes()` answer for the guest connection whose statement runs, as
+/// `last_insert_rowid()` does. SQLite has no setter for it (there is one for the rowid), so the
+/// built-in is overridden on each connection; outside a guest statement it is the built-in.
+fn override_changes(db: &Connection) -> rusqlite::Result<()> {
+    db.create_scalar_function("changes", 0, FunctionFlags::SQLITE_UTF8, |context| {
+        let changes = match GUEST_CHANGES.get() {
+            Some(changes) => changes,
+            // SAFETY: the connection is only read, and only while it runs this call.
+            None => unsafe { context.get_connection()? }.changes(),
+        };
+        Ok(i64::try_from(changes).unwrap_or(i64::MAX))
+    })
+}
+
 fn run(
     db: &Connection,
-    mut statement: rusqlite::CachedStatement<'_>,
+    statement: rusqlite::CachedStatement<'_>,
     params: &[Value],
     since: LastWrite,
 ) -> rusqlite::Result<QueryResult> {
     // SAFETY: `db` is a live connection and this thread has it for the whole statement.
     unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(db.handle(), since.last_insert_rowid) };
+    GUEST_CHANGES.set(Some(since.changes));
+    let result = run_from(db, statement, params, since);
+    GUEST_CHANGES.set(None);
+    result
+}
+
+/// Runs `statement` once the connection has been given the guest connection's `since`.
+fn run_from(
+    db: &Connection,
+    mut statement: rusqlite::CachedStatement<'_>,
+    params: &[Value],
+    since: LastWrite,
+) -> rusqlite::Result<QueryResult> {
     let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
     let width = columns.len();
     let mut rows = Vec::new();
@@ -282,5 +317,15 @@ mod tests {
             asked.last_write, first,
             "a read leaves the last write as it was"
         );
+        // `changes()` too: the other connection's delete of two rows is not this one's.
+        let deleted = db
+            .execute("DELETE FROM t".into(), vec![], other)
+            .await
+            .unwrap()
+            .last_write;
+        assert_eq!(deleted.changes, 2);
+        let changes = |since| db.execute("SELECT changes()".into(), vec![], since);
+        assert_eq!(changes(first).await.unwrap().rows, [[Value::Integer(1)]]);
+        assert_eq!(changes(deleted).await.unwrap().rows, [[Value::Integer(2)]]);
     }
 }
