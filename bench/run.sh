@@ -221,9 +221,12 @@ URL_PATH=/cached/ measure "ledge gateway: cache hit" "${GATEWAY_UP[@]}"
 startup_ms=()
 for run in 0 1 2 3 4 5; do
   begin=$(date +%s%N)
-  "$LEDGE" up -q -f spin.toml --state-dir "$STATE/sample" --listen "127.0.0.1:$PORT" >/dev/null 2>&1 &
+  "$LEDGE" up -q -f spin.toml --state-dir "$STATE/sample" --listen "127.0.0.1:$PORT" >"$STATE/startup.log" 2>&1 &
   pid=$!
-  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/hello" 2>/dev/null; do sleep 0.002; done
+  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/hello" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { echo "ledge up exited before serving:"; cat "$STATE/startup.log"; exit 1; } >&2
+    sleep 0.002
+  done
   end=$(date +%s%N)
   kill "$pid"; wait "$pid" 2>/dev/null || true
   # The first run fills the compile cache; it is not counted.

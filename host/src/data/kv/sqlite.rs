@@ -211,3 +211,38 @@ impl KvStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_store_per_file_and_a_file_owned_elsewhere_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv").join("default.db");
+        let store = SqliteStore::open(&path).unwrap();
+        // The same file spelled another way is the same store: one writer, one read cache.
+        let same = SqliteStore::open(&dir.path().join("kv/../kv/default.db")).unwrap();
+        assert!(Arc::ptr_eq(&store, &same));
+        store.set("k", b"v").await.unwrap();
+        assert_eq!(same.get("k").await.unwrap(), Some(b"v".to_vec()));
+        drop((store, same));
+
+        // Another process's lock is another open file description holding it.
+        let other_owner = File::options()
+            .write(true)
+            .open(dir.path().join("kv/default.db.lock"))
+            .unwrap();
+        other_owner.try_lock().unwrap();
+        let error = SqliteStore::open(&path).err().unwrap();
+        assert!(
+            format!("{error:#}").contains("default.db is in use by another process"),
+            "{error:#}"
+        );
+        drop(other_owner);
+        assert_eq!(
+            SqliteStore::open(&path).unwrap().get("k").await.unwrap(),
+            Some(b"v".to_vec())
+        );
+    }
+}
