@@ -17,17 +17,18 @@ use crate::data::sqlite_file::SqliteFile;
 pub struct SqliteStore {
     file: Arc<SqliteFile>,
     cache: Arc<ReadCache>,
-    /// Held for the store's life: the file's exclusive lock against other processes, which
-    /// the read cache relies on (a write from elsewhere would not invalidate it).
-    _owner: File,
+    /// The file's exclusive lock against other processes, which the read cache relies on (a
+    /// write from elsewhere would not invalidate it). Each write in flight holds it too, so it
+    /// is released only once the last write has finished, even a cancelled one.
+    owner: Arc<File>,
 }
 
 fn backend(error: rusqlite::Error) -> KvError {
     KvError::Backend(error.to_string())
 }
 
-/// The stores open in this process, by file: two apps (or labels) that name the same file
-/// share one store, so its writer and read cache are the only ones.
+/// The stores open in this process, by canonical file path: two apps (or labels) that name the
+/// same file share one store, so its writer and read cache are the only ones.
 static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> =
     LazyLock::new(Mutex::default);
 
@@ -35,9 +36,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, or returns the one this process already
     /// has open there. Fails if another process has the file open as a store.
     pub fn open(path: &Path) -> Result<Arc<Self>> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = canonical_file_path(path)?;
+        // Held until the store is registered, so that two opens of one file make one store.
+        let mut open_stores = OPEN_STORES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = open_stores.get(&path).and_then(Weak::upgrade) {
+            return Ok(store);
         }
         let owner_path = {
             let mut name = path.as_os_str().to_owned();
@@ -50,12 +53,6 @@ impl SqliteStore {
             .write(true)
             .open(&owner_path)
             .with_context(|| format!("cannot create {}", owner_path.display()))?;
-        // The lock file's canonical path names the store whichever way `path` was spelled.
-        let id = owner_path.canonicalize()?;
-        let mut open_stores = OPEN_STORES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(store) = open_stores.get(&id).and_then(Weak::upgrade) {
-            return Ok(store);
-        }
         match owner.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => bail!(
@@ -67,17 +64,17 @@ impl SqliteStore {
                 return Err(error).with_context(|| format!("cannot lock {}", owner_path.display()));
             }
         }
-        let file = SqliteFile::open(path, |_| Ok(()))?;
+        let file = SqliteFile::open(&path, |_| Ok(()))?;
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;
         let store = Arc::new(Self {
             file,
             cache: Arc::new(ReadCache::new()),
-            _owner: owner,
+            owner: Arc::new(owner),
         });
         open_stores.retain(|_, store| store.strong_count() > 0);
-        open_stores.insert(id, Arc::downgrade(&store));
+        open_stores.insert(path, Arc::downgrade(&store));
         Ok(store)
     }
 
@@ -88,11 +85,12 @@ impl SqliteStore {
         key: &str,
         work: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KvError> {
-        let (key, cache) = (key.to_owned(), self.cache.clone());
+        let (key, cache, owner) = (key.to_owned(), self.cache.clone(), self.owner.clone());
         self.file
             .write(move |db| {
                 let result = work(db, &key);
                 cache.invalidate(&key);
+                drop(owner);
                 result
             })
             .await
@@ -118,6 +116,24 @@ impl SqliteStore {
         self.cache.fill(key, ticket, value.clone());
         Ok(value)
     }
+}
+
+/// `path` with its directory created and every symlink resolved (the file's too, if it exists),
+/// so that each store file has one name.
+fn canonical_file_path(path: &Path) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let path = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?
+        .join(name);
+    Ok(path.canonicalize().unwrap_or(path))
 }
 
 #[async_trait::async_trait]
@@ -224,6 +240,9 @@ mod tests {
         // The same file spelled another way is the same store: one writer, one read cache.
         let same = SqliteStore::open(&dir.path().join("kv/../kv/default.db")).unwrap();
         assert!(Arc::ptr_eq(&store, &same));
+        let alias = dir.path().join("alias.db");
+        std::os::unix::fs::symlink(&path, &alias).unwrap();
+        assert!(Arc::ptr_eq(&store, &SqliteStore::open(&alias).unwrap()));
         store.set("k", b"v").await.unwrap();
         assert_eq!(same.get("k").await.unwrap(), Some(b"v".to_vec()));
         drop((store, same));

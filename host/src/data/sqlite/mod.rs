@@ -148,6 +148,7 @@ thread_local! {
 /// Makes SQL's `changes()` answer for the guest connection whose statement runs, as
 /// `last_insert_rowid()` does. SQLite has no setter for it (there is one for the rowid), so the
 /// built-in is overridden on each connection; outside a guest statement it is the built-in.
+/// (Inside a trigger's body it answers the guest's value too, not the trigger's own count.)
 fn override_changes(db: &Connection) -> rusqlite::Result<()> {
     db.create_scalar_function("changes", 0, FunctionFlags::SQLITE_UTF8, |context| {
         let changes = match GUEST_CHANGES.get() {
@@ -167,10 +168,25 @@ fn run(
 ) -> rusqlite::Result<QueryResult> {
     // SAFETY: `db` is a live connection and this thread has it for the whole statement.
     unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(db.handle(), since.last_insert_rowid) };
-    GUEST_CHANGES.set(Some(since.changes));
-    let result = run_from(db, statement, params, since);
-    GUEST_CHANGES.set(None);
-    result
+    let _guest = GuestChanges::set(since.changes);
+    run_from(db, statement, params, since)
+}
+
+/// Holds [`GUEST_CHANGES`] for one guest statement and clears it when dropped, even by a panic
+/// (the thread goes on to run other work).
+struct GuestChanges;
+
+impl GuestChanges {
+    fn set(changes: u64) -> Self {
+        GUEST_CHANGES.set(Some(changes));
+        Self
+    }
+}
+
+impl Drop for GuestChanges {
+    fn drop(&mut self) {
+        GUEST_CHANGES.set(None);
+    }
 }
 
 /// Runs `statement` once the connection has been given the guest connection's `since`.
