@@ -188,19 +188,8 @@ impl<T: 'static> v3::HostStoreWithStore<T> for Data {
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), v3::Error>>)> {
         let store = store_of(accessor, &store)?;
         match store.keys().await {
-            Ok(keys) => streams::items_then_done(accessor, keys),
-            Err(error) => {
-                let error = v3::Error::from(error);
-                accessor.with(|mut access| {
-                    let stream = StreamReader::new(&mut access, Vec::<String>::new())?;
-                    let future =
-                        FutureReader::new(
-                            &mut access,
-                            async move { wasmtime::error::Ok(Err(error)) },
-                        )?;
-                    Ok((stream, future))
-                })
-            }
+            Ok(keys) => streams::finished_stream(accessor, keys, Ok(())),
+            Err(error) => streams::finished_stream(accessor, Vec::new(), Err(error.into())),
         }
     }
 }
