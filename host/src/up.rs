@@ -167,7 +167,17 @@ async fn load_app(
         None => RuntimeConfig::default(),
     };
     let variables = crate::cli::parse_variables(&args.variables)?;
-    let data = DataTier::build(app, &runtime_config, state_dir, &variables).await?;
+    let transaction_limit = args
+        .request_timeout
+        .unwrap_or(crate::data::sqlite::DEFAULT_TRANSACTION_LIMIT);
+    let data = DataTier::build(
+        app,
+        &runtime_config,
+        state_dir,
+        &variables,
+        transaction_limit,
+    )
+    .await?;
     startup::apply_key_values(&data, &args.key_values).await?;
     startup::apply_sqlite(&data, &args.sqlite, Path::new("."))?;
 

@@ -1,7 +1,7 @@
 //! The data tier guests reach through WIT interfaces: key-value stores, SQL databases and
 //! variables, each granted per component like an execution role.
 //!
-//! Each capability has one backend trait or type (`kv::KvStore`, `sqlite::Database`,
+//! Each capability has one backend trait or type (`kv::KvStore`, `sqlite::SqlDatabase`,
 //! `variables`) and one module per guest interface version on top. [`DataTier`] is built once
 //! per app from the runtime config; every instance gets a [`DataView`] of its component's
 //! [`Grants`].
@@ -18,6 +18,7 @@ pub mod variables;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -27,7 +28,7 @@ use kv::{RedisStore, SharedStore, SqliteStore};
 use runtime_config::{
     KvBackendConfig, RuntimeConfig, SqliteBackendConfig, VariablesProviderConfig,
 };
-use sqlite::Database;
+use sqlite::{EmbeddedDatabase, SharedDatabase};
 use variables::{ComponentVariables, Provider};
 
 /// The label every app has for its default store and database.
@@ -39,7 +40,7 @@ pub struct Grants {
     /// Key-value stores by label (only the component's `key_value_stores`).
     pub kv: BTreeMap<String, SharedStore>,
     /// Databases by label (only the component's `sqlite_databases`).
-    pub sqlite: BTreeMap<String, Arc<Database>>,
+    pub sqlite: BTreeMap<String, SharedDatabase>,
     /// The component's variables.
     pub variables: Arc<ComponentVariables>,
 }
@@ -49,7 +50,7 @@ pub struct DataTier {
     /// Stores by label.
     pub kv: BTreeMap<String, SharedStore>,
     /// Databases by label.
-    pub sqlite: BTreeMap<String, Arc<Database>>,
+    pub sqlite: BTreeMap<String, SharedDatabase>,
     /// App variables that have a value (for `{{ name }}` templates elsewhere in the manifest).
     pub app_variables: BTreeMap<String, String>,
     grants: BTreeMap<String, Arc<Grants>>,
@@ -57,12 +58,14 @@ pub struct DataTier {
 
 impl DataTier {
     /// Opens every store and database a component of `app` is granted, with the backends of
-    /// `config`, and resolves the variables (command-line values first).
+    /// `config`, and resolves the variables (command-line values first). A SQL transaction
+    /// may hold its database's writer for `transaction_limit` at most.
     pub async fn build(
         app: &App,
         config: &RuntimeConfig,
         state_dir: &Path,
         cli_variables: &BTreeMap<String, String>,
+        transaction_limit: Duration,
     ) -> Result<Self> {
         let mut kv = BTreeMap::new();
         let mut sqlite = BTreeMap::new();
@@ -102,10 +105,11 @@ impl DataTier {
                             .fix(format!("add `[sqlite_database.{label}]` with `type = \"spin\"` to the runtime config (--runtime-config-file)"))));
                     }
                 };
-                let database = Database::open(&path).with_context(|| {
-                    format!("cannot open the database `{label}` at {}", path.display())
-                })?;
-                sqlite.insert(label.clone(), Arc::new(database));
+                let database =
+                    EmbeddedDatabase::open(&path, transaction_limit).with_context(|| {
+                        format!("cannot open the database `{label}` at {}", path.display())
+                    })?;
+                sqlite.insert(label.clone(), Arc::new(database) as SharedDatabase);
             }
         }
 

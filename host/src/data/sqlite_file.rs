@@ -1,22 +1,41 @@
-//! One SQLite file with a single writer and a bounded pool of readers, in WAL mode.
+//! One SQLite file with a single writer and a bounded pool of readers, in WAL mode, owned by
+//! this process.
 //!
 //! Every write to a database or key-value store goes through its one writer connection, so
 //! writes are serialised in one place (where they can later be shipped to replicas) and never
 //! fight over locks. Readers run concurrently beside it, as WAL allows. `synchronous = FULL`
 //! makes a write durable before it is acknowledged.
+//!
+//! The writer is taken as a [`WriterLease`], which may be held across statements (a guest's
+//! transaction) and never goes back inside a transaction: dropping a lease whose connection is
+//! still in one rolls it back. A file is `flock`ed (`<file>.lock`) by the process that opened
+//! it, so a second process on the same state directory is refused rather than left to write
+//! beside this one; within a process, one path is one [`SqliteFile`].
+//!
+//! SQLite work that may take long runs on tokio's blocking threads ([`off_thread`]), and the
+//! statement is interrupted when its caller stops waiting (its request ended or timed out).
 
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
-use tokio::sync::Semaphore;
+use anyhow::{Context as _, Result, bail};
+use parking_lot::{ArcMutexGuard, RawMutex};
+use rusqlite::{Connection, InterruptHandle, OpenFlags};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How many reader connections one file keeps at most.
-const MAX_READERS: usize = 4;
+pub const MAX_READERS: usize = 4;
 
-/// How long a connection waits on a lock held by another process before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for the writer (held by another transaction, or locked by another
+/// process) before it gets "database is locked", as SQLite's busy timeout.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many SQLite VM steps run between two looks at the writer's deadline.
+const DEADLINE_CHECK_STEPS: i32 = 1000;
 
 /// What runs on every new connection of a file before its first use (functions to register).
 pub type ConnectionSetup = fn(&Connection) -> rusqlite::Result<()>;
@@ -24,43 +43,96 @@ pub type ConnectionSetup = fn(&Connection) -> rusqlite::Result<()>;
 /// A SQLite file: one writer, up to [`MAX_READERS`] readers.
 pub struct SqliteFile {
     path: PathBuf,
+    /// What the file holds ("key-value store", "SQL database"), for refusing a second use.
+    kind: &'static str,
     setup: ConnectionSetup,
-    writer: Mutex<Connection>,
+    writer: Arc<parking_lot::Mutex<Connection>>,
+    /// When the statement running on the writer must stop (a transaction's limit).
+    writer_deadline: Arc<parking_lot::Mutex<Option<Instant>>>,
     readers: Mutex<Vec<Connection>>,
-    reader_permits: Semaphore,
+    reader_permits: Arc<Semaphore>,
+    /// The file's exclusive lock against other processes. Each call in flight holds the file,
+    /// so the lock is released only once the last of them has finished.
+    _owner: File,
 }
 
+/// The files open in this process, by canonical path.
+static OPEN_FILES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteFile>>>> =
+    LazyLock::new(Mutex::default);
+
 impl SqliteFile {
-    /// Opens (creating if needed) the file at `path`, with its directory; `setup` runs on each
-    /// of its connections.
-    pub fn open(path: &Path, setup: ConnectionSetup) -> rusqlite::Result<Arc<Self>> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+    /// Opens (creating if needed) the file at `path`, which holds a `kind`, or returns the one
+    /// this process already has open there; `setup` runs on each of its connections. Fails if
+    /// another process has the file open, or this one has it open as another kind.
+    pub fn open(path: &Path, kind: &'static str, setup: ConnectionSetup) -> Result<Arc<Self>> {
+        let path = canonical_file_path(path)?;
+        // Held until the file is registered, so that two opens of one path make one file.
+        let mut open_files = OPEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = open_files.get(&path).and_then(Weak::upgrade) {
+            if file.kind != kind {
+                bail!(
+                    "{} is already open as a {}; it cannot also be a {kind}.\n  \
+                     fix: give each store and database its own file in the runtime config",
+                    path.display(),
+                    file.kind
+                );
+            }
+            return Ok(file);
         }
-        let writer = Connection::open(path)?;
+        let owner = lock_for_this_process(&path)?;
+        let writer = Connection::open(&path)?;
         writer.busy_timeout(BUSY_TIMEOUT)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         setup(&writer)?;
-        Ok(Arc::new(Self {
-            path: path.to_owned(),
+        let writer_deadline = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+        let mut writer = writer;
+        let deadline = writer_deadline.clone();
+        writer.progress_handler(
+            DEADLINE_CHECK_STEPS,
+            Some(move || deadline.lock().is_some_and(|at| Instant::now() >= at)),
+        )?;
+        let file = Arc::new(Self {
+            path: path.clone(),
+            kind,
             setup,
-            writer: Mutex::new(writer),
+            writer: Arc::new(parking_lot::Mutex::new(writer)),
+            writer_deadline,
             readers: Mutex::new(Vec::new()),
-            reader_permits: Semaphore::new(MAX_READERS),
-        }))
+            reader_permits: Arc::new(Semaphore::new(MAX_READERS)),
+            _owner: owner,
+        });
+        open_files.retain(|_, file| file.strong_count() > 0);
+        open_files.insert(path, Arc::downgrade(&file));
+        Ok(file)
     }
 
-    /// Runs `work` on the writer, off the async threads (a write waits for the disk).
+    /// Takes the writer, waiting up to `wait` for the caller that holds it. Blocks the thread:
+    /// call it inside [`off_thread`] or at start-up.
+    pub fn lease_writer(&self, wait: Duration) -> rusqlite::Result<WriterLease> {
+        let connection = self
+            .writer
+            .try_lock_arc_for(wait)
+            .ok_or_else(database_is_locked)?;
+        Ok(WriterLease {
+            connection,
+            deadline: self.writer_deadline.clone(),
+        })
+    }
+
+    /// Runs the write `work` on the writer, off the async threads (a write waits for the disk
+    /// and perhaps for a transaction); interrupted if the caller stops waiting.
     pub async fn write<T, F>(self: &Arc<Self>, work: F) -> rusqlite::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let file = self.clone();
-        tokio::task::spawn_blocking(move || file.write_blocking(work))
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+        off_thread(move |call| {
+            let mut writer = file.lease_writer(BUSY_TIMEOUT)?;
+            call.run(writer.get_interrupt_handle(), || work(&mut writer))
+        })
+        .await
     }
 
     /// Runs `work` on the writer on this thread (start-up work, tests).
@@ -68,44 +140,256 @@ impl SqliteFile {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        let mut writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut writer)
+        work(&mut *self.lease_writer(BUSY_TIMEOUT)?)
     }
 
-    /// Runs the short read `work` on a reader connection, on this thread: point reads from the
-    /// page cache take microseconds, less than a hop to the blocking pool.
-    pub async fn read<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        let _permit = self
+    /// A reader connection, once one of the [`MAX_READERS`] is free.
+    pub async fn reader(self: &Arc<Self>) -> rusqlite::Result<Reader> {
+        let permit = self
             .reader_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let reader = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let reader = match reader {
-            Some(reader) => reader,
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
             None => {
-                let reader = Connection::open_with_flags(
+                let connection = Connection::open_with_flags(
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX
                         | OpenFlags::SQLITE_OPEN_URI,
                 )?;
-                reader.busy_timeout(BUSY_TIMEOUT)?;
-                (self.setup)(&reader)?;
-                reader
+                connection.busy_timeout(BUSY_TIMEOUT)?;
+                (self.setup)(&connection)?;
+                connection
             }
         };
-        let result = work(&reader);
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(reader);
+        Ok(Reader {
+            connection: Some(connection),
+            file: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Runs the read `work` on a reader connection, off the async threads; interrupted if the
+    /// caller stops waiting.
+    pub async fn read<T, F>(self: &Arc<Self>, work: F) -> rusqlite::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let reader = self.reader().await?;
+        off_thread(move |call| call.run(reader.get_interrupt_handle(), || work(&reader))).await
+    }
+
+    /// Runs the short read `work` on a reader connection, on this thread: point reads from the
+    /// page cache (key-value gets) take microseconds, less than a hop to the blocking pool.
+    /// Anything that may run long uses [`SqliteFile::reader`] inside [`off_thread`].
+    pub async fn read_inline<T>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        work(&*self.reader().await?)
+    }
+}
+
+/// The writer, held by one caller. Dropped while its connection is inside a transaction, it
+/// rolls the transaction back first, so the next holder always starts outside one.
+pub struct WriterLease {
+    connection: ArcMutexGuard<RawMutex, Connection>,
+    deadline: Arc<parking_lot::Mutex<Option<Instant>>>,
+}
+
+impl WriterLease {
+    /// Makes statements on the writer fail as interrupted once `at` has passed (until the
+    /// lease ends).
+    pub fn set_deadline(&self, at: Instant) {
+        *self.deadline.lock() = Some(at);
+    }
+}
+
+impl Deref for WriterLease {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl DerefMut for WriterLease {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+}
+
+impl Drop for WriterLease {
+    fn drop(&mut self) {
+        *self.deadline.lock() = None;
+        if !self.connection.is_autocommit()
+            && let Err(error) = self.connection.execute_batch("ROLLBACK")
+        {
+            tracing::error!("cannot roll back an abandoned transaction: {error}");
+        }
+    }
+}
+
+/// A pooled reader connection; it goes back to the pool when dropped.
+pub struct Reader {
+    connection: Option<Connection>,
+    file: Arc<SqliteFile>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Reader {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        // Only transaction-control statements could leave a reader inside a transaction, and
+        // they run on the writer; should one slip through, the reader is closed, not reused.
+        if connection.is_autocommit() {
+            self.file
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(connection);
+        } else {
+            tracing::warn!("a reader was left inside a transaction; closing it");
+        }
+    }
+}
+
+/// One call running on a blocking thread, which its caller may abandon.
+#[derive(Default)]
+pub struct Call(Mutex<CallState>);
+
+#[derive(Default)]
+struct CallState {
+    abandoned: bool,
+    running: Option<InterruptHandle>,
+}
+
+impl Call {
+    /// Runs `work` on the connection that `interrupt` belongs to, interruptible by
+    /// [`Call::abandon`] meanwhile; fails as interrupted without running it if the caller has
+    /// already gone.
+    pub fn run<T>(
+        &self,
+        interrupt: InterruptHandle,
+        work: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if state.abandoned {
+                return Err(interrupted());
+            }
+            state.running = Some(interrupt);
+        }
+        let result = work();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).running = None;
         result
     }
+
+    /// The caller stopped waiting: interrupts the statement running, and any not yet started.
+    fn abandon(&self) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.abandoned = true;
+        if let Some(running) = state.running.take() {
+            running.interrupt();
+        }
+    }
+}
+
+/// Abandons its call when dropped: when the caller's future is dropped before the result.
+struct AbandonOnDrop(Arc<Call>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
+/// Runs blocking SQLite `work` on tokio's blocking threads, so a slow statement never stalls
+/// an async worker. If the returned future is dropped (its request ended), the statement that
+/// `work` runs through its [`Call`] is interrupted.
+pub async fn off_thread<T, F>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&Call) -> T + Send + 'static,
+{
+    let call = Arc::new(Call::default());
+    let _abandon = AbandonOnDrop(call.clone());
+    tokio::task::spawn_blocking(move || work(&call))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// SQLite's own error for a lock it waited on in vain.
+fn database_is_locked() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("database is locked".into()),
+    )
+}
+
+/// SQLite's own error for an interrupted statement.
+fn interrupted() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+        Some("interrupted".into()),
+    )
+}
+
+/// Takes `<path>.lock` for this process, or fails naming the file and the fix.
+fn lock_for_this_process(path: &Path) -> Result<File> {
+    let owner_path = {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    };
+    let owner = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&owner_path)
+        .with_context(|| format!("cannot create {}", owner_path.display()))?;
+    match owner.try_lock() {
+        Ok(()) => Ok(owner),
+        Err(TryLockError::WouldBlock) => bail!(
+            "{} is in use by another process (is another `ledge up` serving this app?).\n  \
+             fix: stop the other process, or give this one its own --state-dir",
+            path.display()
+        ),
+        Err(TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", owner_path.display()))
+        }
+    }
+}
+
+/// The path of the file `path` names with every link resolved, creating its directory: one
+/// file is one key in [`OPEN_FILES`] however it is named.
+pub fn canonical_file_path(path: &Path) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let file = dir.join(name);
+    Ok(file.canonicalize().unwrap_or(file))
 }

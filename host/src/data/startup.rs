@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
+use super::sqlite::Value;
 use super::{DEFAULT_LABEL, DataTier};
 
 /// The table where applied migrations are recorded.
@@ -69,20 +70,19 @@ fn migrate(tier: &DataTier, file: &Path, label: &str) -> Result<()> {
         |n| n.to_string_lossy().into_owned(),
     );
     let checksum = format!("{:x}", Sha256::digest(sql.as_bytes()));
-    let applied: Option<String> = database
-        .with_writer(|db| {
-            db.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
-            ))?;
-            rusqlite::OptionalExtension::optional(db.query_row(
-                &format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE name = ?1"),
-                [&name],
-                |row| row.get(0),
-            ))
-        })
+    database
+        .execute_batch_blocking(&format!(
+            "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
+        ))
         .map_err(|e| anyhow!("{e}"))?;
-    match applied {
-        Some(previous) if previous == checksum => {
+    let applied = database
+        .query_blocking(
+            &format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE name = ?1"),
+            &[Value::Text(name.clone())],
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    match applied.rows.first().and_then(|row| row.first()) {
+        Some(Value::Text(previous)) if *previous == checksum => {
             tracing::debug!("migration {name} already applied to `{label}`");
             return Ok(());
         }
@@ -92,17 +92,20 @@ fn migrate(tier: &DataTier, file: &Path, label: &str) -> Result<()> {
         ),
         None => {}
     }
+    // The migration and its record commit together. A line break ends a trailing `--` comment
+    // of the file; the name and checksum are quoted as SQL string literals.
     database
-        .with_writer(|db| {
-            let tx = db.transaction()?;
-            tx.execute_batch(&sql)?;
-            tx.execute(
-                &format!("INSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES (?1, ?2)"),
-                [&name, &checksum],
-            )?;
-            tx.commit()
-        })
+        .execute_batch_blocking(&format!(
+            "{sql}\n;\nINSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES ({}, {});",
+            sql_text(&name),
+            sql_text(&checksum)
+        ))
         .map_err(|e| anyhow!("the migration {} failed: {e}", file.display()))?;
     tracing::info!("applied migration {name} to `{label}`");
     Ok(())
+}
+
+/// `text` as a SQL string literal.
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }

@@ -2,25 +2,22 @@
 //! cache in front (see `read_cache`).
 
 use std::collections::HashMap;
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
 use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, check_sizes, parse_counter};
-use crate::data::sqlite_file::SqliteFile;
+use crate::data::sqlite_file::{SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
 pub struct SqliteStore {
     file: Arc<SqliteFile>,
+    /// Relies on the file's lock against other processes (see `SqliteFile`): a write from
+    /// elsewhere would not invalidate it.
     cache: Arc<ReadCache>,
-    /// The file's exclusive lock against other processes, which the read cache relies on (a
-    /// write from elsewhere would not invalidate it). Each write in flight holds it too, so it
-    /// is released only once the last write has finished, even a cancelled one.
-    owner: Arc<File>,
 }
 
 fn backend(error: rusqlite::Error) -> KvError {
@@ -42,36 +39,13 @@ impl SqliteStore {
         if let Some(store) = open_stores.get(&path).and_then(Weak::upgrade) {
             return Ok(store);
         }
-        let owner_path = {
-            let mut name = path.as_os_str().to_owned();
-            name.push(".lock");
-            PathBuf::from(name)
-        };
-        let owner = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&owner_path)
-            .with_context(|| format!("cannot create {}", owner_path.display()))?;
-        match owner.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => bail!(
-                "{} is in use by another process (is another `ledge up` serving this app?).\n  \
-                 fix: stop the other process, or give this one its own --state-dir",
-                path.display()
-            ),
-            Err(TryLockError::Error(error)) => {
-                return Err(error).with_context(|| format!("cannot lock {}", owner_path.display()));
-            }
-        }
-        let file = SqliteFile::open(&path, |_| Ok(()))?;
+        let file = SqliteFile::open(&path, "key-value store", |_| Ok(()))?;
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;
         let store = Arc::new(Self {
             file,
             cache: Arc::new(ReadCache::new()),
-            owner: Arc::new(owner),
         });
         open_stores.retain(|_, store| store.strong_count() > 0);
         open_stores.insert(path, Arc::downgrade(&store));
@@ -85,12 +59,11 @@ impl SqliteStore {
         key: &str,
         work: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KvError> {
-        let (key, cache, owner) = (key.to_owned(), self.cache.clone(), self.owner.clone());
+        let (key, cache) = (key.to_owned(), self.cache.clone());
         self.file
             .write(move |db| {
                 let result = work(db, &key);
                 cache.invalidate(&key);
-                drop(owner);
                 result
             })
             .await
@@ -105,7 +78,7 @@ impl SqliteStore {
         };
         let value: Option<Arc<[u8]>> = self
             .file
-            .read(|db| {
+            .read_inline(|db| {
                 db.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
                     .query_row([key], |row| row.get::<_, Vec<u8>>(0))
                     .optional()
@@ -116,24 +89,6 @@ impl SqliteStore {
         self.cache.fill(key, ticket, value.clone());
         Ok(value)
     }
-}
-
-/// `path` with its directory created and every symlink resolved (the file's too, if it exists),
-/// so that each store file has one name.
-fn canonical_file_path(path: &Path) -> Result<PathBuf> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let path = dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?
-        .join(name);
-    Ok(path.canonicalize().unwrap_or(path))
 }
 
 #[async_trait::async_trait]
@@ -231,6 +186,7 @@ impl KvStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[tokio::test]
     async fn one_store_per_file_and_a_file_owned_elsewhere_is_refused() {

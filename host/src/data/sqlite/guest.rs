@@ -7,42 +7,42 @@ use std::sync::Arc;
 
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-use super::{Database, LastWrite, QueryResult, SqlError, Value};
+use super::{QueryResult, SqlConnection, SqlError, Value};
 use crate::data::bindings::fermyon::spin::sqlite as v2;
 use crate::data::bindings::spin::sqlite::sqlite as v3;
 use crate::data::{Data, DataView, streams};
 
-/// An open connection, as a guest resource: the database and what its writes left.
-pub struct ConnectionHandle {
-    database: Arc<Database>,
-    last_write: LastWrite,
-}
+/// An open connection, as a guest resource. Dropping it (the guest's drop, or the instance's
+/// end) rolls back a transaction it left open.
+pub struct ConnectionHandle(Arc<dyn SqlConnection>);
 
 impl DataView<'_> {
     fn open_database(&mut self, label: &str) -> Option<ConnectionHandle> {
         self.grants
             .sqlite
             .get(label)
-            .map(|database| ConnectionHandle {
-                database: database.clone(),
-                last_write: LastWrite::default(),
-            })
+            .map(|database| ConnectionHandle(database.connect()))
     }
 
-    /// Runs a statement on `connection` and records its rowid and change count there.
+    /// The connection behind the guest's `connection`.
+    fn connection(
+        &self,
+        connection: &Resource<ConnectionHandle>,
+    ) -> wasmtime::Result<Arc<dyn SqlConnection>> {
+        Ok(self.table.get(connection)?.0.clone())
+    }
+
+    /// Runs a statement on `connection`.
     async fn run(
         &mut self,
         connection: &Resource<ConnectionHandle>,
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, SqlError>> {
-        let handle = self.table.get(connection)?;
-        let (database, since) = (handle.database.clone(), handle.last_write);
-        let result = database.execute(statement, params, since).await;
-        if let Ok(result) = &result {
-            self.table.get_mut(connection)?.last_write = result.last_write;
-        }
-        Ok(result)
+        Ok(self
+            .connection(connection)?
+            .execute(statement, params)
+            .await)
     }
 }
 
@@ -171,11 +171,15 @@ impl v3::HostConnection for DataView<'_> {
         &mut self,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&connection)?.last_write.last_insert_rowid)
+        Ok(self
+            .connection(&connection)?
+            .last_write()
+            .await
+            .last_insert_rowid)
     }
 
     async fn changes(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&connection)?.last_write.changes)
+        Ok(self.connection(&connection)?.last_write().await.changes)
     }
 
     async fn drop(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
@@ -213,21 +217,14 @@ impl<T: 'static> v3::HostConnectionWithStore<T> for Data {
             v3::Error,
         >,
     > {
-        let (database, since) = accessor.with(|mut access| {
-            let handle = access.get().table.get(&connection)?;
-            wasmtime::error::Ok((handle.database.clone(), handle.last_write))
-        })?;
+        let connection = accessor.with(|mut access| access.get().connection(&connection))?;
         let params = parameters.into_iter().map(Into::into).collect();
-        let result = match database.execute(statement, params, since).await {
+        let result = match connection.execute(statement, params).await {
             Ok(result) => result,
             Err(error) => return Ok(Err(error.into())),
         };
-        accessor.with(|mut access| {
-            access.get().table.get_mut(&connection)?.last_write = result.last_write;
-            wasmtime::error::Ok(())
-        })?;
         let rows: Vec<v3::RowResult> = result.rows.into_iter().map(Into::into).collect();
-        let (stream, done) = streams::items_then_done(accessor, rows)?;
+        let (stream, done) = streams::finished_stream(accessor, rows, Ok(()))?;
         Ok(Ok((result.columns, stream, done)))
     }
 
@@ -235,20 +232,15 @@ impl<T: 'static> v3::HostConnectionWithStore<T> for Data {
         accessor: &Accessor<T, Self>,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<i64> {
-        accessor.with(|mut access| {
-            Ok(access
-                .get()
-                .table
-                .get(&connection)?
-                .last_write
-                .last_insert_rowid)
-        })
+        let connection = accessor.with(|mut access| access.get().connection(&connection))?;
+        Ok(connection.last_write().await.last_insert_rowid)
     }
 
     async fn changes_async(
         accessor: &Accessor<T, Self>,
         connection: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<u64> {
-        accessor.with(|mut access| Ok(access.get().table.get(&connection)?.last_write.changes))
+        let connection = accessor.with(|mut access| access.get().connection(&connection))?;
+        Ok(connection.last_write().await.changes)
     }
 }
