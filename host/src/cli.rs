@@ -93,8 +93,8 @@ pub struct UpArgs {
     #[arg(long = "variable")]
     pub variables: Vec<String>,
 
-    /// Where ledge keeps its state (compile cache, logs, data); default `.ledge/` next to the
-    /// manifest.
+    /// Where ledge keeps its state (compile cache, logs, data, fetched remote sources); default
+    /// `.ledge/` next to the manifest.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
 

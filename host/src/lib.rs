@@ -5,6 +5,7 @@
 //! policies -> invoke -> respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
 //! [`data`] tier (key-value, SQLite, variables) through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
+//! [`sources`] fetches the components a manifest names by URL.
 
 #![deny(missing_docs)]
 
@@ -17,5 +18,6 @@ pub mod gateway;
 pub mod manifest;
 pub mod router;
 pub mod server;
+pub mod sources;
 pub mod templates;
 pub mod up;

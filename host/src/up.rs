@@ -23,7 +23,7 @@ use crate::router::Router;
 use crate::server::{
     AppService, Endpoint, FileServer, RouteHeaders, Server, Site, Sites, Target, TlsFiles,
 };
-use crate::{builder, files};
+use crate::{builder, files, sources};
 
 /// Runs `ledge up` until a shutdown signal.
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -43,10 +43,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
             builder::build(&app, &[])?;
             app = App::load(from)?;
         }
-        app.check_sources()?;
         apps.push(app);
     }
     let state_dirs = state_dirs(&apps, args.state_dir.as_deref())?;
+    for (app, state_dir) in apps.iter_mut().zip(&state_dirs) {
+        // A remote component has a file to check only once it is fetched.
+        sources::fetch_remote_sources(app, state_dir).await?;
+        app.check_sources()?;
+    }
 
     let runtime = Runtime::new(EngineSettings {
         pooling: !args.disable_pooling,

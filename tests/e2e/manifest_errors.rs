@@ -2,29 +2,12 @@
 
 use crate::harness::{AppDir, HEADER, run_ledge};
 
-fn up_fails(app: &AppDir) -> String {
-    let manifest = app.manifest();
-    let (status, _, stderr) = run_ledge(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(!status.success(), "ledge up should fail:\n{stderr}");
-    assert!(
-        stderr.contains(manifest.to_str().unwrap()),
-        "names the file: {stderr}"
-    );
-    stderr
-}
-
 #[test]
 fn an_unknown_key_is_named_with_its_line() {
     let app = AppDir::new(&format!(
         "{HEADER}[component.echo]\nsource = \"{{echo}}\"\nenviroment = {{ A = \"b\" }}\n"
     ));
-    let stderr = up_fails(&app);
+    let stderr = app.up_fails();
     assert!(
         stderr.contains("spin.toml:6") && stderr.contains("enviroment"),
         "{stderr}"
@@ -36,7 +19,7 @@ fn a_trigger_naming_a_missing_component_says_how_to_fix_it() {
     let app = AppDir::new(&format!(
         "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"nope\"\n"
     ));
-    let stderr = up_fails(&app);
+    let stderr = app.up_fails();
     assert!(
         stderr.contains("spin.toml:6") && stderr.contains("trigger.http[0].component"),
         "{stderr}"
@@ -53,11 +36,14 @@ fn duplicate_and_bad_routes_are_rejected() {
         "{HEADER}[[trigger.http]]\nroute = \"/a\"\ncomponent = \"echo\"\n[[trigger.http]]\nroute = \"/a\"\ncomponent = \"echo\"\n\
          [component.echo]\nsource = \"{{echo}}\"\n"
     ));
-    assert!(up_fails(&app).contains("already used by the trigger on line 5"));
+    assert!(
+        app.up_fails()
+            .contains("already used by the trigger on line 5")
+    );
     let app = AppDir::new(&format!(
         "{HEADER}[[trigger.http]]\nroute = \"/a/.../b\"\ncomponent = \"echo\"\n[component.echo]\nsource = \"{{echo}}\"\n"
     ));
-    let stderr = up_fails(&app);
+    let stderr = app.up_fails();
     assert!(
         stderr.contains("trigger.http[0].route") && stderr.contains("last segment"),
         "{stderr}"
@@ -69,7 +55,7 @@ fn a_missing_or_invalid_wasm_is_named() {
     let app = AppDir::new(&format!(
         "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"gone\"\n[component.gone]\nsource = \"gone.wasm\"\n"
     ));
-    let stderr = up_fails(&app);
+    let stderr = app.up_fails();
     assert!(
         stderr.contains("spin.toml:8")
             && stderr.contains("component.gone.source")
@@ -81,7 +67,7 @@ fn a_missing_or_invalid_wasm_is_named() {
         "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"junk\"\n[component.junk]\nsource = \"junk.wasm\"\n"
     ));
     std::fs::write(app.dir.path().join("junk.wasm"), b"this is not wasm").unwrap();
-    let stderr = up_fails(&app);
+    let stderr = app.up_fails();
     assert!(
         stderr.contains("component.junk.source") && stderr.contains("not WebAssembly"),
         "{stderr}"

@@ -104,8 +104,12 @@ pub struct Component {
     pub id: String,
     /// `description`.
     pub description: Option<String>,
-    /// The `.wasm` file, resolved against the app's root directory.
+    /// The `.wasm` file, resolved against the app's root directory. Empty for a remote source
+    /// until [`crate::sources::fetch_remote_sources`] points it at the fetched copy.
     pub source: PathBuf,
+    /// Where a `source = { url, digest }` component is fetched from (`None` for a local file,
+    /// and for a `static_files` component, whose source is never loaded).
+    pub remote: Option<RemoteSource>,
     /// The manifest line of `source`, for errors about the file.
     pub source_line: Option<usize>,
     /// `files`: what to mount, read-only, into the guest's filesystem.
@@ -129,6 +133,15 @@ pub struct Component {
     /// Set when its triggers say `executor = { type = "wagi" }`: the component is a WASI
     /// command run once per request, CGI-style, instead of a `wasi:http` handler.
     pub wagi: Option<Wagi>,
+}
+
+/// `source = { url, digest }`: a component fetched over HTTP and checked against its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSource {
+    /// The `http://` or `https://` URL of the `.wasm`.
+    pub url: String,
+    /// The expected SHA-256 of the file: 64 lower-case hex digits.
+    pub sha256: String,
 }
 
 /// `executor = { type = "wagi", argv }`: how a WAGI command is started.
@@ -227,6 +240,7 @@ impl App {
             id: id.clone(),
             description: None,
             source: source.clone(),
+            remote: None,
             source_line: None,
             files: Vec::new(),
             exclude_files: Vec::new(),
@@ -259,7 +273,9 @@ impl App {
         })
     }
 
-    /// Checks that every component's `.wasm` exists, naming the manifest line and the fix.
+    /// Checks that every component's `.wasm` exists, naming the manifest line and the fix. Call
+    /// it after [`crate::sources::fetch_remote_sources`]: until then a remote component has no
+    /// file.
     pub fn check_sources(&self) -> Result<(), ManifestError> {
         for component in self.components.values() {
             if component.ledge.static_files.is_none() && !component.source.is_file() {

@@ -183,11 +183,7 @@ pub struct RawComponent {
 #[serde(untagged)]
 pub enum RawSource {
     Path(String),
-    Remote {
-        url: String,
-        #[serde(rename = "digest")]
-        _digest: String,
-    },
+    Remote { url: String, digest: String },
 }
 
 /// One entry of `files`: a glob, or `{ source, destination }`.

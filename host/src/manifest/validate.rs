@@ -11,8 +11,8 @@ use super::schema::{
     RawManifest, RawRoute, RawSource, RawStaticFiles, RawStaticResponse,
 };
 use super::{
-    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError, StaticFiles,
-    StaticResponse, TriggerHandler, Variable, Wagi,
+    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError, RemoteSource,
+    StaticFiles, StaticResponse, TriggerHandler, Variable, Wagi,
 };
 use crate::router::RoutePattern;
 
@@ -58,6 +58,14 @@ fn is_kebab_id(id: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
+}
+
+/// The lower-case hex of a `sha256:<64 hex digits>` digest (either case), or `None` when
+/// `digest` is not one.
+fn sha256_of_digest(digest: &str) -> Option<String> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// Variable names: lower snake case starting with a letter.
@@ -510,19 +518,15 @@ impl Validator<'_> {
         let key = format!("component.{id}");
         let source_line = self.line(&raw.source);
         let ledge = self.component_settings(&key, id_line, &raw)?;
-        let source = match raw.source.get_ref() {
-            RawSource::Path(path) => root_dir.join(path),
+        let (source, remote) = match raw.source.get_ref() {
+            RawSource::Path(path) => (root_dir.join(path), None),
             // A fileserver component ledge replaces: it is never fetched.
-            RawSource::Remote { .. } if ledge.static_files.is_some() => PathBuf::new(),
-            RawSource::Remote { url, .. } => {
-                return Err(self
-                    .error(
-                        &raw.source,
-                        format!("{key}.source"),
-                        format!("remote sources ({url}) are not fetched by ledge"),
-                    )
-                    .fix("download the .wasm, check its digest, and set `source` to its path; for a fileserver, add `[component.<id>.tool.ledge] static_files = {}` instead"));
-            }
+            RawSource::Remote { .. } if ledge.static_files.is_some() => (PathBuf::new(), None),
+            // Fetched at start-up, which then sets `source`.
+            RawSource::Remote { url, digest } => (
+                PathBuf::new(),
+                Some(self.remote_source(&key, &raw.source, url, digest)?),
+            ),
         };
         if !raw.ai_models.is_empty() {
             return Err(self
@@ -577,6 +581,7 @@ impl Validator<'_> {
             id: id.to_string(),
             description: raw.description,
             source,
+            remote,
             source_line: Some(source_line),
             files,
             exclude_files: raw.exclude_files,
@@ -588,6 +593,39 @@ impl Validator<'_> {
             build,
             ledge,
             wagi: None,
+        })
+    }
+
+    /// `source = { url, digest }`: an `http(s)://` URL and a `sha256:` digest.
+    fn remote_source(
+        &self,
+        key: &str,
+        source: &Spanned<RawSource>,
+        url: &str,
+        digest: &str,
+    ) -> Result<RemoteSource, ManifestError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(self
+                .error(
+                    source,
+                    format!("{key}.source"),
+                    format!("the url `{url}` is not an http:// or https:// URL"),
+                )
+                .fix(
+                    "give the .wasm's `https://` URL, or download it and set `source` to its path",
+                ));
+        }
+        let sha256 = sha256_of_digest(digest).ok_or_else(|| {
+            self.error(
+                source,
+                format!("{key}.source"),
+                format!("the digest `{digest}` is not `sha256:` followed by 64 hex digits"),
+            )
+            .fix("write the file's SHA-256 (`sha256sum file.wasm`) as `digest = \"sha256:<hex>\"`")
+        })?;
+        Ok(RemoteSource {
+            url: url.to_owned(),
+            sha256,
         })
     }
 
@@ -690,6 +728,9 @@ mod tests {
         let settings = app.components["site"].ledge.static_files.clone().unwrap();
         assert_eq!(settings.fallback.as_deref(), Some("index.html"));
         assert_eq!(settings.cache_control, "no-cache");
+        // Never fetched, so its digest (`sha256:00`) is not checked either.
+        assert_eq!(app.components["site"].remote, None);
+        assert_eq!(app.components["site"].source, PathBuf::new());
 
         let error = parse_str(&format!(
             "{HEADER}{component}static_files = {{ not_found = \"../secret\" }}\n"
@@ -698,10 +739,60 @@ mod tests {
         assert!(error.message.contains("inside the served files"), "{error}");
         assert_eq!(error.line, Some(7));
 
+        // Without `static_files` the component is fetched, and `sha256:00` is no digest.
         let error =
             parse_str(&format!("{HEADER}{component}max_concurrent_requests = 1\n")).unwrap_err();
-        assert!(error.message.contains("not fetched by ledge"), "{error}");
-        assert!(error.fix.unwrap().contains("static_files"));
+        assert!(
+            error
+                .message
+                .contains("not `sha256:` followed by 64 hex digits"),
+            "{error}"
+        );
+        assert_eq!(error.line, Some(8));
+        assert_eq!(error.key.as_deref(), Some("component.site.source"));
+    }
+
+    #[test]
+    fn a_remote_source_needs_an_http_url_and_a_sha256_digest() {
+        let manifest = |url: &str, digest: &str| {
+            format!(
+                "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n\
+                 [component.c]\nsource = {{ url = \"{url}\", digest = \"{digest}\" }}\n"
+            )
+        };
+        let url = "https://example.com/c.wasm";
+        let hex = "ab".repeat(32);
+        let upper_case = format!("sha256:{}", hex.to_ascii_uppercase());
+        let app = parse_str(&manifest(url, &upper_case)).unwrap();
+        let component = &app.components["c"];
+        assert_eq!(
+            component.remote,
+            Some(RemoteSource {
+                url: url.into(),
+                sha256: hex.clone(),
+            })
+        );
+        assert_eq!(component.source, PathBuf::new(), "set once fetched");
+
+        let good = format!("sha256:{hex}");
+        let sha512 = format!("sha512:{hex}");
+        let not_hex = format!("sha256:{}", "zz".repeat(32));
+        for (url, digest, complaint) in [
+            (url, "sha256:abc", "not `sha256:` followed by 64 hex digits"),
+            (url, sha512.as_str(), "not `sha256:`"),
+            (url, not_hex.as_str(), "not `sha256:`"),
+            (
+                "ftp://example.com/c.wasm",
+                good.as_str(),
+                "not an http:// or https:// URL",
+            ),
+        ] {
+            let error = parse_str(&manifest(url, digest)).unwrap_err();
+            assert!(error.message.contains(complaint), "{error}");
+            assert_eq!(error.line, Some(8));
+            assert_eq!(error.key.as_deref(), Some("component.c.source"));
+            assert!(error.fix.is_some());
+        }
     }
 
     #[test]
