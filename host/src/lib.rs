@@ -3,7 +3,8 @@
 //! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
 //! route, [`server`] accepts connections and walks each request through route -> [`gateway`]
 //! policies -> invoke -> respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
-//! [`data`] tier (key-value, SQLite, variables) through WIT interfaces. [`up`] and
+//! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_redis`])
+//! through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
 //! [`sources`] fetches the components a manifest names by URL.
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod files;
 pub mod gateway;
 pub mod manifest;
+pub mod outbound_redis;
 pub mod router;
 pub mod server;
 pub mod sources;

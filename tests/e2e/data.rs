@@ -1,7 +1,7 @@
 //! The data tier end to end: key-value, SQLite and variables through spin-sdk 5 (p2, sync
 //! interfaces) and spin-sdk 7 (p3, async interfaces) guests, with and without grants.
 
-use crate::harness::{AppDir, HEADER, Ledge, client, get};
+use crate::harness::{AppDir, HEADER, Ledge, RedisServer, client, get};
 
 /// An app with a granted component at `/granted/...` and an ungranted one at `/denied/...`.
 fn data_app(guest: &str) -> AppDir {
@@ -326,47 +326,19 @@ fn outbound_suite(guest: &str) {
 
 #[test]
 fn the_key_value_suite_passes_on_redis_too() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut redis = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (.ci/run installs it)");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let redis = RedisServer::start();
     let app = data_app("{data3}");
     let config = app.dir.path().join("runtime-config.toml");
     std::fs::write(
         &config,
         format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
         ),
     )
     .unwrap();
     let ledge = up(&app, &["--runtime-config-file", config.to_str().unwrap()]);
     key_value_suite(&ledge);
-    drop(ledge);
-    let _ = redis.kill();
-    let _ = redis.wait();
 }
 
 #[test]

@@ -209,6 +209,25 @@ impl AppDir {
         self.dir.path().join("spin.toml")
     }
 
+    /// Runs `ledge up` on this app expecting it to fail at start-up naming the manifest; returns
+    /// its stderr.
+    pub fn up_fails(&self) -> String {
+        let manifest = self.manifest();
+        let (status, _, stderr) = run_ledge(&[
+            "up",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(!status.success(), "ledge up should fail:\n{stderr}");
+        assert!(
+            stderr.contains(manifest.to_str().unwrap()),
+            "names the file: {stderr}"
+        );
+        stderr
+    }
+
     /// Serves this app with `ledge up` and extra `args`.
     pub fn up(&self, args: &[&str]) -> Ledge {
         let manifest = self.manifest();
@@ -366,4 +385,59 @@ pub fn client() -> reqwest::blocking::Client {
 pub fn get(url: &str) -> (u16, String) {
     let response = client().get(url).send().unwrap();
     (response.status().as_u16(), response.text().unwrap())
+}
+
+/// A `redis-server` of the test's own, on a free loopback port, without persistence; stopped
+/// when dropped.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

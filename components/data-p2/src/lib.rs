@@ -4,9 +4,16 @@
 //! Paths below are the route's wildcard part (`spin-path-info`).
 //!
 //! - `GET|PUT|DELETE /kv/<label>/<key>`, `GET /kv/<label>` (keys, one per line);
-//! - `POST /sql/<label>` with a statement as the body (columns, then one row per line);
+//! - `POST /sql/<label>` with statements as the body, one per line, run on one connection
+//!   (the last one's columns, then one row per line); `!sleep <ms>` and `!trap` lines wait
+//!   and panic;
+//! - `POST /sql3/<label>`: the same through `spin:sqlite/sqlite@3.0.0` (spin-sdk's `sqlite3`),
+//!   answering the last result, then `rowid=<last-insert-rowid> changes=<changes>`;
 //! - `GET /sql-roundtrip/<label>`: stores extreme values of every type and reads them back;
 //! - `GET /var/<name>`;
+//! - `POST /redis/<host:port>` with Redis calls as the body, one per line (`get k`, `set k v`,
+//!   `incr k`, `del k..`, `sadd k v..`, `smembers k`, `srem k v..`, `publish channel message`,
+//!   `execute COMMAND arg..`), on one connection; answers one line per call;
 //! - `GET /fetch/<host[:port]>/<path>`: an outbound `http://` request, answered with its
 //!   status and body;
 //! - `GET /ping`: answers `pong` and touches no data (the benchmark's same-guest baseline).
@@ -65,10 +72,18 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
         }
         ["sql", label] => {
             // Each line is one statement, run in order on one connection; the last one answers.
+            // `!sleep <ms>` waits and `!trap` panics with the connection open.
             let statements = String::from_utf8_lossy(&body).into_owned();
             let run = |connection: Connection| {
                 let mut last = None;
                 for statement in statements.lines().filter(|line| !line.trim().is_empty()) {
+                    if let Some(ms) = statement.strip_prefix("!sleep ") {
+                        std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap()));
+                        continue;
+                    }
+                    if statement == "!trap" {
+                        panic!("trapped on purpose, inside whatever transaction is open");
+                    }
                     last = Some(connection.execute(statement, &[])?);
                 }
                 Ok(last)
@@ -85,6 +100,14 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
                 Err(e) => failure(e),
             }
         }
+        ["sql3", label] => match sqlite3_script(label, &String::from_utf8_lossy(&body)) {
+            Ok(lines) => reply(200, lines.join("\n")),
+            Err(e) => failure(e),
+        },
+        ["redis", address] => match redis_script(address, &String::from_utf8_lossy(&body)) {
+            Ok(lines) => reply(200, lines.join("\n")),
+            Err(e) => failure(e),
+        },
         ["sql-roundtrip", label] => {
             let values = vec![
                 Value::Integer(i64::MIN),
@@ -134,4 +157,82 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
         ["ping"] => reply(200, "pong"),
         _ => reply(404, "unknown route"),
     })
+}
+
+/// Runs the calls of `script` on one connection to `redis://<address>`.
+fn redis_script(address: &str, script: &str) -> Result<Vec<String>, spin_sdk::redis::Error> {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let connection = Connection::open(&format!("redis://{address}"))?;
+    let mut lines = Vec::new();
+    for line in script.lines().filter(|line| !line.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let rest =
+            |from: usize| -> Vec<String> { words[from..].iter().map(|w| w.to_string()).collect() };
+        lines.push(match words[0] {
+            "publish" => format!(
+                "{:?}",
+                connection.publish(words[1], &words[2].as_bytes().to_vec())?
+            ),
+            "get" => format!(
+                "{:?}",
+                connection
+                    .get(words[1])?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            ),
+            "set" => format!(
+                "{:?}",
+                connection.set(words[1], &words[2].as_bytes().to_vec())?
+            ),
+            "incr" => connection.incr(words[1])?.to_string(),
+            "del" => connection.del(&rest(1))?.to_string(),
+            "sadd" => connection.sadd(words[1], &rest(2))?.to_string(),
+            "srem" => connection.srem(words[1], &rest(2))?.to_string(),
+            "smembers" => {
+                let mut members = connection.smembers(words[1])?;
+                members.sort();
+                members.join(",")
+            }
+            "execute" => {
+                let arguments: Vec<RedisParameter> = words[2..]
+                    .iter()
+                    .map(|word| match word.parse() {
+                        Ok(number) => RedisParameter::Int64(number),
+                        Err(_) => RedisParameter::Binary(word.as_bytes().to_vec()),
+                    })
+                    .collect();
+                let results = connection.execute(words[1], &arguments)?;
+                let shown: Vec<String> = results
+                    .iter()
+                    .map(|result| match result {
+                        RedisResult::Nil => "nil".to_string(),
+                        RedisResult::Status(status) => format!("status {status}"),
+                        RedisResult::Int64(number) => format!("int {number}"),
+                        RedisResult::Binary(bytes) => {
+                            format!("bytes {}", String::from_utf8_lossy(bytes))
+                        }
+                    })
+                    .collect();
+                shown.join(",")
+            }
+            other => format!("unknown call {other}"),
+        });
+    }
+    Ok(lines)
+}
+
+/// Runs each line of `script` on one `spin:sqlite/sqlite@3.0.0` connection.
+fn sqlite3_script(label: &str, script: &str) -> Result<Vec<String>, spin_sdk::sqlite3::Error> {
+    let connection = spin_sdk::sqlite3::Connection::open(label)?;
+    let mut lines = Vec::new();
+    for statement in script.lines().filter(|line| !line.trim().is_empty()) {
+        let result = connection.execute(statement, &[])?;
+        lines = vec![result.columns.join(",")];
+        lines.extend(result.rows.iter().map(|row| format!("{:?}", row.values)));
+    }
+    lines.push(format!(
+        "rowid={} changes={}",
+        connection.last_insert_rowid(),
+        connection.changes()
+    ));
+    Ok(lines)
 }

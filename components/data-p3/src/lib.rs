@@ -46,6 +46,8 @@ async fn handle_kv(method: &Method, label: &str, key: Option<&str>, body: Vec<u8
 }
 
 /// Runs each line of `statements` in order on one connection; answers with the last result.
+/// Two lines are not SQL: `!sleep <ms>` waits, `!trap` panics (the instance traps) with the
+/// connection still open.
 async fn handle_sql(label: &str, statements: String) -> Response {
     let db = match Connection::open(label).await {
         Ok(db) => db,
@@ -53,6 +55,13 @@ async fn handle_sql(label: &str, statements: String) -> Response {
     };
     let mut lines = Vec::new();
     for statement in statements.lines().filter(|line| !line.trim().is_empty()) {
+        if let Some(ms) = statement.strip_prefix("!sleep ") {
+            spin_sdk::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap())).await;
+            continue;
+        }
+        if statement == "!trap" {
+            panic!("trapped on purpose, inside whatever transaction the connection has open");
+        }
         let result = match db.execute(statement.to_owned(), []).await {
             Ok(result) => result,
             Err(e) => return failure(e),
@@ -64,6 +73,138 @@ async fn handle_sql(label: &str, statements: String) -> Response {
         }
     }
     reply(200, lines.join("\n"))
+}
+
+/// Consumes `execute`'s row stream and result future in every order spin-sdk 7 allows, on one
+/// connection; answers with what each order saw.
+async fn sql_consumption_orders(label: &str) -> Result<String, spin_sdk::sqlite::Error> {
+    let db = Connection::open(label).await?;
+    let select = "SELECT n FROM orders ORDER BY n";
+    // The result first, the rows never read: how spin-sdk's docs run DDL and writes.
+    db.execute("CREATE TABLE IF NOT EXISTS orders (n INTEGER)", [])
+        .await?
+        .result()
+        .await?;
+    db.execute("DELETE FROM orders", []).await?.result().await?;
+    db.execute("INSERT INTO orders VALUES (1), (2), (3)", [])
+        .await?
+        .result()
+        .await?;
+    let mut seen = Vec::new();
+    // Rows one by one, then the result (the SDK's streaming example).
+    let mut rows = db.execute(select, []).await?;
+    let mut read = Vec::new();
+    while let Some(row) = rows.next().await {
+        read.push(format!("{:?}", row.values));
+    }
+    rows.result().await?;
+    seen.push(format!("stream-then-result {}", read.len()));
+    // The result future awaited before any row is read, then the rows.
+    let (_, rows, result) = db.execute(select, []).await?.into_inner();
+    result.await?;
+    seen.push(format!("result-then-stream {}", rows.collect().await.len()));
+    // One row of three, then the result.
+    let mut rows = db.execute(select, []).await?;
+    let first = rows.next().await.map(|row| format!("{:?}", row.values));
+    rows.result().await?;
+    seen.push(format!("halfway {}", first.unwrap_or_default()));
+    // The stream dropped unread, then the result.
+    let (_, rows, result) = db.execute(select, []).await?.into_inner();
+    drop(rows);
+    result.await?;
+    seen.push("stream-dropped".into());
+    // Both dropped; the connection goes on.
+    drop(db.execute(select, []).await?);
+    let after = db
+        .execute("SELECT count(*) FROM orders", [])
+        .await?
+        .collect()
+        .await?;
+    seen.push(format!("both-dropped {:?}", after[0].values));
+    Ok(seen.join("\n"))
+}
+
+/// The same orders for `get-keys`' stream and result future.
+async fn kv_consumption_orders(label: &str) -> Result<String, spin_sdk::key_value::Error> {
+    let store = Store::open(label).await?;
+    let mut seen = Vec::new();
+    let mut keys = store.get_keys().await;
+    let mut read = 0;
+    while keys.next().await.is_some() {
+        read += 1;
+    }
+    keys.result().await?;
+    seen.push(format!("stream-then-result {read}"));
+    let (keys, result) = store.get_keys().await.into_inner();
+    result.await?;
+    seen.push(format!("result-then-stream {}", keys.collect().await.len()));
+    let mut keys = store.get_keys().await;
+    let first = keys.next().await;
+    keys.result().await?;
+    seen.push(format!("halfway {}", first.unwrap_or_default()));
+    let (keys, result) = store.get_keys().await.into_inner();
+    drop(keys);
+    result.await?;
+    seen.push("stream-dropped".into());
+    drop(store.get_keys().await);
+    seen.push(format!(
+        "both-dropped {}",
+        store.get_keys().await.collect().await?.len()
+    ));
+    Ok(seen.join("\n"))
+}
+
+/// Runs the calls of `script` (one per line: `get k`, `set k v`, `incr k`, `del k..`,
+/// `sadd k v..`, `smembers k`, `srem k v..`, `publish channel message`, `execute COMMAND arg..`)
+/// on one connection to `redis://<address>`; one answer line per call.
+async fn redis_script(address: &str, script: &str) -> Result<Vec<String>, spin_sdk::redis::Error> {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let connection = Connection::open(format!("redis://{address}")).await?;
+    let mut lines = Vec::new();
+    for line in script.lines().filter(|line| !line.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        lines.push(match words[0] {
+            "publish" => format!("{:?}", connection.publish(words[1], words[2]).await?),
+            "get" => format!(
+                "{:?}",
+                connection
+                    .get(words[1])
+                    .await?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned())
+            ),
+            "set" => format!("{:?}", connection.set(words[1], words[2]).await?),
+            "incr" => connection.incr(words[1]).await?.to_string(),
+            "del" => connection.del(&words[1..]).await?.to_string(),
+            "sadd" => connection.sadd(words[1], &words[2..]).await?.to_string(),
+            "srem" => connection.srem(words[1], &words[2..]).await?.to_string(),
+            "smembers" => {
+                let mut members = connection.smembers(words[1]).await?;
+                members.sort();
+                members.join(",")
+            }
+            "execute" => {
+                let arguments = words[2..].iter().map(|word| match word.parse() {
+                    Ok(number) => RedisParameter::Int64(number),
+                    Err(_) => RedisParameter::Binary(word.as_bytes().to_vec()),
+                });
+                let results = connection.execute(words[1], arguments).await?;
+                let shown: Vec<String> = results
+                    .iter()
+                    .map(|result| match result {
+                        RedisResult::Nil => "nil".to_string(),
+                        RedisResult::Status(status) => format!("status {status}"),
+                        RedisResult::Int64(number) => format!("int {number}"),
+                        RedisResult::Binary(bytes) => {
+                            format!("bytes {}", String::from_utf8_lossy(bytes))
+                        }
+                    })
+                    .collect();
+                shown.join(",")
+            }
+            other => format!("unknown call {other}"),
+        });
+    }
+    Ok(lines)
 }
 
 async fn roundtrip(label: &str) -> Response {
@@ -147,6 +288,18 @@ async fn handle(req: Request) -> impl IntoResponse {
         ["kv", label, key] => handle_kv(&method, label, Some(key), body).await,
         ["sql", label] => handle_sql(label, String::from_utf8_lossy(&body).into_owned()).await,
         ["sql-roundtrip", label] => roundtrip(label).await,
+        ["redis", address] => match redis_script(address, &String::from_utf8_lossy(&body)).await {
+            Ok(lines) => reply(200, lines.join("\n")),
+            Err(e) => failure(e),
+        },
+        ["sql-orders", label] => match sql_consumption_orders(label).await {
+            Ok(seen) => reply(200, seen),
+            Err(e) => failure(e),
+        },
+        ["kv-orders", label] => match kv_consumption_orders(label).await {
+            Ok(seen) => reply(200, seen),
+            Err(e) => failure(e),
+        },
         ["fetch", host, rest @ ..] => fetch(&format!("http://{host}/{}", rest.join("/"))).await,
         ["var", name] => match spin_sdk::variables::get(name).await {
             Ok(value) => reply(200, value),

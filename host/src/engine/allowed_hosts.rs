@@ -128,6 +128,10 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        "redis" | "rediss" => Some(6379),
+        "mqtt" => Some(1883),
+        "postgres" => Some(5432),
+        "mysql" => Some(3306),
         _ => None,
     }
 }

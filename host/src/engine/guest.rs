@@ -17,6 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
 use crate::data::{DataView, Grants, HasDataView};
+use crate::outbound_redis::{HasRedisView, RedisView};
 
 /// The data of one guest store.
 pub struct GuestState {
@@ -33,6 +34,15 @@ impl HasDataView for GuestState {
         DataView {
             table: &mut self.table,
             grants: &self.grants,
+        }
+    }
+}
+
+impl HasRedisView for GuestState {
+    fn redis_view(&mut self) -> RedisView<'_> {
+        RedisView {
+            table: &mut self.table,
+            allowed: self.outbound.allowed(),
         }
     }
 }

@@ -43,6 +43,11 @@ impl OutboundPolicy {
             in_process,
         }
     }
+
+    /// The component's `allowed_outbound_hosts`.
+    pub fn allowed(&self) -> &Arc<AllowedHosts> {
+        &self.allowed
+    }
 }
 
 type SendResult = Box<
