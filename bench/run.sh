@@ -20,6 +20,7 @@ OUT=bench/last-run.md
 PORT=38080
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server" >&2; exit 1; }
 if [ ! -x "$WASMTIME" ]; then
   cargo install wasmtime-cli --version 48.0.8 --locked --root "$CACHE/wasmtime"
 fi
@@ -33,6 +34,7 @@ DATA_P2=components/target/wasm32-wasip2/release/data_p2.wasm
 KV_P2=components/target/wasm32-wasip2/release/kv_counter.wasm
 STATE=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$STATE"' EXIT
+REDIS_PORT=38079
 
 wait_ready() {
   for _ in $(seq 1 200); do
@@ -157,6 +159,7 @@ component = "data"
 source = "$PWD/$DATA_P2"
 key_value_stores = ["default"]
 sqlite_databases = ["default"]
+allowed_outbound_hosts = ["redis://127.0.0.1:$REDIS_PORT"]
 TOML
 SEED="CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT);
 INSERT OR REPLACE INTO items WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 10000) SELECT v, 'item ' || v FROM n;"
@@ -171,6 +174,17 @@ URL_PATH=/ping measure "ledge spin-sdk 5 no-op route (p2, fresh instance)" "${DA
 URL_PATH=/kv/default/greeting measure "ledge KV get (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}"
 URL_PATH=/sql/default WRK_SCRIPT=bench/wrk/select.lua measure "ledge SQLite indexed SELECT (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}" --sqlite "$SEED"
 URL_PATH=/kv/default/written WRK_SCRIPT=bench/wrk/set.lua measure "ledge KV set (spin-sdk 5 p2, fresh instance)" "${DATA_UP[@]}"
+WRK_SCRIPT=bench/wrk/transaction.lua measure_pair "SQL 3-statement transaction / hello, paired rounds" \
+  "ledge hello beside the transaction route (p2, fresh instance)" /hello/ \
+  "ledge SQL transaction: BEGIN, UPDATE, SELECT, COMMIT (spin-sdk 5 p2, fresh instance)" /sql/default \
+  "${DATA_UP[@]}" --sqlite "$SEED"
+# Outbound Redis: a GET against a local redis-server of the run's own.
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+until redis-cli -p "$REDIS_PORT" set greeting hello >/dev/null 2>&1; do sleep 0.05; done
+WRK_SCRIPT=bench/wrk/redis-get.lua measure_pair "outbound Redis GET / hello, paired rounds" \
+  "ledge hello beside the Redis route (p2, fresh instance)" /hello/ \
+  "ledge outbound Redis GET (spin-sdk 5 p2, fresh instance)" "/redis/127.0.0.1:$REDIS_PORT" \
+  "${DATA_UP[@]}"
 
 # The gateway: the p2 hello-world behind JWT auth (RS256) + a rate limit + CORS, and behind a
 # response cache, against the same guest on an unguarded route of the same app. The token is

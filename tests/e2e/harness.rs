@@ -441,3 +441,50 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A `mosquitto` MQTT broker of the test's own, on a free loopback port, anonymous and without
+/// persistence; stopped when dropped.
+pub struct Mosquitto {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    _config: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = free_port();
+        let config = tempfile::tempdir().unwrap();
+        let file = config.path().join("mosquitto.conf");
+        std::fs::write(
+            &file,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            _config: config,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

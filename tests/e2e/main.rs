@@ -10,6 +10,7 @@ mod gateway;
 mod languages;
 mod lifecycle;
 mod manifest_errors;
+mod outbound_mqtt;
 mod outbound_redis;
 mod remote_sources;
 mod request_shape;

@@ -11,6 +11,7 @@
 //!   answering the last result, then `rowid=<last-insert-rowid> changes=<changes>`;
 //! - `GET /sql-roundtrip/<label>`: stores extreme values of every type and reads them back;
 //! - `GET /var/<name>`;
+//! - `POST /mqtt/<host:port>/<topic>/<qos 0|1|2>`: publishes the body on one connection;
 //! - `POST /redis/<host:port>` with Redis calls as the body, one per line (`get k`, `set k v`,
 //!   `incr k`, `del k..`, `sadd k v..`, `smembers k`, `srem k v..`, `publish channel message`,
 //!   `execute COMMAND arg..`), on one connection; answers one line per call;
@@ -104,6 +105,20 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             Ok(lines) => reply(200, lines.join("\n")),
             Err(e) => failure(e),
         },
+        ["mqtt", address, topic, qos] => {
+            use spin_sdk::mqtt::{Connection, Qos};
+            let qos = match *qos {
+                "0" => Qos::AtMostOnce,
+                "1" => Qos::AtLeastOnce,
+                _ => Qos::ExactlyOnce,
+            };
+            match Connection::open(&format!("mqtt://{address}"), "", "", 30)
+                .and_then(|connection| connection.publish(topic, &body, qos))
+            {
+                Ok(()) => reply(200, "published"),
+                Err(e) => failure(e),
+            }
+        }
         ["redis", address] => match redis_script(address, &String::from_utf8_lossy(&body)) {
             Ok(lines) => reply(200, lines.join("\n")),
             Err(e) => failure(e),

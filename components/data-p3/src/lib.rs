@@ -288,6 +288,22 @@ async fn handle(req: Request) -> impl IntoResponse {
         ["kv", label, key] => handle_kv(&method, label, Some(key), body).await,
         ["sql", label] => handle_sql(label, String::from_utf8_lossy(&body).into_owned()).await,
         ["sql-roundtrip", label] => roundtrip(label).await,
+        ["mqtt", address, topic, qos] => {
+            use spin_sdk::mqtt::{Connection, Qos};
+            let qos = match *qos {
+                "0" => Qos::AtMostOnce,
+                "1" => Qos::AtLeastOnce,
+                _ => Qos::ExactlyOnce,
+            };
+            let published = async {
+                let connection = Connection::open(format!("mqtt://{address}"), "", "", 30).await?;
+                connection.publish(topic, body, qos).await
+            };
+            match published.await {
+                Ok(()) => reply(200, "published"),
+                Err(e) => failure(e),
+            }
+        }
         ["redis", address] => match redis_script(address, &String::from_utf8_lossy(&body)).await {
             Ok(lines) => reply(200, lines.join("\n")),
             Err(e) => failure(e),

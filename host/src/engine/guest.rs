@@ -17,6 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
 use crate::data::{DataView, Grants, HasDataView};
+use crate::outbound_mqtt::{HasMqttView, MqttView};
 use crate::outbound_redis::{HasRedisView, RedisView};
 
 /// The data of one guest store.
@@ -41,6 +42,15 @@ impl HasDataView for GuestState {
 impl HasRedisView for GuestState {
     fn redis_view(&mut self) -> RedisView<'_> {
         RedisView {
+            table: &mut self.table,
+            allowed: self.outbound.allowed(),
+        }
+    }
+}
+
+impl HasMqttView for GuestState {
+    fn mqtt_view(&mut self) -> MqttView<'_> {
+        MqttView {
             table: &mut self.table,
             allowed: self.outbound.allowed(),
         }
