@@ -3,7 +3,8 @@
 //! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
 //! route, [`server`] accepts connections and walks each request through route -> [`gateway`]
 //! policies -> invoke -> respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
-//! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_redis`], [`outbound_mqtt`])
+//! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_redis`], [`outbound_mqtt`]; [`llm`] answers
+//! that no model is served)
 //! through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
 //! [`sources`] fetches the components a manifest names by URL.
@@ -16,6 +17,7 @@ pub mod data;
 pub mod engine;
 pub mod files;
 pub mod gateway;
+pub mod llm;
 pub mod manifest;
 pub mod outbound_mqtt;
 pub mod outbound_redis;

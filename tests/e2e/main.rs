@@ -9,6 +9,7 @@ mod failures;
 mod gateway;
 mod languages;
 mod lifecycle;
+mod llm;
 mod manifest_errors;
 mod outbound_mqtt;
 mod outbound_redis;

@@ -6,7 +6,7 @@ fn sample_app() -> Ledge {
     guests();
     let manifest = repo_root().join("spin.toml");
     let state = tempfile::tempdir().unwrap().keep();
-    // The README's serve command, with a fresh state directory.
+    // What scripts/serve runs, with a fresh state directory.
     let migration = format!(
         "@{}",
         repo_root().join("migrations/001_shows.sql").display()

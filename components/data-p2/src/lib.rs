@@ -11,6 +11,7 @@
 //!   answering the last result, then `rowid=<last-insert-rowid> changes=<changes>`;
 //! - `GET /sql-roundtrip/<label>`: stores extreme values of every type and reads them back;
 //! - `GET /var/<name>`;
+//! - `GET /llm/<model>`: infers with `model` (answers the result, or the interface's error);
 //! - `POST /mqtt/<host:port>/<topic>/<qos 0|1|2>`: publishes the body on one connection;
 //! - `POST /redis/<host:port>` with Redis calls as the body, one per line (`get k`, `set k v`,
 //!   `incr k`, `del k..`, `sadd k v..`, `smembers k`, `srem k v..`, `publish channel message`,
@@ -105,6 +106,13 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             Ok(lines) => reply(200, lines.join("\n")),
             Err(e) => failure(e),
         },
+        ["llm", model] => {
+            use spin_sdk::llm::{InferencingModel, infer};
+            match infer(InferencingModel::Other(model), "Say hello") {
+                Ok(result) => reply(200, result.text),
+                Err(e) => failure(e),
+            }
+        }
         ["mqtt", address, topic, qos] => {
             use spin_sdk::mqtt::{Connection, Qos};
             let qos = match *qos {
