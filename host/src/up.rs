@@ -334,26 +334,25 @@ fn allowed_hosts(
     data: &DataTier,
 ) -> Result<AllowedHosts> {
     let key = format!("component.{}.allowed_outbound_hosts", component.id);
+    let at = |line: usize| app.error_at(Some(line), key.clone());
     let rendered = component
         .allowed_outbound_hosts
         .iter()
         .map(|entry| {
-            template::render(entry, &data.app_variables).map_err(|missing| {
+            template::render(&entry.value, &data.app_variables).map_err(|missing| {
                 anyhow!(
-                    app.error_at(component.source_line, key.clone())
+                    at(entry.line)
                         .with_message(format!(
-                            "`{entry}` uses `{{{{ {missing} }}}}`, which has no value"
+                            "`{}` uses `{{{{ {missing} }}}}`, which has no value",
+                            entry.value
                         ))
                         .fix("declare it under [variables] with a default, or give it a value")
                 )
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    AllowedHosts::parse(&rendered).map_err(|message| {
-        anyhow!(
-            app.error_at(component.source_line, key)
-                .with_message(message)
-        )
+    AllowedHosts::parse(&rendered).map_err(|(index, message)| {
+        anyhow!(at(component.allowed_outbound_hosts[index].line).with_message(message))
     })
 }
 

@@ -17,6 +17,7 @@ mod remote_sources;
 mod request_shape;
 mod routing;
 mod sample_app;
+mod sockets;
 mod sql;
 mod static_files;
 mod templates;

@@ -18,6 +18,11 @@
 //!   `execute COMMAND arg..`), on one connection; answers one line per call;
 //! - `GET /fetch/<host[:port]>/<path>`: an outbound `http://` request, answered with its
 //!   status and body;
+//! - `POST /tcp/<host:port>`: connects with `std::net::TcpStream` (a name is looked up through
+//!   `wasi:sockets/ip-name-lookup`), sends the body, shuts down its write side and answers
+//!   what came back;
+//! - `POST /udp/<host:port>`: sends the body as one datagram from `std::net::UdpSocket` and
+//!   answers the reply datagram;
 //! - `GET /ping`: answers `pong` and touches no data (the benchmark's same-guest baseline).
 //!
 //! Failures answer 500 with `error: <the interface's error>`.
@@ -177,6 +182,14 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             Ok(value) => reply(200, value),
             Err(e) => failure(e),
         },
+        ["tcp", address] => match tcp_round_trip(address, &body) {
+            Ok(echoed) => reply(200, String::from_utf8_lossy(&echoed).into_owned()),
+            Err(e) => reply(500, format!("error: {:?}: {e}", e.kind())),
+        },
+        ["udp", address] => match udp_round_trip(address, &body) {
+            Ok(echoed) => reply(200, String::from_utf8_lossy(&echoed).into_owned()),
+            Err(e) => reply(500, format!("error: {:?}: {e}", e.kind())),
+        },
         ["ping"] => reply(200, "pong"),
         _ => reply(404, "unknown route"),
     })
@@ -258,4 +271,25 @@ fn sqlite3_script(label: &str, script: &str) -> Result<Vec<String>, spin_sdk::sq
         connection.changes()
     ));
     Ok(lines)
+}
+
+/// Sends `message` over TCP to `address` and reads the answer until the peer closes.
+fn tcp_round_trip(address: &str, message: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.write_all(message)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// Sends `message` as one UDP datagram to `address` and waits for one back.
+fn udp_round_trip(address: &str, message: &[u8]) -> std::io::Result<Vec<u8>> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket.send_to(message, address)?;
+    let mut answer = vec![0; 65536];
+    let (length, _) = socket.recv_from(&mut answer)?;
+    answer.truncate(length);
+    Ok(answer)
 }

@@ -268,6 +268,58 @@ async fn fetch(url: &str) -> Response {
     }
 }
 
+/// Sends `message` over a `wasi:sockets@0.3.0` TCP socket to `address` (`host:port`, the host
+/// looked up through `ip-name-lookup`) and reads the answer until the peer closes.
+async fn tcp_round_trip(address: &str, message: Vec<u8>) -> Result<Vec<u8>, String> {
+    use wasip3::sockets::types::{
+        IpAddress, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress, Ipv6SocketAddress,
+        TcpSocket,
+    };
+    let (host, port) = address.rsplit_once(':').ok_or("the address has no port")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port `{port}`"))?;
+    let addresses = wasip3::sockets::ip_name_lookup::resolve_addresses(host.to_string())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    // Like `std::net::TcpStream::connect`: each address in turn, the last error if none works.
+    let mut last_error = String::from("no address");
+    let mut connected = None;
+    for address in addresses {
+        let (family, remote) = match address {
+            IpAddress::Ipv4(address) => (
+                IpAddressFamily::Ipv4,
+                IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address }),
+            ),
+            IpAddress::Ipv6(address) => (
+                IpAddressFamily::Ipv6,
+                IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                    port,
+                    flow_info: 0,
+                    address,
+                    scope_id: 0,
+                }),
+            ),
+        };
+        let socket = TcpSocket::create(family).map_err(|e| format!("{e:?}"))?;
+        match socket.connect(remote).await {
+            Ok(()) => {
+                connected = Some(socket);
+                break;
+            }
+            Err(e) => last_error = format!("{e:?}"),
+        }
+    }
+    let socket = connected.ok_or(last_error)?;
+    let (mut outgoing, outgoing_reader) = wasip3::wit_stream::new::<u8>();
+    let sent = socket.send(outgoing_reader);
+    outgoing.write_all(message).await;
+    drop(outgoing);
+    sent.await.map_err(|e| format!("{e:?}"))?;
+    let (incoming, received) = socket.receive();
+    let answer = incoming.collect().await;
+    received.await.map_err(|e| format!("{e:?}"))?;
+    Ok(answer)
+}
+
 #[http_service]
 async fn handle(req: Request) -> impl IntoResponse {
     let method = req.method().clone();
@@ -317,6 +369,10 @@ async fn handle(req: Request) -> impl IntoResponse {
             Err(e) => failure(e),
         },
         ["fetch", host, rest @ ..] => fetch(&format!("http://{host}/{}", rest.join("/"))).await,
+        ["tcp", address] => match tcp_round_trip(address, body).await {
+            Ok(echoed) => reply(200, String::from_utf8_lossy(&echoed).into_owned()),
+            Err(e) => reply(500, format!("error: {e}")),
+        },
         ["var", name] => match spin_sdk::variables::get(name).await {
             Ok(value) => reply(200, value),
             Err(e) => failure(e),

@@ -300,6 +300,7 @@ impl Stores {
         }
         wasi.stdout(self.settings.log.stream("stdout"));
         wasi.stderr(self.settings.log.stream("stderr"));
+        crate::sockets::grant(&mut wasi, &self.id, &self.settings.allowed_hosts);
         customize(&mut wasi);
         let mut limits = StoreLimitsBuilder::new();
         if let Some(bytes) = self.settings.max_instance_memory {

@@ -118,8 +118,8 @@ pub struct Component {
     pub exclude_files: Vec<String>,
     /// `environment`: WASI environment variables.
     pub environment: BTreeMap<String, String>,
-    /// `allowed_outbound_hosts`.
-    pub allowed_outbound_hosts: Vec<String>,
+    /// `allowed_outbound_hosts`, each entry with its manifest line (templates unrendered).
+    pub allowed_outbound_hosts: Vec<Located<String>>,
     /// `key_value_stores`: the store labels the component may open.
     pub key_value_stores: Vec<String>,
     /// `sqlite_databases`: the database labels the component may open.
@@ -133,6 +133,15 @@ pub struct Component {
     /// Set when its triggers say `executor = { type = "wagi" }`: the component is a WASI
     /// command run once per request, CGI-style, instead of a `wasi:http` handler.
     pub wagi: Option<Wagi>,
+}
+
+/// A manifest value with the line it is written on, for errors found after parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// Its 1-based manifest line.
+    pub line: usize,
 }
 
 /// `source = { url, digest }`: a component fetched over HTTP and checked against its digest.

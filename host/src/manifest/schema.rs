@@ -160,7 +160,7 @@ pub struct RawComponent {
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
-    pub allowed_outbound_hosts: Vec<String>,
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     pub key_value_stores: Vec<String>,
     #[serde(default)]

@@ -11,8 +11,8 @@ use super::schema::{
     RawManifest, RawRoute, RawSource, RawStaticFiles, RawStaticResponse,
 };
 use super::{
-    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, ManifestError, RemoteSource,
-    StaticFiles, StaticResponse, TriggerHandler, Variable, Wagi,
+    App, Build, Component, ComponentSettings, FileMount, HttpTrigger, Located, ManifestError,
+    RemoteSource, StaticFiles, StaticResponse, TriggerHandler, Variable, Wagi,
 };
 use crate::router::RoutePattern;
 
@@ -586,7 +586,14 @@ impl Validator<'_> {
             files,
             exclude_files: raw.exclude_files,
             environment: raw.environment,
-            allowed_outbound_hosts: raw.allowed_outbound_hosts,
+            allowed_outbound_hosts: raw
+                .allowed_outbound_hosts
+                .iter()
+                .map(|entry| Located {
+                    value: entry.get_ref().clone(),
+                    line: self.line(entry),
+                })
+                .collect(),
             key_value_stores: raw.key_value_stores,
             sqlite_databases: raw.sqlite_databases,
             variables: raw.variables,
