@@ -207,7 +207,7 @@ fn redis_script(address: &str, script: &str) -> Result<Vec<String>, spin_sdk::re
         lines.push(match words[0] {
             "publish" => format!(
                 "{:?}",
-                connection.publish(words[1], &words[2].as_bytes().to_vec())?
+                connection.publish(words[1], words[2].as_bytes())?
             ),
             "get" => format!(
                 "{:?}",
@@ -217,7 +217,7 @@ fn redis_script(address: &str, script: &str) -> Result<Vec<String>, spin_sdk::re
             ),
             "set" => format!(
                 "{:?}",
-                connection.set(words[1], &words[2].as_bytes().to_vec())?
+                connection.set(words[1], words[2].as_bytes())?
             ),
             "incr" => connection.incr(words[1])?.to_string(),
             "del" => connection.del(&rest(1))?.to_string(),
