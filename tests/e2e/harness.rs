@@ -488,3 +488,119 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// A PostgreSQL server of the test's own (Debian's binaries), in a temp dir on a free loopback
+/// port, trusting local connections as user `postgres`; stopped when dropped. PostgreSQL
+/// refuses to run as root, so it runs as the `postgres` user the Debian package creates.
+pub struct PostgresServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    data: tempfile::TempDir,
+}
+
+impl PostgresServer {
+    /// Initializes a cluster and starts it, waiting until it answers queries.
+    pub fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (.ci/run installs it)")
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("postgres").exists())
+            .max()
+            .expect("a PostgreSQL version under /usr/lib/postgresql");
+        let data = tempfile::tempdir().unwrap();
+        let as_postgres = |program: &str| {
+            let mut command = Command::new("setpriv");
+            command
+                .args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(bin.join(program));
+            command
+        };
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(data.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let cluster = data.path().join("cluster");
+        let initdb = as_postgres("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&cluster)
+            .output()
+            .unwrap();
+        assert!(initdb.status.success(), "initdb: {initdb:?}");
+        let port = free_port();
+        let child = as_postgres("postgres")
+            .arg("-D")
+            .arg(&cluster)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(data.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { port, child, data };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.psql("SELECT 1").is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// The guest's connection string for this server.
+    pub fn address(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` with `psql`, returning its unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let output = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atq",
+            ])
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .unwrap();
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // A fast shutdown ends the server's own processes too.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = &self.data;
+    }
+}

@@ -23,9 +23,15 @@
 //!   what came back;
 //! - `POST /udp/<host:port>`: sends the body as one datagram from `std::net::UdpSocket` and
 //!   answers the reply datagram;
+//! - `POST /pg/<v2|v3|v4>` with the connection string in a `pg-address` header and
+//!   `query <SQL>` / `execute <SQL>` lines as the body, through spin-sdk's `pg`, `pg3` or `pg4`;
+//!   answers one line per statement;
+//! - `GET /pg-types` (`pg-address` header): every `pg4` type bound and read back;
 //! - `GET /ping`: answers `pong` and touches no data (the benchmark's same-guest baseline).
 //!
 //! Failures answer 500 with `error: <the interface's error>`.
+
+mod pg;
 
 use spin_sdk::http::{IncomingRequest, IntoResponse, Method, Response};
 use spin_sdk::http_component;
@@ -51,6 +57,12 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
     let path = req
         .headers()
         .get("spin-path-info")
+        .first()
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_default();
+    let pg_address = req
+        .headers()
+        .get("pg-address")
         .first()
         .map(|value| String::from_utf8_lossy(value).into_owned())
         .unwrap_or_default();
@@ -181,6 +193,22 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
         ["var", name] => match spin_sdk::variables::get(name) {
             Ok(value) => reply(200, value),
             Err(e) => failure(e),
+        },
+        ["pg", version] => {
+            let script = String::from_utf8_lossy(&body);
+            let ran = match *version {
+                "v2" => pg::script_v2(&pg_address, &script),
+                "v3" => pg::script_v3(&pg_address, &script),
+                _ => pg::script_v4(&pg_address, &script),
+            };
+            match ran {
+                Ok(lines) => reply(200, lines.join("\n")),
+                Err(e) => reply(500, format!("error: {e}")),
+            }
+        }
+        ["pg-types"] => match pg::round_trip(&pg_address) {
+            Ok(answer) => reply(200, answer),
+            Err(e) => reply(500, format!("error: {e}")),
         },
         ["tcp", address] => match tcp_round_trip(address, &body) {
             Ok(echoed) => reply(200, String::from_utf8_lossy(&echoed).into_owned()),

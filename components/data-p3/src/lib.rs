@@ -1,6 +1,10 @@
 //! The data tier through spin-sdk 7's asynchronous interfaces (`spin:key-value@3.0.0`,
 //! `spin:sqlite@3.1.0`, `spin:variables@3.0.0`), in a p3 component. The same HTTP API as
-//! `data-p2` (including `/fetch`), so the end-to-end tests run one suite against both.
+//! `data-p2` (including `/fetch`), so the end-to-end tests run one suite against both. Beside
+//! it: `POST /pg/<open|builder>` (script lines, `pg-address` header), `GET /pg-types` and
+//! `GET /pg-orders` (every order of consuming `query-async`'s rows and result).
+
+mod pg;
 
 use spin_sdk::http::{FullBody, IntoResponse, Method, Request};
 use spin_sdk::http_service;
@@ -330,6 +334,12 @@ async fn handle(req: Request) -> impl IntoResponse {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let pg_address = req
+        .headers()
+        .get("pg-address")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = match spin_sdk::http::body::IncomingBodyExt::bytes(req.into_body()).await {
         Ok(bytes) => bytes.to_vec(),
         Err(e) => return failure(e),
@@ -369,6 +379,21 @@ async fn handle(req: Request) -> impl IntoResponse {
             Err(e) => failure(e),
         },
         ["fetch", host, rest @ ..] => fetch(&format!("http://{host}/{}", rest.join("/"))).await,
+        ["pg", how] => {
+            let script = String::from_utf8_lossy(&body);
+            match pg::script(&pg_address, *how == "builder", &script).await {
+                Ok(lines) => reply(200, lines.join("\n")),
+                Err(e) => failure(e),
+            }
+        }
+        ["pg-types"] => match pg::round_trip(&pg_address).await {
+            Ok(answer) => reply(200, answer),
+            Err(e) => failure(e),
+        },
+        ["pg-orders"] => match pg::consumption_orders(&pg_address).await {
+            Ok(answer) => reply(200, answer),
+            Err(e) => failure(e),
+        },
         ["tcp", address] => match tcp_round_trip(address, body).await {
             Ok(echoed) => reply(200, String::from_utf8_lossy(&echoed).into_owned()),
             Err(e) => reply(500, format!("error: {e}")),

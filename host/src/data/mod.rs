@@ -12,7 +12,7 @@ pub mod runtime_config;
 pub mod sqlite;
 mod sqlite_file;
 pub mod startup;
-mod streams;
+pub mod streams;
 pub mod variables;
 
 use std::collections::BTreeMap;

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::outbound::OutboundPolicy;
 use crate::data::{DataView, Grants, HasDataView};
 use crate::outbound_mqtt::{HasMqttView, MqttView};
+use crate::outbound_postgres::{HasPostgresView, PostgresView};
 use crate::outbound_redis::{HasRedisView, RedisView};
 
 /// The data of one guest store.
@@ -51,6 +52,15 @@ impl HasRedisView for GuestState {
 impl HasMqttView for GuestState {
     fn mqtt_view(&mut self) -> MqttView<'_> {
         MqttView {
+            table: &mut self.table,
+            allowed: self.outbound.allowed(),
+        }
+    }
+}
+
+impl HasPostgresView for GuestState {
+    fn postgres_view(&mut self) -> PostgresView<'_> {
+        PostgresView {
             table: &mut self.table,
             allowed: self.outbound.allowed(),
         }
