@@ -106,6 +106,16 @@ pub struct UpArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
+    /// Print the output of this component only (repeatable); the others' output still goes
+    /// to the log directory.
+    #[arg(long = "follow", value_name = "COMPONENT")]
+    pub follow: Vec<String>,
+
+    /// Mount `files` directories directly rather than through a copy. ledge always mounts
+    /// directories directly (read-only), so this is accepted for Spin's command lines.
+    #[arg(long)]
+    pub direct_mounts: bool,
+
     /// Allocate each instance on demand instead of from the pooling allocator.
     #[arg(long)]
     pub disable_pooling: bool,

@@ -45,6 +45,20 @@ pub async fn up(args: UpArgs) -> Result<()> {
         }
         apps.push(app);
     }
+    if let Some(unknown) = args.follow.iter().find(|id| {
+        !apps
+            .iter()
+            .any(|app| app.components.contains_key(id.as_str()))
+    }) {
+        let known: Vec<&str> = apps
+            .iter()
+            .flat_map(|app| app.components.keys().map(String::as_str))
+            .collect();
+        bail!(
+            "--follow {unknown}: no component has that id\n  fix: follow one of {}",
+            known.join(", ")
+        );
+    }
     let state_dirs = state_dirs(&apps, args.state_dir.as_deref())?;
     for (app, state_dir) in apps.iter_mut().zip(&state_dirs) {
         // A remote component has a file to check only once it is fetched.
@@ -292,8 +306,12 @@ fn load_components(
             request_timeout: args.request_timeout,
             environment: environment.into_iter().collect(),
             preopens: files::mounts(app, component, &staging)?,
-            log: GuestLog::open(id, Some(log_dir))
-                .with_context(|| format!("cannot open the log directory {}", log_dir.display()))?,
+            log: GuestLog::open(
+                id,
+                Some(log_dir),
+                args.follow.is_empty() || args.follow.contains(id),
+            )
+            .with_context(|| format!("cannot open the log directory {}", log_dir.display()))?,
             grants: data.grants(id),
             allowed_hosts: Arc::new(allowed_hosts),
             in_process: in_process.clone(),

@@ -1,6 +1,6 @@
 //! A misbehaving guest gets a status, a log line naming it, and nobody else notices.
 
-use crate::harness::{AppDir, HEADER, Ledge, client, get};
+use crate::harness::{AppDir, HEADER, Ledge, client, get, run_ledge};
 
 fn faults_app() -> AppDir {
     AppDir::new(&format!(
@@ -148,4 +148,52 @@ fn an_import_ledge_does_not_provide_fails_only_the_call() {
     assert_eq!(get(&ledge.at("/kv/increment/n")).0, 200);
     assert_eq!(get(&ledge.at("/kv/unprovided")).0, 500);
     assert_eq!(get(&ledge.at("/kv/get/n")), (200, "1".to_string()));
+}
+
+#[test]
+fn follow_prints_only_the_named_components_output() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/loud/...\"\ncomponent = \"loud\"\n\
+         [[trigger.http]]\nroute = \"/muted/...\"\ncomponent = \"muted\"\n\
+         [component.loud]\nsource = \"{{faults}}\"\n[component.muted]\nsource = \"{{faults}}\"\n"
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let ledge = app.up(&[
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--follow",
+        "loud",
+        "--direct-mounts",
+    ]);
+    // The muted component speaks first; once the loud one's line is printed, the muted one's
+    // would have been too.
+    assert_eq!(get(&ledge.at("/muted/log")), (200, "logged\n".to_string()));
+    assert_eq!(get(&ledge.at("/loud/log")), (200, "logged\n".to_string()));
+    let log = ledge.wait_for_log("a line on stderr");
+    let printed: Vec<&str> = log.lines().filter(|l| l.contains("a line on")).collect();
+    assert!(!printed.is_empty(), "{log}");
+    assert!(printed.iter().all(|l| l.contains("loud")), "{log}");
+    // Both still write their log files.
+    for component in ["loud", "muted"] {
+        let file =
+            std::fs::read_to_string(state.path().join(format!("logs/{component}.log"))).unwrap();
+        assert!(file.contains("a line on stdout\n"), "{component}: {file}");
+    }
+
+    let manifest = app.manifest();
+    let (status, _, stderr) = run_ledge(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--follow",
+        "nobody",
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--follow nobody: no component has that id")
+            && stderr.contains("loud, muted"),
+        "{stderr}"
+    );
 }

@@ -92,11 +92,14 @@ impl WasiHttpView for GuestState {
 pub struct GuestLog {
     component: Arc<str>,
     file: Option<Arc<Mutex<std::fs::File>>>,
+    /// Whether lines also go to the log (`--follow` leaves the other components out).
+    printed: bool,
 }
 
 impl GuestLog {
-    /// A log for `component`, appending to `<log_dir>/<component>.log` when `log_dir` is given.
-    pub fn open(component: &str, log_dir: Option<&Path>) -> std::io::Result<Self> {
+    /// A log for `component`, appending to `<log_dir>/<component>.log` when `log_dir` is given;
+    /// lines are also logged when `printed`.
+    pub fn open(component: &str, log_dir: Option<&Path>, printed: bool) -> std::io::Result<Self> {
         let file = match log_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
@@ -112,6 +115,7 @@ impl GuestLog {
         Ok(Self {
             component: component.into(),
             file,
+            printed,
         })
     }
 
@@ -149,6 +153,9 @@ impl GuestOutput {
     }
 
     fn emit(&self, line: &[u8]) {
+        if !self.log.printed {
+            return;
+        }
         let line = String::from_utf8_lossy(line);
         tracing::info!(target: "guest", component = %self.log.component, stream = self.name, "{line}");
     }
