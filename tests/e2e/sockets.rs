@@ -172,3 +172,21 @@ fn a_malformed_cidr_range_stops_start_up_naming_the_line() {
     );
     assert!(stderr.contains("allowed_outbound_hosts"), "{stderr}");
 }
+
+#[test]
+fn a_component_without_network_entries_opens_no_socket() {
+    let server = TcpEcho::start();
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/data/...\"\ncomponent = \"data\"\n\
+         [component.data]\nsource = \"{{data2}}\"\nallowed_outbound_hosts = [\"self\"]\n"
+    ));
+    let ledge = app.up(&[]);
+    let (status, body) = round_trip(&ledge, "tcp", &format!("127.0.0.1:{}", server.port));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("PermissionDenied"), "{body}");
+    // Nor may it look a name up.
+    let (status, body) = round_trip(&ledge, "tcp", &format!("localhost:{}", server.port));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("failed to lookup address"), "{body}");
+    assert_eq!(server.connections(), 0);
+}

@@ -2,7 +2,8 @@
 //!
 //! Entries are `scheme://host[:port]`, where scheme may be `*`, host may be `*`, start with
 //! `*.`, be an IP address (`[::1]` for IPv6) or a CIDR range (`10.0.0.0/8`), and port may be `*`
-//! (a missing port means the scheme's default: 80 for http, 443 for https). Raw sockets
+//! (a missing port means the scheme's default: 80 for http, 443 for https, 6379 for redis,
+//! 1883 for mqtt, 5432 for postgres, 3306 for mysql; other schemes need one). Raw sockets
 //! (`wasi:sockets`) ignore the scheme and ask only for addresses: see
 //! [`AllowedHosts::permits_address`] and [`AllowedHosts::names_for_port`]. `self` (or `http://self`) allows calls to the app itself, and
 //! `http://<component>.spin.internal` (or `http://*.spin.internal`) calls to its components;
@@ -112,6 +113,16 @@ impl AllowedHosts {
         })
     }
 
+    /// Whether any entry reaches the network (rather than the app itself): only then may an
+    /// instance look names up or open sockets at all.
+    pub fn reaches_network(&self) -> bool {
+        self.entries.iter().any(|entry| match &entry.host {
+            HostPattern::Exact(name) => name != "self" && !name.ends_with(SERVICE_CHAINING_SUFFIX),
+            HostPattern::Suffix(suffix) => suffix != SERVICE_CHAINING_SUFFIX,
+            HostPattern::Any | HostPattern::Range(_) => true,
+        })
+    }
+
     /// The host names of the entries that allow `port`: a raw socket may reach the addresses
     /// these names resolve to. In-process hosts (`self`, `*.spin.internal`) and `*.` suffixes
     /// (which name no address) are left out.
@@ -144,6 +155,7 @@ fn parse_entry(entry: &str) -> Result<AllowedHost, String> {
     let (scheme, rest) = entry.split_once("://").ok_or_else(|| {
         format!("`{entry}` has no scheme; write it as `https://{entry}` (or `*://{entry}`)")
     })?;
+    let scheme = scheme.to_ascii_lowercase();
     let rest = rest.trim_end_matches('/');
     let (host, port) = split_port(rest);
     let port = match port {
@@ -152,10 +164,12 @@ fn parse_entry(entry: &str) -> Result<AllowedHost, String> {
             port.parse::<u16>()
                 .map_err(|_| format!("`{entry}` has an invalid port `{port}`"))?,
         ),
-        None => default_port(scheme),
+        None => Some(default_port(&scheme).ok_or_else(|| {
+            format!("`{entry}` has no port; add one (`{entry}:5432`), or `:*` for any port")
+        })?),
     };
     Ok(AllowedHost {
-        scheme: (scheme != "*").then(|| scheme.to_ascii_lowercase()),
+        scheme: (scheme != "*").then_some(scheme),
         host: parse_host(entry, host)?,
         port,
     })
@@ -181,6 +195,11 @@ fn split_port(rest: &str) -> (&str, Option<&str>) {
 fn parse_host(entry: &str, host: &str) -> Result<HostPattern, String> {
     if host.is_empty() {
         return Err(format!("`{entry}` has no host"));
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "`{entry}`: write an IPv6 address in brackets (`[::1]:7`)"
+        ));
     }
     let unbracketed = host.replace(['[', ']'], "");
     if let Some((address, prefix)) = unbracketed.split_once('/') {
@@ -285,6 +304,8 @@ mod tests {
             ("https://a.com:99999", "port"),
             ("*://127.0.0.0/33:7", "invalid CIDR range `127.0.0.0/33`"),
             ("*://[::1]/129:7", "invalid CIDR range"),
+            ("*://10.0.0.5", "no port"),
+            ("*://::1", "brackets"),
         ] {
             let (_, error) = AllowedHosts::parse(&[entry.to_string()]).unwrap_err();
             assert!(error.contains(says), "{entry}: {error}");
@@ -307,6 +328,18 @@ mod tests {
         assert!(allowed.permits_address(address("[::1]:9")));
         // The scheme does not matter to a raw socket.
         assert!(allowed.permits_address(address("10.1.2.3:8080")));
+        assert!(allowed.reaches_network());
+        assert!(!hosts(&["self", "http://*.spin.internal"]).reaches_network());
+        assert!(
+            hosts(&["HTTPS://api.example.com"])
+                .check("https", "api.example.com", None)
+                .is_some()
+        );
+        assert!(
+            hosts(&["HTTPS://api.example.com"])
+                .check("https", "api.example.com", Some(8443))
+                .is_none()
+        );
         // Names are resolved by the caller.
         assert!(!allowed.permits_address(address("127.0.0.1:6000")));
         assert_eq!(allowed.names_for_port(6000), vec!["localhost".to_string()]);

@@ -269,23 +269,29 @@ impl PgConnection {
             .map_err(|e| PgError::ConnectionFailed(format!("invalid address: {e}")))?;
         let not_permitted =
             || PgError::ConnectionFailed(format!("address {address} is not permitted"));
-        let ports = config.get_ports();
-        for (index, host) in config.get_hosts().iter().enumerate() {
-            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-            let Host::Tcp(host) = host else {
-                return Err(not_permitted());
-            };
-            if allowed.check("postgres", host, Some(port)).is_none() {
-                tracing::info!(
-                    "outbound Postgres to {host}:{port} denied: not in allowed_outbound_hosts"
-                );
-                return Err(not_permitted());
-            }
-        }
-        if config.get_hosts().is_empty() {
+        let hosts = config.get_hosts();
+        let hostaddrs = config.get_hostaddrs();
+        if hosts.is_empty() {
             return Err(PgError::ConnectionFailed(format!(
                 "address {address} names no host"
             )));
+        }
+        // tokio-postgres connects to `hostaddr` when one is given (the host then only names
+        // the server for TLS), so that is the address the allow-list must grant.
+        let ports = config.get_ports();
+        for index in 0..hosts.len().max(hostaddrs.len()) {
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            let target = match (hostaddrs.get(index), hosts.get(index)) {
+                (Some(ip), _) => ip.to_string(),
+                (None, Some(Host::Tcp(host))) => host.clone(),
+                (None, _) => return Err(not_permitted()),
+            };
+            if allowed.check("postgres", &target, Some(port)).is_none() {
+                tracing::info!(
+                    "outbound Postgres to {target}:{port} denied: not in allowed_outbound_hosts"
+                );
+                return Err(not_permitted());
+            }
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);

@@ -310,7 +310,10 @@ impl ToSql for Value {
                     .map(|()| (value as i32).to_sql(ty, out))?,
                 Type::INT8 => fits(i64::MIN.into()..=i64::MAX.into())
                     .map(|()| (value as i64).to_sql(ty, out))?,
-                Type::FLOAT8 => (value as f64).to_sql(ty, out),
+                Type::FLOAT8 if (value as f64) as i128 == value => (value as f64).to_sql(ty, out),
+                Type::FLOAT8 => {
+                    Err(format!("{value} is not exact as a parameter of type {ty}").into())
+                }
                 Type::NUMERIC => Decimal::from_i128_with_scale(value, 0).to_sql(ty, out),
                 _ => Err(format!("cannot bind an integer to a parameter of type {ty}").into()),
             }

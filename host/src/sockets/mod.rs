@@ -6,8 +6,10 @@
 //! addresses; a named entry grants the addresses the name resolves to, looked up once per
 //! instance. A guest connects and sends (TCP connect, UDP send) only to granted addresses, and
 //! receives UDP datagrams only from them; anything else is `access-denied`, before any packet
-//! leaves. Binding a local address is allowed (connect and send bind implicitly); listening
-//! and accepting are not: a component serves through its trigger.
+//! leaves. Binding is allowed to an ephemeral port only (connect and send bind implicitly,
+//! port 0), so a guest cannot squat a host port; listening and accepting are not allowed: a
+//! component serves through its trigger. A component whose entries reach no network cannot
+//! look names up either.
 
 use std::collections::HashMap;
 use std::future::{Future, ready};
@@ -27,9 +29,10 @@ pub fn grant(wasi: &mut WasiCtxBuilder, component: &Arc<str>, allowed: &Arc<Allo
         allowed: allowed.clone(),
         resolved: Mutex::new(HashMap::new()),
     });
-    wasi.allow_tcp(true)
-        .allow_udp(true)
-        .allow_ip_name_lookup(true)
+    let reaches_network = allowed.reaches_network();
+    wasi.allow_tcp(reaches_network)
+        .allow_udp(reaches_network)
+        .allow_ip_name_lookup(reaches_network)
         .socket_addr_check(move |address, used_for| grant.clone().check(address, used_for));
 }
 
@@ -47,7 +50,13 @@ struct SocketGrant {
 impl SocketGrant {
     fn check(self: Arc<Self>, address: SocketAddr, used_for: SocketAddrUse) -> Check {
         match used_for {
-            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return Box::pin(ready(true)),
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                let ephemeral = address.port() == 0;
+                if !ephemeral {
+                    tracing::warn!(component = %self.component, "binding {address} denied: only ephemeral ports (0) may be bound");
+                }
+                return Box::pin(ready(ephemeral));
+            }
             SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
                 tracing::warn!(
                     component = %self.component,
@@ -79,8 +88,8 @@ impl SocketGrant {
         Box::pin(async move { lookup.await.unwrap_or(false) })
     }
 
-    /// The addresses `name` resolves to, looked up once per instance (none if it does not
-    /// resolve).
+    /// The addresses `name` resolves to, looked up once per instance (a failed lookup is
+    /// tried again next time).
     async fn addresses_of(&self, name: &str) -> Arc<[IpAddr]> {
         if let Some(known) = self.resolved.lock().expect("resolved names").get(name) {
             return known.clone();
@@ -89,7 +98,7 @@ impl SocketGrant {
             Ok(found) => found.map(|a| a.ip().to_canonical()).collect(),
             Err(error) => {
                 tracing::warn!(component = %self.component, "cannot resolve `{name}`: {error}");
-                Arc::from([])
+                return Arc::from([]);
             }
         };
         self.resolved
