@@ -27,4 +27,5 @@ pub mod server;
 pub mod sockets;
 pub mod sources;
 pub mod templates;
+pub mod trigger_redis;
 pub mod up;

@@ -14,7 +14,7 @@ use crate::data::variables::template;
 use crate::data::{DataTier, startup};
 use crate::engine::{
     AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcessSlot,
-    PoolSettings, Runtime,
+    MessageHandler, PoolSettings, Runtime,
 };
 use crate::gateway::Gateway;
 use crate::gateway::traces::Traces;
@@ -23,6 +23,7 @@ use crate::router::Router;
 use crate::server::{
     AppService, Endpoint, FileServer, RouteHeaders, Server, Site, Sites, Target, TlsFiles,
 };
+use crate::trigger_redis::Subscription;
 use crate::{builder, files, sources};
 
 /// Runs `ledge up` until a shutdown signal.
@@ -200,7 +201,17 @@ async fn load_app(
     startup::apply_sqlite(&data, &args.sqlite, Path::new("."))?;
 
     let in_process: InProcessSlot = Arc::default();
-    let pools = load_components(app, runtime, args, &data, &in_process, state_dir, &log_dir)?;
+    let components = ComponentContext {
+        app,
+        runtime,
+        args,
+        data: &data,
+        in_process: &in_process,
+        staging: state_dir.join("files"),
+        log_dir: &log_dir,
+    };
+    let pools = components.http_pools()?;
+    crate::trigger_redis::subscribe(components.redis_subscriptions()?).await?;
     let file_servers = file_servers(app, state_dir)?;
     let gateway = Gateway::build(&app.gateway, state_dir, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
@@ -248,46 +259,36 @@ async fn load_app(
     Ok(service)
 }
 
-/// Compiles (or loads from the cache) every component a trigger uses and prepares its pool.
-fn load_components(
-    app: &App,
-    runtime: &Runtime,
-    args: &UpArgs,
-    data: &DataTier,
-    in_process: &InProcessSlot,
-    state_dir: &Path,
-    log_dir: &Path,
-) -> Result<BTreeMap<String, Arc<ComponentPool>>> {
-    let mut pools = BTreeMap::new();
-    let staging = state_dir.join("files");
-    for trigger in &app.triggers {
-        let TriggerHandler::Component(id) = &trigger.handler else {
-            continue;
-        };
+/// What loading a component needs from the app and the command line.
+struct ComponentContext<'a> {
+    app: &'a App,
+    runtime: &'a Runtime,
+    args: &'a UpArgs,
+    data: &'a DataTier,
+    in_process: &'a InProcessSlot,
+    staging: PathBuf,
+    log_dir: &'a Path,
+}
+
+impl ComponentContext<'_> {
+    /// Compiles (or loads from the cache) component `id` and gathers its instances' settings.
+    fn load(&self, id: &str) -> Result<(wasmtime::component::Component, PoolSettings)> {
+        let (app, args) = (self.app, self.args);
         let component = &app.components[id];
-        if pools.contains_key(id) || component.ledge.static_files.is_some() {
-            continue;
-        }
-        let source_error = |error: anyhow::Error| {
-            anyhow!(app
-                .error_at(component.source_line, format!("component.{id}.source"))
-                .with_message(format!("{}: {error:#}", component.source.display()))
-                .fix("rebuild the component for wasm32-wasip2 (a wasi:http component) or check the path"))
-        };
         let compile_started = Instant::now();
         let (compiled, outcome) = crate::engine::load_component(
-            runtime.engine(),
+            self.runtime.engine(),
             &component.source,
-            runtime.settings().cache_dir.as_deref(),
+            self.runtime.settings().cache_dir.as_deref(),
         )
-        .map_err(source_error)?;
+        .map_err(|error| self.source_error(id, error))?;
         let how = match outcome {
             CompileOutcome::CacheHit => "loaded from the compile cache",
             CompileOutcome::Compiled => "compiled",
         };
         tracing::info!(component = %id, "{how} in {} ms", compile_started.elapsed().as_millis());
 
-        let allowed_hosts = allowed_hosts(app, component, data)?;
+        let allowed_hosts = allowed_hosts(app, component, self.data)?;
         let mut environment: BTreeMap<String, String> = component.environment.clone();
         environment.extend(args.env.iter().cloned());
         let settings = PoolSettings {
@@ -305,23 +306,87 @@ fn load_components(
                 .or(args.max_instance_concurrent_reuse_count.map(|n| n as usize)),
             request_timeout: args.request_timeout,
             environment: environment.into_iter().collect(),
-            preopens: files::mounts(app, component, &staging)?,
+            preopens: files::mounts(app, component, &self.staging)?,
             log: GuestLog::open(
                 id,
-                Some(log_dir),
-                args.follow.is_empty() || args.follow.contains(id),
+                Some(self.log_dir),
+                args.follow.is_empty() || args.follow.iter().any(|f| f == id),
             )
-            .with_context(|| format!("cannot open the log directory {}", log_dir.display()))?,
-            grants: data.grants(id),
+            .with_context(|| format!("cannot open the log directory {}", self.log_dir.display()))?,
+            grants: self.data.grants(id),
             allowed_hosts: Arc::new(allowed_hosts),
-            in_process: in_process.clone(),
+            in_process: self.in_process.clone(),
             wagi: component.wagi.clone(),
         };
-        let pool = ComponentPool::new(runtime, id, &compiled, settings).map_err(source_error)?;
-        tracing::debug!(component = %id, "serves {}", pool.kind());
-        pools.insert(id.clone(), Arc::new(pool));
+        Ok((compiled, settings))
     }
-    Ok(pools)
+
+    /// An error about component `id`'s `.wasm`, at its `source` line.
+    fn source_error(&self, id: &str, error: anyhow::Error) -> anyhow::Error {
+        let component = &self.app.components[id];
+        anyhow!(self
+            .app
+            .error_at(component.source_line, format!("component.{id}.source"))
+            .with_message(format!("{}: {error:#}", component.source.display()))
+            .fix("rebuild the component for wasm32-wasip2 (a wasi:http component) or check the path"))
+    }
+
+    /// Every component an HTTP trigger uses, with its pool.
+    fn http_pools(&self) -> Result<BTreeMap<String, Arc<ComponentPool>>> {
+        let mut pools = BTreeMap::new();
+        for trigger in &self.app.triggers {
+            let TriggerHandler::Component(id) = &trigger.handler else {
+                continue;
+            };
+            if pools.contains_key(id) || self.app.components[id].ledge.static_files.is_some() {
+                continue;
+            }
+            let (compiled, settings) = self.load(id)?;
+            let pool = ComponentPool::new(self.runtime, id, &compiled, settings)
+                .map_err(|error| self.source_error(id, error))?;
+            tracing::debug!(component = %id, "serves {}", pool.kind());
+            pools.insert(id.clone(), Arc::new(pool));
+        }
+        Ok(pools)
+    }
+
+    /// The app's Redis trigger subscriptions, their components loaded.
+    fn redis_subscriptions(&self) -> Result<Vec<Subscription>> {
+        let mut handlers: BTreeMap<&str, Arc<MessageHandler>> = BTreeMap::new();
+        let mut subscriptions = Vec::new();
+        for trigger in &self.app.redis_triggers {
+            let id = trigger.component.as_str();
+            let handler = match handlers.get(id) {
+                Some(handler) => handler.clone(),
+                None => {
+                    let (compiled, settings) = self.load(id)?;
+                    let handler = MessageHandler::new(self.runtime, id, &compiled, settings)
+                        .map_err(|error| self.source_error(id, error))?;
+                    handlers.entry(id).or_insert(Arc::new(handler)).clone()
+                }
+            };
+            let address = template::render(&trigger.address, &self.data.app_variables).map_err(
+                |missing| {
+                    anyhow!(
+                        self.app
+                            .error_at(Some(trigger.line), "trigger.redis.address")
+                            .with_message(format!(
+                                "`{}` uses `{{{{ {missing} }}}}`, which has no value",
+                                trigger.address
+                            ))
+                            .fix("declare it under [variables] with a default, or give it a value")
+                    )
+                },
+            )?;
+            subscriptions.push(Subscription {
+                address,
+                channel: trigger.channel.clone(),
+                component: id.to_string(),
+                handler,
+            });
+        }
+        Ok(subscriptions)
+    }
 }
 
 /// The host-side file servers of the app's `static_files` components, by id.

@@ -25,6 +25,10 @@ pub struct Guests {
     pub data_p2: PathBuf,
     /// The data tier through spin-sdk 7 (p3, async interfaces).
     pub data_p3: PathBuf,
+    /// A Redis trigger component of spin-sdk 5 (`#[redis_component]`).
+    pub message_p2: PathBuf,
+    /// A Redis trigger component of spin-sdk 7 (`#[redis_subscriber]`).
+    pub message_p3: PathBuf,
     /// A guest of `wasi:keyvalue` and `wasi:config`.
     pub kv_counter: PathBuf,
     /// A custom authorizer for the gateway.
@@ -51,6 +55,8 @@ pub fn guests() -> &'static Guests {
                     "faults",
                     "data-p2",
                     "data-p3",
+                    "message-p2",
+                    "message-p3",
                     "kv-counter",
                     "mobile-backend",
                     "authorizer",
@@ -91,6 +97,8 @@ pub fn guests() -> &'static Guests {
             faults_wasip1: wasm("wasm32-wasip1", "faults"),
             data_p2: wasm("wasm32-wasip2", "data_p2"),
             data_p3: wasm("wasm32-wasip2", "data_p3"),
+            message_p2: wasm("wasm32-wasip2", "message_p2"),
+            message_p3: wasm("wasm32-wasip2", "message_p3"),
             kv_counter: wasm("wasm32-wasip2", "kv_counter"),
             authorizer: wasm("wasm32-wasip2", "authorizer"),
             hello_sdk: wasm("wasm32-wasip2", "hello_sdk"),
@@ -197,6 +205,8 @@ impl AppDir {
             .replace("{core}", &g.core_module.to_string_lossy())
             .replace("{data2}", &g.data_p2.to_string_lossy())
             .replace("{data3}", &g.data_p3.to_string_lossy())
+            .replace("{message2}", &g.message_p2.to_string_lossy())
+            .replace("{message3}", &g.message_p3.to_string_lossy())
             .replace("{counter}", &g.kv_counter.to_string_lossy())
             .replace("{authorizer}", &g.authorizer.to_string_lossy());
         let dir = tempfile::tempdir().unwrap();

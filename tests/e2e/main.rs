@@ -23,3 +23,4 @@ mod sql;
 mod static_files;
 mod templates;
 mod traces;
+mod trigger_redis;

@@ -5,11 +5,13 @@
 //! - `pool`: instances per request (or reused, when configured) and their limits;
 //! - `guest`: what one instance owns (WASI context, HTTP context, output streams);
 //! - `wagi`: components run as CGI-style commands, once per request;
+//! - `message`: components that handle Redis trigger messages, an instance per message;
 //! - `outbound` and `allowed_hosts`: the guest's outbound HTTP and what it may reach.
 
 mod allowed_hosts;
 mod compile;
 mod guest;
+mod message;
 mod outbound;
 mod pool;
 mod stand_in;
@@ -27,6 +29,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use allowed_hosts::{AllowedHosts, Destination};
 pub use compile::{CompileOutcome, componentize, load_component};
 pub use guest::{GuestLog, GuestState};
+pub use message::MessageHandler;
 pub use outbound::{InProcess, InProcessSlot};
 pub use pool::{ComponentPool, HandlerKind, InvokeError, PoolSettings};
 

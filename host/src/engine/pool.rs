@@ -129,17 +129,7 @@ impl ComponentPool {
     ) -> Result<Self> {
         let kind = handler_kind(runtime.engine(), component, settings.wagi.is_some())?;
         let instance_pre = super::stand_in::link(runtime, id, component)?;
-        let stores = Stores {
-            id: id.into(),
-            instances_created: metrics::counter!(
-                "ledge_instances_created_total",
-                "app" => settings.app_name.clone(),
-                "component" => id.to_string()
-            ),
-            engine: runtime.engine().clone(),
-            epoch_ticks: runtime.epoch_ticks(),
-            settings,
-        };
+        let stores = Stores::new(runtime, id, settings);
         let pre = match kind {
             HandlerKind::P2 => ProxyPre::P2(
                 wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre)
@@ -227,7 +217,7 @@ impl ComponentPool {
 }
 
 /// Awaits `work`, or fails with [`InvokeError::Timeout`] once `timeout` has passed.
-async fn within<T>(
+pub(super) async fn within<T>(
     timeout: Option<Duration>,
     work: impl Future<Output = T>,
 ) -> Result<T, InvokeError> {
@@ -286,6 +276,21 @@ pub(super) struct Stores {
 }
 
 impl Stores {
+    /// The stores of component `id`'s instances.
+    pub(super) fn new(runtime: &Runtime, id: &str, settings: PoolSettings) -> Self {
+        Self {
+            id: id.into(),
+            instances_created: metrics::counter!(
+                "ledge_instances_created_total",
+                "app" => settings.app_name.clone(),
+                "component" => id.to_string()
+            ),
+            engine: runtime.engine().clone(),
+            epoch_ticks: runtime.epoch_ticks(),
+            settings,
+        }
+    }
+
     /// A store for one new instance; `customize` adds to its WASI context (stdin, arguments).
     pub(super) fn new_store(
         &self,

@@ -51,8 +51,23 @@ pub struct App {
     pub components: BTreeMap<String, Component>,
     /// The `[[trigger.http]]` entries, in file order.
     pub triggers: Vec<HttpTrigger>,
+    /// The `[[trigger.redis]]` entries, in file order.
+    pub redis_triggers: Vec<RedisTrigger>,
     /// `[application.tool.ledge]`: the API gateway in front of the routes.
     pub gateway: GatewaySettings,
+}
+
+/// A `[[trigger.redis]]`: each message published on `channel` runs `component`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTrigger {
+    /// The server, `redis://host:port` (`{{ variable }}` templates not yet rendered).
+    pub address: String,
+    /// The channel subscribed to.
+    pub channel: String,
+    /// The component that handles each message.
+    pub component: String,
+    /// The trigger's manifest line.
+    pub line: usize,
 }
 
 /// A declared application variable.
@@ -278,6 +293,7 @@ impl App {
                 route: Some(route),
                 handler: TriggerHandler::Component(id),
             }],
+            redis_triggers: Vec::new(),
             gateway: GatewaySettings::default(),
         })
     }

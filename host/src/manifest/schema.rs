@@ -48,9 +48,14 @@ pub struct RawApplication {
 #[serde(deny_unknown_fields)]
 pub struct RawApplicationTriggers {
     pub http: Option<RawApplicationHttp>,
-    /// App-wide Redis trigger settings: accepted so the manifest loads; no Redis trigger runs.
-    #[serde(rename = "redis")]
-    pub _redis: Option<toml::Table>,
+    pub redis: Option<RawApplicationRedis>,
+}
+
+/// `[application.trigger.redis]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApplicationRedis {
+    pub address: String,
 }
 
 /// `[application.trigger.http]`.
@@ -77,9 +82,21 @@ pub struct RawVariable {
 pub struct RawTriggers {
     #[serde(default)]
     pub http: Vec<RawHttpTrigger>,
-    /// Other trigger types are recognised so the error can say ledge serves only HTTP.
     #[serde(default)]
-    pub redis: Vec<Spanned<toml::Table>>,
+    pub redis: Vec<Spanned<RawRedisTrigger>>,
+}
+
+/// One `[[trigger.redis]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisTrigger {
+    /// Accepted as Spin does; nothing refers to a Redis trigger by id.
+    #[serde(rename = "id")]
+    pub _id: Option<String>,
+    pub channel: String,
+    pub component: Spanned<String>,
+    /// Overrides `[application.trigger.redis] address` for this trigger.
+    pub address: Option<String>,
 }
 
 /// One `[[trigger.http]]`.

@@ -8,11 +8,11 @@ use toml::Spanned;
 
 use super::schema::{
     RawBuild, RawCommand, RawComponent, RawComponentLedge, RawComponentRef, RawFileMount,
-    RawManifest, RawRoute, RawSource, RawStaticFiles, RawStaticResponse,
+    RawManifest, RawRedisTrigger, RawRoute, RawSource, RawStaticFiles, RawStaticResponse,
 };
 use super::{
     App, Build, Component, ComponentSettings, FileMount, HttpTrigger, Located, ManifestError,
-    RemoteSource, StaticFiles, StaticResponse, TriggerHandler, Variable, Wagi,
+    RedisTrigger, RemoteSource, StaticFiles, StaticResponse, TriggerHandler, Variable, Wagi,
 };
 use crate::router::RoutePattern;
 
@@ -101,11 +101,6 @@ impl Validator<'_> {
             return Err(self
                 .error(version, "spin_manifest_version", "ledge reads manifest version 2 only")
                 .fix("set `spin_manifest_version = 2` (a version 1 manifest can be upgraded with `spin doctor`)"));
-        }
-        if let Some(redis) = raw.trigger.redis.first() {
-            return Err(self
-                .error(redis, "trigger.redis", "ledge serves HTTP triggers only")
-                .fix("remove the `[[trigger.redis]]` entries or serve them with Spin"));
         }
         let root_dir = self
             .file
@@ -330,6 +325,13 @@ impl Validator<'_> {
             .collect();
         let gateway =
             super::gateway::parse(self.file, &root_dir, self.source, &routes, &component_ids)?;
+        let redis_address = raw.application.trigger.redis.map(|redis| redis.address);
+        let redis_triggers = raw
+            .trigger
+            .redis
+            .iter()
+            .map(|trigger| self.redis_trigger(trigger, redis_address.as_deref(), &components))
+            .collect::<Result<_, _>>()?;
 
         Ok(App {
             manifest_path: std::path::absolute(self.file).unwrap_or_else(|_| self.file.to_owned()),
@@ -342,7 +344,42 @@ impl Validator<'_> {
             variables,
             components,
             triggers,
+            redis_triggers,
             gateway,
+        })
+    }
+
+    /// One `[[trigger.redis]]`, with the app's `address` unless it has its own.
+    fn redis_trigger(
+        &self,
+        trigger: &Spanned<RawRedisTrigger>,
+        app_address: Option<&str>,
+        components: &BTreeMap<String, Component>,
+    ) -> Result<RedisTrigger, ManifestError> {
+        let raw = trigger.get_ref();
+        let id = raw.component.get_ref();
+        if !components.contains_key(id) {
+            let known: Vec<&String> = components.keys().collect();
+            return Err(self
+                .error(
+                    &raw.component,
+                    "trigger.redis.component",
+                    format!("the trigger names component `{id}`, which is not defined"),
+                )
+                .fix(format!(
+                    "add a `[component.{id}]` table, or use one of {known:?}"
+                )));
+        }
+        let Some(address) = raw.address.as_deref().or(app_address) else {
+            return Err(self
+                .error(trigger, "trigger.redis", "no Redis server to subscribe to")
+                .fix("set `address = \"redis://host:6379\"` under [application.trigger.redis] or on the trigger"));
+        };
+        Ok(RedisTrigger {
+            address: address.to_string(),
+            channel: raw.channel.clone(),
+            component: id.clone(),
+            line: self.line(trigger),
         })
     }
 
