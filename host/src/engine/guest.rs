@@ -129,6 +129,9 @@ impl GuestLog {
     }
 }
 
+/// The longest output line logged as one; a longer one is logged in pieces of this size.
+const MAX_LINE: usize = 64 << 10;
+
 /// One standard output of one instance. Complete lines go to the log as they arrive; the bytes
 /// go to the component's log file unchanged.
 #[derive(Clone)]
@@ -143,19 +146,24 @@ impl GuestOutput {
         if let Some(file) = &self.log.file {
             file.lock().expect("log file lock").write_all(bytes)?;
         }
+        if !self.log.printed {
+            return Ok(());
+        }
         let mut pending = self.pending.lock().expect("pending output lock");
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             self.emit(&line[..line.len() - 1]);
         }
+        // A guest that never ends its line must not grow the host's memory without bound.
+        if pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut *pending);
+            self.emit(&line);
+        }
         Ok(())
     }
 
     fn emit(&self, line: &[u8]) {
-        if !self.log.printed {
-            return;
-        }
         let line = String::from_utf8_lossy(line);
         tracing::info!(target: "guest", component = %self.log.component, stream = self.name, "{line}");
     }
@@ -224,5 +232,23 @@ impl tokio::io::AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_held_back_for_a_line_end_stays_bounded() {
+        let printed = GuestLog::open("c", None, true).unwrap().stream("stdout");
+        printed.write_bytes(&vec![b'x'; MAX_LINE + 10]).unwrap();
+        assert!(printed.pending.lock().unwrap().is_empty());
+        printed.write_bytes(b"partial").unwrap();
+        assert_eq!(*printed.pending.lock().unwrap(), b"partial");
+        // Output nobody prints is not held at all.
+        let unprinted = GuestLog::open("c", None, false).unwrap().stream("stdout");
+        unprinted.write_bytes(b"partial").unwrap();
+        assert!(unprinted.pending.lock().unwrap().is_empty());
     }
 }
