@@ -124,6 +124,11 @@ pub struct UpArgs {
     #[arg(long)]
     pub disable_cache: bool,
 
+    /// A wasmtime cache configuration file (Spin's `--cache`): its `[cache]` `directory` is
+    /// where compiled components are kept, and `enabled = false` turns the cache off.
+    #[arg(long, value_name = "FILE", conflicts_with = "disable_cache")]
+    pub cache: Option<PathBuf>,
+
     /// The longest a request may run in a component (e.g. `30s`, `500ms`); over it: 504.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub request_timeout: Option<Duration>,

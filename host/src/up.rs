@@ -69,7 +69,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
     let runtime = Runtime::new(EngineSettings {
         pooling: !args.disable_pooling,
-        cache_dir: (!args.disable_cache).then(|| state_dirs[0].join("cache")),
+        cache_dir: compile_cache_dir(&args, &state_dirs[0])?,
         request_timeout: args.request_timeout,
     })?;
     // Metrics first, so the pools register theirs with the recorder.
@@ -257,6 +257,51 @@ async fn load_app(
     });
     let _ = in_process.set(service.clone());
     Ok(service)
+}
+
+/// Where compiled components are cached: `<state-dir>/cache`, or what `--cache`'s wasmtime
+/// cache configuration says; `None` with `--disable-cache` or `enabled = false`.
+fn compile_cache_dir(args: &UpArgs, state_dir: &Path) -> Result<Option<PathBuf>> {
+    /// The parts of wasmtime's cache configuration that apply to ledge's compile cache; its
+    /// cleanup and compression settings have no counterpart and are ignored.
+    #[derive(serde::Deserialize)]
+    struct WasmtimeCacheFile {
+        cache: WasmtimeCache,
+    }
+    #[derive(serde::Deserialize)]
+    struct WasmtimeCache {
+        #[serde(default = "enabled_by_default")]
+        enabled: bool,
+        directory: Option<PathBuf>,
+    }
+    fn enabled_by_default() -> bool {
+        true
+    }
+    if args.disable_cache {
+        return Ok(None);
+    }
+    let Some(file) = &args.cache else {
+        return Ok(Some(state_dir.join("cache")));
+    };
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--cache {}: cannot read the file", file.display()))?;
+    let config: WasmtimeCacheFile = toml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--cache {}: not a wasmtime cache configuration: {}\n  fix: write it as `[cache]` with `enabled = true` and `directory = \"...\"`",
+            file.display(),
+            e.message()
+        )
+    })?;
+    if !config.cache.enabled {
+        return Ok(None);
+    }
+    Ok(Some(config.cache.directory.map_or_else(
+        || state_dir.join("cache"),
+        |directory| {
+            // A relative directory is taken relative to the file.
+            file.parent().unwrap_or(Path::new(".")).join(directory)
+        },
+    )))
 }
 
 /// What loading a component needs from the app and the command line.

@@ -34,6 +34,51 @@ fn the_second_start_loads_from_the_compile_cache() {
 }
 
 #[test]
+fn a_wasmtime_cache_file_chooses_where_compiled_components_go() {
+    let app = echo_app();
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("cache.toml");
+    std::fs::write(&file, "[cache]\nenabled = true\ndirectory = \"compiled\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    drop(app.up(&["--cache", file]).wait_for_log("ready in"));
+    let cached = std::fs::read_dir(config.path().join("compiled"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        cached, 1,
+        "one compiled component in the configured directory"
+    );
+    let log = app.up(&["--cache", file]).wait_for_log("ready in");
+    assert!(log.contains("loaded from the compile cache"), "{log}");
+
+    // `enabled = false` compiles afresh and keeps nothing.
+    let off = config.path().join("off.toml");
+    std::fs::write(&off, "[cache]\nenabled = false\ndirectory = \"unused\"\n").unwrap();
+    let log = app
+        .up(&["--cache", off.to_str().unwrap()])
+        .wait_for_log("ready in");
+    assert!(!log.contains("loaded from the compile cache"), "{log}");
+    assert!(!config.path().join("unused").exists());
+
+    // A file that is not a cache configuration stops start-up, naming it.
+    let manifest = app.manifest();
+    let (status, _, stderr) = run_ledge(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cache",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("not a wasmtime cache configuration"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let app = echo_app();
     let ledge = app.up(&[]);
