@@ -1,6 +1,6 @@
 //! A misbehaving guest gets a status, a log line naming it, and nobody else notices.
 
-use crate::harness::{AppDir, HEADER, Ledge, client, get, run_ledge};
+use crate::harness::{AppDir, HEADER, Ledge, client, get};
 
 fn faults_app() -> AppDir {
     AppDir::new(&format!(
@@ -180,17 +180,7 @@ fn follow_prints_only_the_named_components_output() {
         assert!(file.contains("a line on stdout\n"), "{component}: {file}");
     }
 
-    let manifest = app.manifest();
-    let (status, _, stderr) = run_ledge(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--follow",
-        "nobody",
-    ]);
-    assert!(!status.success());
+    let stderr = app.up_fails_with(&["--follow", "nobody"]);
     assert!(
         stderr.contains("--follow nobody: no component has that id")
             && stderr.contains("loud, muted"),

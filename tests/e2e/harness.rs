@@ -222,19 +222,29 @@ impl AppDir {
     /// Runs `ledge up` on this app expecting it to fail at start-up naming the manifest; returns
     /// its stderr.
     pub fn up_fails(&self) -> String {
+        let stderr = self.up_fails_with(&[]);
         let manifest = self.manifest();
-        let (status, _, stderr) = run_ledge(&[
+        assert!(
+            stderr.contains(manifest.to_str().unwrap()),
+            "names the file: {stderr}"
+        );
+        stderr
+    }
+
+    /// Runs `ledge up` on this app with extra `args`, expecting it to fail at start-up; returns
+    /// its stderr.
+    pub fn up_fails_with(&self, args: &[&str]) -> String {
+        let manifest = self.manifest();
+        let mut all = vec![
             "up",
             "-f",
             manifest.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-        ]);
+        ];
+        all.extend_from_slice(args);
+        let (status, _, stderr) = run_ledge(&all);
         assert!(!status.success(), "ledge up should fail:\n{stderr}");
-        assert!(
-            stderr.contains(manifest.to_str().unwrap()),
-            "names the file: {stderr}"
-        );
         stderr
     }
 

@@ -62,16 +62,7 @@ fn a_wasmtime_cache_file_chooses_where_compiled_components_go() {
 
     // A file that is not a cache configuration stops start-up, naming it.
     let manifest = app.manifest();
-    let (status, _, stderr) = run_ledge(&[
-        "up",
-        "-f",
-        manifest.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--cache",
-        manifest.to_str().unwrap(),
-    ]);
-    assert!(!status.success());
+    let stderr = app.up_fails_with(&["--cache", manifest.to_str().unwrap()]);
     assert!(
         stderr.contains("not a wasmtime cache configuration"),
         "{stderr}"

@@ -12,6 +12,50 @@
 //! ([`values`]), the view an instance gives ([`HasPostgresView`]), the interface versions
 //! (`v2`, `v3`, `v4`) and [`add_to_linker`].
 
+/// `From<RowSet>` for version module `$v`'s `RowSet` and `Column` (whose value and data-type
+/// conversions each version writes).
+macro_rules! row_set_conversion {
+    ($v:ident) => {
+        impl From<$crate::outbound_postgres::RowSet> for $v::RowSet {
+            fn from(set: $crate::outbound_postgres::RowSet) -> Self {
+                Self {
+                    columns: set
+                        .columns
+                        .into_iter()
+                        .map(|column| $v::Column {
+                            name: column.name,
+                            data_type: column.data_type.into(),
+                        })
+                        .collect(),
+                    rows: set
+                        .rows
+                        .into_iter()
+                        .map(|row| row.into_iter().map(Into::into).collect())
+                        .collect(),
+                }
+            }
+        }
+    };
+}
+
+/// `From<PgError>` for the versions whose errors are text (2.0.0's `rdbms-types`, 3.0.0).
+macro_rules! text_error_conversion {
+    ($v:ident) => {
+        impl From<$crate::outbound_postgres::PgError> for $v::Error {
+            fn from(error: $crate::outbound_postgres::PgError) -> Self {
+                use $crate::outbound_postgres::PgError;
+                match error {
+                    PgError::ConnectionFailed(message) => Self::ConnectionFailed(message),
+                    PgError::BadParameter(message) => Self::BadParameter(message),
+                    PgError::QueryFailed(text, _) => Self::QueryFailed(text),
+                    PgError::ValueConversionFailed(message) => Self::ValueConversionFailed(message),
+                    PgError::Other(message) => Self::Other(message),
+                }
+            }
+        }
+    };
+}
+
 /// The synchronous `connection` functions every version shares (`open`, `query`, `execute`),
 /// for the version module `$v` whose `Error`, `RowSet` and `ParameterValue` convert from and
 /// to the shared model.

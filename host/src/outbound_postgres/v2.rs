@@ -1,22 +1,10 @@
 //! `fermyon:spin/postgres@2.0.0` with `rdbms-types` (spin-sdk 5's `pg`): integers signed and
 //! unsigned, text, binary; errors as text.
 
+use super::PostgresView;
 use super::bindings::fermyon::spin::postgres as v2;
 use super::bindings::fermyon::spin::rdbms_types;
 use super::values::{DataType, Value};
-use super::{PgError, PostgresView, RowSet};
-
-impl From<PgError> for rdbms_types::Error {
-    fn from(error: PgError) -> Self {
-        match error {
-            PgError::ConnectionFailed(message) => Self::ConnectionFailed(message),
-            PgError::BadParameter(message) => Self::BadParameter(message),
-            PgError::QueryFailed(text, _) => Self::QueryFailed(text),
-            PgError::ValueConversionFailed(message) => Self::ValueConversionFailed(message),
-            PgError::Other(message) => Self::Other(message),
-        }
-    }
-}
 
 impl From<rdbms_types::ParameterValue> for Value {
     fn from(value: rdbms_types::ParameterValue) -> Self {
@@ -75,28 +63,11 @@ impl From<DataType> for rdbms_types::DbDataType {
     }
 }
 
-impl From<RowSet> for rdbms_types::RowSet {
-    fn from(set: RowSet) -> Self {
-        Self {
-            columns: set
-                .columns
-                .into_iter()
-                .map(|column| rdbms_types::Column {
-                    name: column.name,
-                    data_type: column.data_type.into(),
-                })
-                .collect(),
-            rows: set
-                .rows
-                .into_iter()
-                .map(|row| row.into_iter().map(Into::into).collect())
-                .collect(),
-        }
-    }
-}
-
 impl rdbms_types::Host for PostgresView<'_> {}
 
 impl v2::Host for PostgresView<'_> {}
 
 sync_connection!(v2);
+
+text_error_conversion!(rdbms_types);
+row_set_conversion!(rdbms_types);

@@ -1,21 +1,9 @@
 //! `spin:postgres/postgres@3.0.0` (spin-sdk 5's `pg3`): 2.0.0's shape with dates and times,
 //! errors as text.
 
+use super::PostgresView;
 use super::bindings::spin::postgres3_0_0::postgres as v3;
 use super::values::{DataType, Value};
-use super::{PgError, PostgresView, RowSet};
-
-impl From<PgError> for v3::Error {
-    fn from(error: PgError) -> Self {
-        match error {
-            PgError::ConnectionFailed(message) => Self::ConnectionFailed(message),
-            PgError::BadParameter(message) => Self::BadParameter(message),
-            PgError::QueryFailed(text, _) => Self::QueryFailed(text),
-            PgError::ValueConversionFailed(message) => Self::ValueConversionFailed(message),
-            PgError::Other(message) => Self::Other(message),
-        }
-    }
-}
 
 impl From<v3::ParameterValue> for Value {
     fn from(value: v3::ParameterValue) -> Self {
@@ -81,26 +69,9 @@ impl From<DataType> for v3::DbDataType {
     }
 }
 
-impl From<RowSet> for v3::RowSet {
-    fn from(set: RowSet) -> Self {
-        Self {
-            columns: set
-                .columns
-                .into_iter()
-                .map(|column| v3::Column {
-                    name: column.name,
-                    data_type: column.data_type.into(),
-                })
-                .collect(),
-            rows: set
-                .rows
-                .into_iter()
-                .map(|row| row.into_iter().map(Into::into).collect())
-                .collect(),
-        }
-    }
-}
-
 impl v3::Host for PostgresView<'_> {}
 
 sync_connection!(v3);
+
+text_error_conversion!(v3);
+row_set_conversion!(v3);

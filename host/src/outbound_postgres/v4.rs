@@ -6,7 +6,7 @@ use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 use super::bindings::spin::postgres4_0_0::postgres as v4_0;
 use super::bindings::spin::postgres4_2_0::postgres as v4_2;
 use super::values::{BoundKind, DataType, Interval, Value};
-use super::{Column, PgBuilder, PgConnection, PgError, Postgres, PostgresView, RowSet};
+use super::{PgBuilder, PgConnection, PgError, Postgres, PostgresView};
 use crate::data::streams;
 
 /// The conversions between the shared model and one 4.x version's types, and its
@@ -179,27 +179,7 @@ macro_rules! v4_interface {
             }
         }
 
-        impl From<Column> for $v::Column {
-            fn from(column: Column) -> Self {
-                Self {
-                    name: column.name,
-                    data_type: column.data_type.into(),
-                }
-            }
-        }
-
-        impl From<RowSet> for $v::RowSet {
-            fn from(set: RowSet) -> Self {
-                Self {
-                    columns: set.columns.into_iter().map(Into::into).collect(),
-                    rows: set
-                        .rows
-                        .into_iter()
-                        .map(|row| row.into_iter().map(Into::into).collect())
-                        .collect(),
-                }
-            }
-        }
+        row_set_conversion!($v);
 
         impl $v::Host for PostgresView<'_> {}
 
