@@ -1,43 +1,73 @@
-"""A function in Python: the shows of the sample app, over HTTP and SQLite.
+"""A function in Python: the shows of the sample app, over HTTP, SQLite, key-value and variables.
 
-Built with componentize-py and Spin's Python SDK (see requirements.txt):
+Built with componentize-py and Spin's Python SDK (see requirements.txt), in an activated venv,
+exactly as the SDK's README says:
 
-    componentize-py -w spin-http componentize app -o shows_py.wasm
+    componentize-py -w spin:up/http-trigger@4.1.0 componentize app -o shows_py.wasm
 
 GET /shows lists the shows as JSON; POST /shows with {"title": ..., "starts_at": ...} adds one
 and answers 201 with its id. The table is the sample app's (migrations/001_shows.sql).
+POST /shows/<id>/likes counts a like in the default key-value store and answers the count;
+GET /shows/venue answers the `venue` variable.
 """
 
 import json
 
-from spin_sdk import http
+from spin_sdk import http, key_value, sqlite, variables
 from spin_sdk.http import Request, Response
-
-# The generated binding of `fermyon:spin/sqlite@2.0.0` (componentize-py 0.16 names it after its
-# package, beside `spin:sqlite/sqlite@3.0.0`).
-from spin_sdk.wit.imports import fermyon_spin_sqlite as sqlite
+from spin_sdk.sqlite import Value_Text
 
 
 def reply(status: int, body) -> Response:
     return Response(status, {"content-type": "application/json"}, bytes(json.dumps(body), "utf-8"))
 
 
-class IncomingHandler(http.IncomingHandler):
-    def handle_request(self, request: Request) -> Response:
-        db = sqlite.Connection.open("default")
+async def query(db: sqlite.Connection, statement: str, params: list) -> list:
+    """Runs `statement`, reads every row from its stream, then awaits its result (raising an
+    error the statement ended with)."""
+    _columns, rows, result = await db.execute(statement, params)
+    values = []
+    with rows:
+        while not rows.writer_dropped:
+            values += [[value.value for value in row.values] for row in await rows.read(64)]
+    await result.read()
+    return values
+
+
+async def shows(request: Request) -> Response:
+    with await sqlite.Connection.open_default() as db:
         if request.method == "GET":
-            result = db.execute("SELECT id, title, starts_at FROM shows ORDER BY id", [])
-            shows = [
-                {"id": row.values[0].value, "title": row.values[1].value, "starts_at": row.values[2].value}
-                for row in result.rows
-            ]
-            return reply(200, shows)
+            rows = await query(db, "SELECT id, title, starts_at FROM shows ORDER BY id", [])
+            return reply(200, [{"id": r[0], "title": r[1], "starts_at": r[2]} for r in rows])
         if request.method == "POST":
             try:
                 show = json.loads(request.body or b"")
-                params = [sqlite.Value_Text(show["title"]), sqlite.Value_Text(show["starts_at"])]
+                params = [Value_Text(show["title"]), Value_Text(show["starts_at"])]
             except (ValueError, KeyError, TypeError):
                 return reply(400, {"error": "send {\"title\": ..., \"starts_at\": ...}"})
-            added = db.execute("INSERT INTO shows (title, starts_at) VALUES (?, ?) RETURNING id", params)
-            return reply(201, {"id": added.rows[0].values[0].value})
-        return reply(405, {"error": "use GET or POST"})
+            added = await query(
+                db, "INSERT INTO shows (title, starts_at) VALUES (?, ?) RETURNING id", params
+            )
+            return reply(201, {"id": added[0][0]})
+    return reply(405, {"error": "use GET or POST"})
+
+
+async def like(show_id: str) -> Response:
+    with await key_value.open_default() as store:
+        key = f"likes-{show_id}"
+        likes = int(await store.get(key) or b"0") + 1
+        await store.set(key, str(likes).encode())
+    return reply(200, {"show": show_id, "likes": likes})
+
+
+class HttpHandler(http.Handler):
+    async def handle_request(self, request: Request) -> Response:
+        path = request.uri.split("?")[0].rstrip("/")
+        parts = path.split("/")[2:]
+        if not parts:
+            return await shows(request)
+        if parts == ["venue"] and request.method == "GET":
+            return reply(200, {"venue": await variables.get("venue")})
+        if len(parts) == 2 and parts[1] == "likes" and request.method == "POST":
+            return await like(parts[0])
+        return reply(404, {"error": "not found"})

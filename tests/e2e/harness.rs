@@ -121,23 +121,20 @@ pub fn python_guest() -> &'static Path {
         run(Command::new(&python)
             .args(["-m", "pip", "install", "-q", "-r"])
             .arg(source.join("requirements.txt")));
-        let site_packages = Command::new(&python)
-            .args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ])
-            .output()
-            .expect("the venv's python runs");
-        let site_packages = String::from_utf8_lossy(&site_packages.stdout)
-            .trim()
-            .to_string();
         let output = root.join("target/py/shows_py.wasm");
         std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+        // As the SDK's README builds it: in the activated venv, where componentize-py finds the
+        // SDK's WIT and `spin:up` world.
         run(Command::new(venv.join("bin/componentize-py"))
             .current_dir(&source)
-            .args(["-w", "spin-http", "componentize", "app", "-p", ".", "-p"])
-            .arg(&site_packages)
-            .arg("-o")
+            .env("VIRTUAL_ENV", &venv)
+            .args([
+                "-w",
+                "spin:up/http-trigger@4.1.0",
+                "componentize",
+                "app",
+                "-o",
+            ])
             .arg(&output));
         output
     })

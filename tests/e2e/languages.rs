@@ -6,10 +6,15 @@ use crate::harness::{
 };
 
 #[test]
-fn a_python_function_serves_http_and_uses_sqlite() {
+fn a_python_function_serves_http_and_uses_sqlite_key_value_and_variables() {
+    // Built with the newest Python SDK, whose world imports the `@0.3.0-rc-2026-03-15` WASI
+    // set beside 0.2.x and 0.3.0 (see `components/shows-py/requirements.txt`).
     let app = AppDir::new(&format!(
-        "{HEADER}[[trigger.http]]\nroute = \"/shows/...\"\ncomponent = \"shows\"\n\
-         [component.shows]\nsource = \"{}\"\nsqlite_databases = [\"default\"]\n",
+        "{HEADER}[variables]\nvenue = {{ default = \"The Old Vic\" }}\n\
+         [[trigger.http]]\nroute = \"/shows/...\"\ncomponent = \"shows\"\n\
+         [component.shows]\nsource = \"{}\"\nsqlite_databases = [\"default\"]\n\
+         key_value_stores = [\"default\"]\n\
+         [component.shows.variables]\nvenue = \"{{{{ venue }}}}\"\n",
         python_guest().display()
     ));
     let state = app.dir.path().join("state");
@@ -47,6 +52,21 @@ fn a_python_function_serves_http_and_uses_sqlite() {
         .query_row("SELECT title FROM shows WHERE id = 4", [], |row| row.get(0))
         .unwrap();
     assert_eq!(title, "Encore");
+
+    // Key-value: each like is counted in the store.
+    for likes in 1..=2 {
+        let liked = client().post(ledge.at("/shows/4/likes")).send().unwrap();
+        assert_eq!(liked.status(), 200);
+        assert_eq!(
+            liked.text().unwrap(),
+            format!(r#"{{"show": "4", "likes": {likes}}}"#)
+        );
+    }
+    // Variables: the component's variable, from the application's default.
+    assert_eq!(
+        get(&ledge.at("/shows/venue")),
+        (200, r#"{"venue": "The Old Vic"}"#.into())
+    );
 }
 
 #[test]

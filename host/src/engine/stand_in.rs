@@ -79,17 +79,25 @@ fn stand_in(
     let mut definitions = linker.instance(name).map_err(|e| anyhow!("{e:#}"))?;
     for (export, item) in instance.exports(engine) {
         match item.ty {
-            ComponentItem::ComponentFunc(_) => {
+            ComponentItem::ComponentFunc(func) => {
                 let function = format!("{name}#{export}");
                 let id = id.to_owned();
-                definitions
-                    .func_new(export, move |_, _, _, _| {
-                        let message =
-                            format!("`{function}` has not been defined: ledge does not provide it");
-                        tracing::warn!(component = %id, "the guest called {message}");
-                        Err(wasmtime::Error::msg(message))
+                let fail = move || {
+                    let message =
+                        format!("`{function}` has not been defined: ledge does not provide it");
+                    tracing::warn!(component = %id, "the guest called {message}");
+                    wasmtime::Error::msg(message)
+                };
+                // An `async func` import is only satisfied by a concurrent host function.
+                let defined = if func.async_() {
+                    definitions.func_new_concurrent(export, move |_, _, _, _| {
+                        let error = fail();
+                        Box::pin(async move { Err(error) })
                     })
-                    .map_err(|e| anyhow!("{e:#}"))?;
+                } else {
+                    definitions.func_new(export, move |_, _, _, _| Err(fail()))
+                };
+                defined.map_err(|e| anyhow!("{e:#}"))?;
             }
             ComponentItem::Resource(_) => definitions
                 .resource(export, ResourceType::host::<Unprovided>(), |_, _| Ok(()))

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds app.wasm with componentize-py and Spin's Python SDK, installed from PyPI into .venv.
+# Builds app.wasm with componentize-py and Spin's Python SDK, installed from PyPI into .venv,
+# as the SDK's README does: in the activated venv, for Spin's `spin:up` HTTP world.
 set -eu
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -r requirements.txt
-site_packages=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-.venv/bin/componentize-py -w spin-http componentize app -p . -p "$site_packages" -o app.wasm
+. .venv/bin/activate
+python -m pip install -q -r requirements.txt
+componentize-py -w spin:up/http-trigger@4.1.0 componentize app -o app.wasm
