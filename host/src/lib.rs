@@ -3,7 +3,7 @@
 //! The crate follows the path of a request: [`manifest`] reads the app, [`router`] picks the
 //! route, [`server`] accepts connections and walks each request through route -> [`gateway`]
 //! policies -> invoke -> respond, and [`engine`] compiles, instantiates and invokes the components, which reach the
-//! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_redis`], [`outbound_mqtt`], [`outbound_postgres`], raw [`sockets`]; [`llm`] answers
+//! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_redis`], [`outbound_mqtt`], [`outbound_postgres`], [`outbound_mysql`], raw [`sockets`]; [`llm`] answers
 //! that no model is served)
 //! through WIT interfaces. [`up`] and
 //! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod llm;
 pub mod manifest;
 pub mod outbound_mqtt;
+pub mod outbound_mysql;
 pub mod outbound_postgres;
 pub mod outbound_redis;
 pub mod router;

@@ -621,3 +621,98 @@ impl Drop for PostgresServer {
         let _ = &self.data;
     }
 }
+
+/// A MariaDB server from Debian on a free loopback port, its data in a temp dir, with a
+/// database `app` that user `ledge` (password `secret`) owns. Stopped when dropped.
+pub struct MariadbServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    data: tempfile::TempDir,
+}
+
+impl MariadbServer {
+    /// Initializes a data dir and starts the server on it (as root, which MariaDB allows only
+    /// when told `--user=root`), waiting until it answers queries.
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let datadir = data.path().join("data");
+        let install = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", datadir.display()))
+            .output()
+            .expect("MariaDB is installed (.ci/run installs it)");
+        assert!(install.status.success(), "mariadb-install-db: {install:?}");
+        let port = free_port();
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--character-set-server=utf8mb4",
+                "--innodb-buffer-pool-size=16M",
+                "--innodb-flush-log-at-trx-commit=0",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", data.path().join("socket").display()))
+            .arg(format!("--pid-file={}", data.path().join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                data.path().join("error.log").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self { port, child, data };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.sql("SELECT 1").is_err() {
+            assert!(Instant::now() < deadline, "MariaDB did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+            .sql(
+                "CREATE DATABASE app; CREATE USER 'ledge'@'%' IDENTIFIED BY 'secret'; \
+                 GRANT ALL ON app.* TO 'ledge'@'%'",
+            )
+            .unwrap();
+        server
+    }
+
+    /// The guest's address for database `app` on this server.
+    pub fn address(&self) -> String {
+        format!("mysql://ledge:secret@127.0.0.1:{}/app", self.port)
+    }
+
+    /// Runs `sql` as root in database `app` (or none before it exists), returning the rows
+    /// tab-separated, one per line.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        let output = Command::new("mariadb")
+            .args(["--no-defaults", "-h", "127.0.0.1", "-u", "root", "-N", "-B"])
+            .arg(format!("--port={}", self.port))
+            .args(["-e", sql])
+            .output()
+            .unwrap();
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for MariadbServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = &self.data;
+    }
+}

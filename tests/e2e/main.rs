@@ -12,6 +12,7 @@ mod lifecycle;
 mod llm;
 mod manifest_errors;
 mod outbound_mqtt;
+mod outbound_mysql;
 mod outbound_postgres;
 mod outbound_redis;
 mod remote_sources;

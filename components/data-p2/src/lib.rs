@@ -27,10 +27,14 @@
 //!   `query <SQL>` / `execute <SQL>` lines as the body, through spin-sdk's `pg`, `pg3` or `pg4`;
 //!   answers one line per statement;
 //! - `GET /pg-types` (`pg-address` header): every `pg4` type bound and read back;
+//! - `POST /mysql` with the address in a `mysql-address` header and `query <SQL>` /
+//!   `execute <SQL>` lines as the body, through spin-sdk's `mysql`; `GET /mysql-types`: every
+//!   parameter type bound and read back;
 //! - `GET /ping`: answers `pong` and touches no data (the benchmark's same-guest baseline).
 //!
 //! Failures answer 500 with `error: <the interface's error>`.
 
+mod mysql;
 mod pg;
 
 use spin_sdk::http::{IncomingRequest, IntoResponse, Method, Response};
@@ -63,6 +67,12 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
     let pg_address = req
         .headers()
         .get("pg-address")
+        .first()
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_default();
+    let mysql_address = req
+        .headers()
+        .get("mysql-address")
         .first()
         .map(|value| String::from_utf8_lossy(value).into_owned())
         .unwrap_or_default();
@@ -207,6 +217,14 @@ async fn handle(req: IncomingRequest) -> anyhow::Result<impl IntoResponse> {
             }
         }
         ["pg-types"] => match pg::round_trip(&pg_address) {
+            Ok(answer) => reply(200, answer),
+            Err(e) => reply(500, format!("error: {e}")),
+        },
+        ["mysql"] => match mysql::script(&mysql_address, &String::from_utf8_lossy(&body)) {
+            Ok(lines) => reply(200, lines.join("\n")),
+            Err(e) => reply(500, format!("error: {e}")),
+        },
+        ["mysql-types"] => match mysql::round_trip(&mysql_address) {
             Ok(answer) => reply(200, answer),
             Err(e) => reply(500, format!("error: {e}")),
         },

@@ -2,8 +2,10 @@
 //! `spin:sqlite@3.1.0`, `spin:variables@3.0.0`), in a p3 component. The same HTTP API as
 //! `data-p2` (including `/fetch`), so the end-to-end tests run one suite against both. Beside
 //! it: `POST /pg/<open|builder>` (script lines, `pg-address` header), `GET /pg-types` and
-//! `GET /pg-orders` (every order of consuming `query-async`'s rows and result).
+//! `GET /pg-orders` (every order of consuming `query-async`'s rows and result), and the same
+//! for MySQL: `POST /mysql` (`mysql-address` header), `GET /mysql-types`, `GET /mysql-orders`.
 
+mod mysql;
 mod pg;
 
 use spin_sdk::http::{FullBody, IntoResponse, Method, Request};
@@ -340,6 +342,12 @@ async fn handle(req: Request) -> impl IntoResponse {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let mysql_address = req
+        .headers()
+        .get("mysql-address")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = match spin_sdk::http::body::IncomingBodyExt::bytes(req.into_body()).await {
         Ok(bytes) => bytes.to_vec(),
         Err(e) => return failure(e),
@@ -391,6 +399,18 @@ async fn handle(req: Request) -> impl IntoResponse {
             Err(e) => failure(e),
         },
         ["pg-orders"] => match pg::consumption_orders(&pg_address).await {
+            Ok(answer) => reply(200, answer),
+            Err(e) => failure(e),
+        },
+        ["mysql"] => match mysql::script(&mysql_address, &String::from_utf8_lossy(&body)).await {
+            Ok(lines) => reply(200, lines.join("\n")),
+            Err(e) => failure(e),
+        },
+        ["mysql-types"] => match mysql::round_trip(&mysql_address).await {
+            Ok(answer) => reply(200, answer),
+            Err(e) => failure(e),
+        },
+        ["mysql-orders"] => match mysql::consumption_orders(&mysql_address).await {
             Ok(answer) => reply(200, answer),
             Err(e) => failure(e),
         },

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::outbound::OutboundPolicy;
 use crate::data::{DataView, Grants, HasDataView};
 use crate::outbound_mqtt::{HasMqttView, MqttView};
+use crate::outbound_mysql::{HasMysqlView, MysqlView};
 use crate::outbound_postgres::{HasPostgresView, PostgresView};
 use crate::outbound_redis::{HasRedisView, RedisView};
 
@@ -61,6 +62,15 @@ impl HasMqttView for GuestState {
 impl HasPostgresView for GuestState {
     fn postgres_view(&mut self) -> PostgresView<'_> {
         PostgresView {
+            table: &mut self.table,
+            allowed: self.outbound.allowed(),
+        }
+    }
+}
+
+impl HasMysqlView for GuestState {
+    fn mysql_view(&mut self) -> MysqlView<'_> {
+        MysqlView {
             table: &mut self.table,
             allowed: self.outbound.allowed(),
         }

@@ -78,6 +78,7 @@ impl Runtime {
         crate::outbound_redis::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         crate::outbound_mqtt::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         crate::outbound_postgres::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
+        crate::outbound_mysql::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         crate::llm::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         let epoch_ticker = settings
             .request_timeout
