@@ -13,7 +13,7 @@ GET /shows/venue answers the `venue` variable.
 
 import json
 
-from spin_sdk import http, key_value, sqlite, variables
+from spin_sdk import http, key_value, sqlite, util, variables
 from spin_sdk.http import Request, Response
 from spin_sdk.sqlite import Value_Text
 
@@ -23,15 +23,9 @@ def reply(status: int, body) -> Response:
 
 
 async def query(db: sqlite.Connection, statement: str, params: list) -> list:
-    """Runs `statement`, reads every row from its stream, then awaits its result (raising an
-    error the statement ended with)."""
+    """Runs `statement` and answers its rows' values, raising the error it ended with."""
     _columns, rows, result = await db.execute(statement, params)
-    values = []
-    with rows:
-        while not rows.writer_dropped:
-            values += [[value.value for value in row.values] for row in await rows.read(64)]
-    await result.read()
-    return values
+    return [[value.value for value in row.values] for row in await util.collect((rows, result))]
 
 
 async def shows(request: Request) -> Response:

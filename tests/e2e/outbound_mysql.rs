@@ -3,9 +3,7 @@
 //! stream, consumed in every order); every parameter type bound and read back;
 //! `allowed_outbound_hosts` deciding before any connection.
 
-use std::net::TcpListener;
-
-use crate::harness::{AppDir, HEADER, Ledge, MariadbServer, client};
+use crate::harness::{AppDir, ForbiddenPort, HEADER, Ledge, MariadbServer, client};
 
 /// Posts `script` to `route` with `address` as the guest's MySQL address.
 fn run(ledge: &Ledge, route: &str, address: &str, script: &str) -> (u16, String) {
@@ -21,9 +19,8 @@ fn run(ledge: &Ledge, route: &str, address: &str, script: &str) -> (u16, String)
 /// A denied address is `connection-failed("address ... is not permitted")`, and the server
 /// there never sees a connection.
 fn assert_denied(ledge: &Ledge, route: &str) {
-    let forbidden = TcpListener::bind("127.0.0.1:0").unwrap();
-    forbidden.set_nonblocking(true).unwrap();
-    let port = forbidden.local_addr().unwrap().port();
+    let forbidden = ForbiddenPort::bind();
+    let port = forbidden.port;
     let address = format!("mysql://ledge:secret@127.0.0.1:{port}/app");
     let (status, body) = run(ledge, route, &address, "query SELECT 1");
     assert_eq!(status, 500, "{body}");
@@ -33,11 +30,7 @@ fn assert_denied(ledge: &Ledge, route: &str) {
         )),
         "{body}"
     );
-    assert_eq!(
-        forbidden.accept().map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::WouldBlock),
-        "the denied server saw a connection"
-    );
+    forbidden.assert_untouched();
 }
 
 /// The column types both guests' round trips read back, from `TINYINT` to `BIGINT UNSIGNED`,
@@ -126,10 +119,41 @@ fn spin_sdk_5_and_7_guests_use_mysql_2_and_3() {
             "{guest}: {body}"
         );
         assert_denied(&ledge, &format!("/{guest}/mysql"));
+        // ledge dials only the address it checked: an address naming the server's unix
+        // socket is refused, and one preferring it still goes over TCP (the server sees a
+        // TCP client, `host:port`).
+        let through_socket = format!("{address}?socket={}", server.socket().display());
+        let (status, body) = run(
+            &ledge,
+            &format!("/{guest}/mysql"),
+            &through_socket,
+            "query SELECT 1",
+        );
+        assert_eq!(status, 500, "{body}");
+        assert!(body.contains("is not permitted"), "{guest}: {body}");
+        let (status, body) = run(
+            &ledge,
+            &format!("/{guest}/mysql"),
+            &format!("{address}?prefer_socket=true"),
+            "query SELECT host FROM information_schema.processlist WHERE id = CONNECTION_ID()",
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(':'), "{guest} connected without TCP: {body}");
+        // Times keep the precision of their column.
+        let (status, body) = run(
+            &ledge,
+            &format!("/{guest}/mysql"),
+            &address,
+            "query SELECT CAST('2026-11-30 01:02:03.456' AS DATETIME(3)), CAST('-01:02:03' AS TIME)",
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body, "DbValue::Str(\"2026-11-30 01:02:03.456\")|DbValue::Str(\"-01:02:03\")",
+            "{guest}"
+        );
     }
 
-    // Every parameter type, bound and read back: spin-sdk 5 reads with the text protocol,
-    // then with the binary one; spin-sdk 7 with the binary one.
+    // Every parameter type, bound and read back.
     let (status, body) = run(&ledge, "/p2/mysql-types", &address, "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(

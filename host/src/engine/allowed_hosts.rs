@@ -98,6 +98,16 @@ impl AllowedHosts {
         })
     }
 
+    /// Whether a client of an outbound service (Redis, MQTT, Postgres, MySQL) may dial
+    /// `host:port` over the network for `scheme`. `self` and `*.spin.internal` are never
+    /// network hosts.
+    pub fn permits_network(&self, scheme: &str, host: &str, port: u16) -> bool {
+        matches!(
+            self.check(scheme, host, Some(port)),
+            Some(Destination::Network)
+        )
+    }
+
     /// Whether a raw socket may reach `address` by an entry's IP, CIDR range or `*` host
     /// (whatever the entry's scheme). Named hosts are not consulted: see
     /// [`AllowedHosts::names_for_port`].

@@ -16,11 +16,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
+use super::outbound_view::{HasOutboundView, OutboundView};
 use crate::data::{DataView, Grants, HasDataView};
-use crate::outbound_mqtt::{HasMqttView, MqttView};
-use crate::outbound_mysql::{HasMysqlView, MysqlView};
-use crate::outbound_postgres::{HasPostgresView, PostgresView};
-use crate::outbound_redis::{HasRedisView, RedisView};
 
 /// The data of one guest store.
 pub struct GuestState {
@@ -41,36 +38,9 @@ impl HasDataView for GuestState {
     }
 }
 
-impl HasRedisView for GuestState {
-    fn redis_view(&mut self) -> RedisView<'_> {
-        RedisView {
-            table: &mut self.table,
-            allowed: self.outbound.allowed(),
-        }
-    }
-}
-
-impl HasMqttView for GuestState {
-    fn mqtt_view(&mut self) -> MqttView<'_> {
-        MqttView {
-            table: &mut self.table,
-            allowed: self.outbound.allowed(),
-        }
-    }
-}
-
-impl HasPostgresView for GuestState {
-    fn postgres_view(&mut self) -> PostgresView<'_> {
-        PostgresView {
-            table: &mut self.table,
-            allowed: self.outbound.allowed(),
-        }
-    }
-}
-
-impl HasMysqlView for GuestState {
-    fn mysql_view(&mut self) -> MysqlView<'_> {
-        MysqlView {
+impl HasOutboundView for GuestState {
+    fn outbound_view(&mut self) -> OutboundView<'_> {
+        OutboundView {
             table: &mut self.table,
             allowed: self.outbound.allowed(),
         }

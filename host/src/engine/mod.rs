@@ -13,6 +13,7 @@ mod compile;
 mod guest;
 mod message;
 mod outbound;
+mod outbound_view;
 mod pool;
 mod stand_in;
 mod wagi;
@@ -31,6 +32,7 @@ pub use compile::{CompileOutcome, componentize, load_component};
 pub use guest::{GuestLog, GuestState};
 pub use message::MessageHandler;
 pub use outbound::{InProcess, InProcessSlot};
+pub use outbound_view::{HasOutboundView, OutboundView};
 pub use pool::{ComponentPool, HandlerKind, InvokeError, PoolSettings};
 
 /// How often the epoch ticks when a request timeout is set: the granularity of timeouts.

@@ -4,7 +4,7 @@
 //! `connection-failed("address <url> is not permitted")` before a socket is opened.
 //!
 //! The capability in one place: the client ([`MqttConnection`]), the view an instance gives
-//! ([`HasMqttView`]), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
+//! ([`HasOutboundView`](crate::engine::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
 
 mod bindings;
 mod v2;
@@ -14,35 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker};
 
-use crate::engine::AllowedHosts;
-
-/// The MQTT part of one instance's state.
-pub struct MqttView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The component's `allowed_outbound_hosts`.
-    pub allowed: &'a Arc<AllowedHosts>,
-}
+use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the MQTT interfaces.
 pub struct Mqtt;
 
 impl HasData for Mqtt {
-    type Data<'a> = MqttView<'a>;
-}
-
-/// A store type whose instances can give an [`MqttView`].
-pub trait HasMqttView: Send + 'static {
-    /// The view.
-    fn mqtt_view(&mut self) -> MqttView<'_>;
+    type Data<'a> = OutboundView<'a>;
 }
 
 /// Adds both MQTT interface versions to `linker`.
-pub fn add_to_linker<T: HasMqttView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    bindings::fermyon::spin::mqtt::add_to_linker::<T, Mqtt>(linker, T::mqtt_view)?;
-    bindings::spin::mqtt::mqtt::add_to_linker::<T, Mqtt>(linker, T::mqtt_view)?;
+pub fn add_to_linker<T: HasOutboundView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    bindings::fermyon::spin::mqtt::add_to_linker::<T, Mqtt>(linker, T::outbound_view)?;
+    bindings::spin::mqtt::mqtt::add_to_linker::<T, Mqtt>(linker, T::outbound_view)?;
     Ok(())
 }
 
@@ -109,7 +95,7 @@ impl MqttConnection {
     ) -> Result<Self, MqttError> {
         let mut options = parse_address(address)?;
         let (host, port) = options.broker_address();
-        if allowed.check("mqtt", &host, Some(port)).is_none() {
+        if !allowed.permits_network("mqtt", &host, port) {
             tracing::info!("outbound MQTT to {address} denied: not in allowed_outbound_hosts");
             return Err(MqttError::ConnectionFailed(format!(
                 "address {address} is not permitted"

@@ -5,13 +5,13 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use super::bindings::fermyon::spin::mqtt as v2;
-use super::{MqttConnection, MqttView, version_conversions};
+use super::{MqttConnection, OutboundView, version_conversions};
 
 version_conversions!(v2);
 
-impl v2::Host for MqttView<'_> {}
+impl v2::Host for OutboundView<'_> {}
 
-impl v2::HostConnection for MqttView<'_> {
+impl v2::HostConnection for OutboundView<'_> {
     async fn open(
         &mut self,
         address: String,

@@ -5,13 +5,13 @@ use std::time::Duration;
 use wasmtime::component::{Accessor, Resource};
 
 use super::bindings::spin::mqtt::mqtt as v3;
-use super::{Mqtt, MqttConnection, MqttView, version_conversions};
+use super::{Mqtt, MqttConnection, OutboundView, version_conversions};
 
 version_conversions!(v3);
 
-impl v3::Host for MqttView<'_> {}
+impl v3::Host for OutboundView<'_> {}
 
-impl v3::HostConnection for MqttView<'_> {
+impl v3::HostConnection for OutboundView<'_> {
     async fn drop(&mut self, connection: Resource<MqttConnection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
         Ok(())

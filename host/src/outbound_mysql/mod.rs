@@ -7,10 +7,11 @@
 //! no port); anything else is `connection-failed("address ... is not permitted")` before a
 //! socket is opened. ledge dials exactly that address: it never switches to the server's unix
 //! socket, and an address naming a `socket` is refused. TLS follows the address's
-//! `require_ssl=true` (rustls, with the web's root certificates).
+//! `require_ssl=true` (rustls, with the web's root certificates). As in Spin, every statement
+//! is prepared: one statement per call, never several separated by `;`.
 //!
 //! The capability in one place: the client ([`MysqlConnection`]), the value model ([`Value`],
-//! [`DataType`]), the view an instance gives ([`HasMysqlView`]), the interface versions (`v2`,
+//! [`DataType`]), the view an instance gives ([`HasOutboundView`](crate::engine::HasOutboundView)), the interface versions (`v2`,
 //! `v3`) and [`add_to_linker`].
 
 /// The conversions between the shared model and one version's types: `$types` is the module
@@ -111,37 +112,23 @@ use std::time::Duration;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker};
 
-use crate::engine::AllowedHosts;
-
-/// The MySQL part of one instance's state.
-pub struct MysqlView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The component's `allowed_outbound_hosts`.
-    pub allowed: &'a Arc<AllowedHosts>,
-}
+use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the MySQL interfaces.
 pub struct Mysql;
 
 impl HasData for Mysql {
-    type Data<'a> = MysqlView<'a>;
-}
-
-/// A store type whose instances can give a [`MysqlView`].
-pub trait HasMysqlView: Send + 'static {
-    /// The view.
-    fn mysql_view(&mut self) -> MysqlView<'_>;
+    type Data<'a> = OutboundView<'a>;
 }
 
 /// Adds both MySQL interface versions to `linker`.
-pub fn add_to_linker<T: HasMysqlView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: HasOutboundView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     use bindings::{fermyon, spin};
-    fermyon::spin::mysql::add_to_linker::<T, Mysql>(linker, T::mysql_view)?;
-    fermyon::spin::rdbms_types::add_to_linker::<T, Mysql>(linker, T::mysql_view)?;
-    spin::mysql::mysql::add_to_linker::<T, Mysql>(linker, T::mysql_view)?;
+    fermyon::spin::mysql::add_to_linker::<T, Mysql>(linker, T::outbound_view)?;
+    fermyon::spin::rdbms_types::add_to_linker::<T, Mysql>(linker, T::outbound_view)?;
+    spin::mysql::mysql::add_to_linker::<T, Mysql>(linker, T::outbound_view)?;
     Ok(())
 }
 
@@ -185,7 +172,7 @@ impl From<mysql_async::Error> for MysqlError {
 pub enum DataType {
     /// TINYINT (and BOOLEAN, its alias).
     Int8,
-    /// SMALLINT, YEAR.
+    /// SMALLINT.
     Int16,
     /// MEDIUMINT, INT.
     Int32,
@@ -193,7 +180,7 @@ pub enum DataType {
     Int64,
     /// TINYINT UNSIGNED.
     Uint8,
-    /// SMALLINT UNSIGNED.
+    /// SMALLINT UNSIGNED, YEAR (which MySQL marks unsigned).
     Uint16,
     /// MEDIUMINT UNSIGNED, INT UNSIGNED.
     Uint32,
@@ -303,9 +290,10 @@ impl Value {
             return Ok(Self::Null);
         }
         let data_type = column.data_type;
-        let text = format!("{value:?}");
-        let unreadable =
-            |_| MysqlError::ValueConversionFailed(format!("{text} is not a {data_type:?}"));
+        // The value moves into the conversion, which hands it back when it does not fit.
+        let unreadable = |error: mysql_async::FromValueError| {
+            MysqlError::ValueConversionFailed(format!("{:?} is not a {data_type:?}", error.0))
+        };
         Ok(match data_type {
             DataType::Int8 => Self::Int8(from_value_opt(value).map_err(unreadable)?),
             DataType::Int16 => Self::Int16(from_value_opt(value).map_err(unreadable)?),
@@ -319,9 +307,12 @@ impl Value {
             DataType::Floating64 => Self::Floating64(from_value_opt(value).map_err(unreadable)?),
             DataType::Binary => Self::Binary(from_value_opt(value).map_err(unreadable)?),
             DataType::Str => Self::Str(match value {
-                Raw::Date(..) | Raw::Time(..) => temporal_text(&value, column.date_only),
-                Raw::Bytes(bytes) => String::from_utf8(bytes).map_err(|_| {
-                    MysqlError::ValueConversionFailed(format!("{text} is not UTF-8 text"))
+                Raw::Date(..) | Raw::Time(..) => temporal_text(&value, column),
+                Raw::Bytes(bytes) => String::from_utf8(bytes).map_err(|error| {
+                    MysqlError::ValueConversionFailed(format!(
+                        "{:?} is not UTF-8 text",
+                        Raw::Bytes(error.into_bytes())
+                    ))
                 })?,
                 other => other.as_sql(true),
             }),
@@ -330,19 +321,22 @@ impl Value {
     }
 }
 
-/// A date or time as MySQL writes it: `2026-11-30` (a DATE column), `2026-11-30 23:59:58[.123456]`,
-/// `-838:59:59[.000001]`.
-fn temporal_text(value: &mysql_async::Value, date_only: bool) -> String {
+/// A date or time as MySQL writes it for `column`: `2026-11-30` (a DATE),
+/// `2026-11-30 23:59:58`, `-838:59:59`, with as many digits of fraction as the column keeps
+/// (`DATETIME(3)`: `.123`).
+fn temporal_text(value: &mysql_async::Value, column: &Column) -> String {
     use mysql_async::Value as Raw;
-    let fraction = |micros: u32| {
-        if micros == 0 {
-            String::new()
-        } else {
-            format!(".{micros:06}")
-        }
+    let fraction = |micros: u32| match column.decimals {
+        0 => String::new(),
+        digits @ 1..=6 => format!(".{micros:06}")[..=usize::from(digits)].to_string(),
+        // A computed column has no fixed precision: as much as there is.
+        _ if micros == 0 => String::new(),
+        _ => format!(".{micros:06}"),
     };
     match *value {
-        Raw::Date(year, month, day, ..) if date_only => format!("{year:04}-{month:02}-{day:02}"),
+        Raw::Date(year, month, day, ..) if column.date_only => {
+            format!("{year:04}-{month:02}-{day:02}")
+        }
         Raw::Date(year, month, day, hour, minute, second, micros) => format!(
             "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{}",
             fraction(micros)
@@ -350,7 +344,7 @@ fn temporal_text(value: &mysql_async::Value, date_only: bool) -> String {
         Raw::Time(negative, days, hours, minutes, seconds, micros) => format!(
             "{}{:02}:{minutes:02}:{seconds:02}{}",
             if negative { "-" } else { "" },
-            days * 24 + u32::from(hours),
+            u64::from(days) * 24 + u64::from(hours),
             fraction(micros)
         ),
         ref other => other.as_sql(true),
@@ -366,6 +360,8 @@ pub struct Column {
     pub data_type: DataType,
     /// Whether it is a DATE (whose values read without a time of day).
     pub date_only: bool,
+    /// The digits of fraction its times keep (31: not fixed).
+    pub decimals: u8,
 }
 
 impl Column {
@@ -378,6 +374,7 @@ impl Column {
                 column.column_type(),
                 ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE
             ),
+            decimals: column.decimals(),
         }
     }
 }
@@ -394,10 +391,31 @@ pub struct RowSet {
 /// How long connecting may take before it is `connection-failed`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long closing a dropped connection may take.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// An open connection, as a guest resource. A guest may use one connection from several
 /// tasks; its statements take turns.
 #[derive(Clone)]
-pub struct MysqlConnection(Arc<tokio::sync::Mutex<mysql_async::Conn>>);
+pub struct MysqlConnection(Arc<tokio::sync::Mutex<OpenConnection>>);
+
+/// A client connection that, when dropped, tells the server it is leaving (within
+/// [`DISCONNECT_TIMEOUT`]) instead of first reading whatever an interrupted statement still had
+/// to send, as mysql_async's own drop would.
+struct OpenConnection(Option<mysql_async::Conn>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let (Some(connection), Ok(runtime)) =
+            (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(tokio::time::timeout(
+                DISCONNECT_TIMEOUT,
+                connection.disconnect(),
+            ));
+        }
+    }
+}
 
 impl MysqlConnection {
     /// Connects to `address` if `allowed` grants its host and port.
@@ -405,14 +423,21 @@ impl MysqlConnection {
         let opts = mysql_async::Opts::from_url(address)
             .map_err(|e| MysqlError::ConnectionFailed(format!("invalid address: {e}")))?;
         let (host, port) = (opts.ip_or_hostname().to_string(), opts.tcp_port());
-        if opts.socket().is_some() || allowed.check("mysql", &host, Some(port)).is_none() {
+        if opts.socket().is_some() || !allowed.permits_network("mysql", &host, port) {
             tracing::info!("outbound MySQL to {host}:{port} denied: not in allowed_outbound_hosts");
             return Err(MysqlError::ConnectionFailed(format!(
                 "address {address} is not permitted"
             )));
         }
-        // Only the address just checked: no switch to the server's unix socket.
-        let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false);
+        // Exactly the address just checked (an IPv6 literal without its URL brackets), never
+        // the server's unix socket.
+        let dialled = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .ip_or_hostname(dialled)
+            .prefer_socket(false);
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
             .await
             .map_err(|_| {
@@ -421,7 +446,9 @@ impl MysqlConnection {
                 ))
             })?
             .map_err(|e| MysqlError::ConnectionFailed(e.to_string()))?;
-        Ok(Self(Arc::new(tokio::sync::Mutex::new(connection))))
+        Ok(Self(Arc::new(tokio::sync::Mutex::new(OpenConnection(
+            Some(connection),
+        )))))
     }
 
     /// Runs `statement` and returns the columns and rows of its first result set.
@@ -430,13 +457,9 @@ impl MysqlConnection {
         statement: &str,
         params: Vec<mysql_async::Value>,
     ) -> Result<RowSet, MysqlError> {
-        let mut connection = self.0.lock().await;
-        if params.is_empty() {
-            // The text protocol runs every statement, including those MySQL cannot prepare.
-            read_first_set(connection.query_iter(statement).await?).await
-        } else {
-            read_first_set(connection.exec_iter(statement, params).await?).await
-        }
+        let mut held = self.0.lock().await;
+        let connection = held.0.as_mut().expect("open until dropped");
+        read_first_set(connection.exec_iter(statement, params).await?).await
     }
 
     /// Runs `statement`, which returns no rows.
@@ -445,19 +468,15 @@ impl MysqlConnection {
         statement: &str,
         params: Vec<mysql_async::Value>,
     ) -> Result<(), MysqlError> {
-        let mut connection = self.0.lock().await;
-        if params.is_empty() {
-            connection.query_drop(statement).await?;
-        } else {
-            connection.exec_drop(statement, params).await?;
-        }
-        Ok(())
+        let mut held = self.0.lock().await;
+        let connection = held.0.as_mut().expect("open until dropped");
+        Ok(connection.exec_drop(statement, params).await?)
     }
 }
 
 /// The columns and rows of `result`'s first result set (the others are read and dropped).
-async fn read_first_set<P: mysql_async::prelude::Protocol>(
-    mut result: mysql_async::QueryResult<'_, '_, P>,
+async fn read_first_set(
+    mut result: mysql_async::QueryResult<'_, '_, mysql_async::BinaryProtocol>,
 ) -> Result<RowSet, MysqlError> {
     let columns: Vec<Column> = result
         .columns()
@@ -488,6 +507,7 @@ mod tests {
             name: "c".into(),
             data_type,
             date_only: false,
+            decimals: 0,
         }
     }
 
@@ -564,8 +584,28 @@ mod tests {
             Value::Str("2026-11-30 00:00:00".into())
         );
         assert_eq!(
-            read(Raw::Date(2026, 11, 30, 23, 59, 58, 123_456)),
-            Value::Str("2026-11-30 23:59:58.123456".into())
+            read(Raw::Date(2026, 11, 30, 23, 59, 58, 0)),
+            Value::Str("2026-11-30 23:59:58".into())
+        );
+        let millis = Column {
+            decimals: 3,
+            ..column(DataType::Str)
+        };
+        assert_eq!(
+            Value::read(Raw::Date(2026, 11, 30, 23, 59, 58, 123_456), &millis),
+            Ok(Value::Str("2026-11-30 23:59:58.123".into()))
+        );
+        assert_eq!(
+            Value::read(Raw::Time(false, 0, 1, 2, 3, 0), &millis),
+            Ok(Value::Str("01:02:03.000".into()))
+        );
+        let computed = Column {
+            decimals: 31,
+            ..column(DataType::Str)
+        };
+        assert_eq!(
+            Value::read(Raw::Date(2026, 11, 30, 1, 2, 3, 450_000), &computed),
+            Ok(Value::Str("2026-11-30 01:02:03.450000".into()))
         );
         assert_eq!(
             read(Raw::Time(true, 34, 22, 59, 59, 0)),

@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::fermyon::spin::mysql as v2;
 use super::bindings::fermyon::spin::rdbms_types;
-use super::{MysqlConnection, MysqlView, RowSet};
+use super::{MysqlConnection, OutboundView, RowSet};
 
 version_types!(rdbms_types);
 
@@ -24,11 +24,11 @@ impl From<RowSet> for rdbms_types::RowSet {
 
 type Outcome<T> = wasmtime::Result<Result<T, rdbms_types::Error>>;
 
-impl rdbms_types::Host for MysqlView<'_> {}
+impl rdbms_types::Host for OutboundView<'_> {}
 
-impl v2::Host for MysqlView<'_> {}
+impl v2::Host for OutboundView<'_> {}
 
-impl v2::HostConnection for MysqlView<'_> {
+impl v2::HostConnection for OutboundView<'_> {
     async fn open(&mut self, address: String) -> Outcome<Resource<MysqlConnection>> {
         match MysqlConnection::open(self.allowed, &address).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),

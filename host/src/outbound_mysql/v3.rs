@@ -4,16 +4,16 @@
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
 use super::bindings::spin::mysql::mysql as v3;
-use super::{Mysql, MysqlConnection, MysqlView};
+use super::{Mysql, MysqlConnection, OutboundView};
 use crate::data::streams;
 
 version_types!(v3);
 
 type Outcome<T> = wasmtime::Result<Result<T, v3::Error>>;
 
-impl v3::Host for MysqlView<'_> {}
+impl v3::Host for OutboundView<'_> {}
 
-impl v3::HostConnection for MysqlView<'_> {
+impl v3::HostConnection for OutboundView<'_> {
     async fn drop(&mut self, connection: Resource<MysqlConnection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
         Ok(())

@@ -9,7 +9,7 @@
 //! certificates, or the one a builder's `set-ca-root` gives.
 //!
 //! The capability in one place: the client ([`PgConnection`]), the value model
-//! ([`values`]), the view an instance gives ([`HasPostgresView`]), the interface versions
+//! ([`values`]), the view an instance gives ([`HasOutboundView`](crate::engine::HasOutboundView)), the interface versions
 //! (`v2`, `v3`, `v4`) and [`add_to_linker`].
 
 /// `From<RowSet>` for version module `$v`'s `RowSet` and `Column` (whose value and data-type
@@ -61,7 +61,7 @@ macro_rules! text_error_conversion {
 /// to the shared model.
 macro_rules! sync_connection {
     ($v:ident) => {
-        impl $v::HostConnection for $crate::outbound_postgres::PostgresView<'_> {
+        impl $v::HostConnection for $crate::engine::OutboundView<'_> {
             async fn open(
                 &mut self,
                 address: String,
@@ -129,40 +129,26 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker};
 
-use crate::engine::AllowedHosts;
+use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
 use values::{DataType, Value};
-
-/// The Postgres part of one instance's state.
-pub struct PostgresView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The component's `allowed_outbound_hosts`.
-    pub allowed: &'a Arc<AllowedHosts>,
-}
 
 /// The `HasData` marker for the Postgres interfaces.
 pub struct Postgres;
 
 impl HasData for Postgres {
-    type Data<'a> = PostgresView<'a>;
-}
-
-/// A store type whose instances can give a [`PostgresView`].
-pub trait HasPostgresView: Send + 'static {
-    /// The view.
-    fn postgres_view(&mut self) -> PostgresView<'_>;
+    type Data<'a> = OutboundView<'a>;
 }
 
 /// Adds every Postgres interface version to `linker`.
-pub fn add_to_linker<T: HasPostgresView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: HasOutboundView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     use bindings::{fermyon, spin};
-    fermyon::spin::postgres::add_to_linker::<T, Postgres>(linker, T::postgres_view)?;
-    fermyon::spin::rdbms_types::add_to_linker::<T, Postgres>(linker, T::postgres_view)?;
-    spin::postgres3_0_0::postgres::add_to_linker::<T, Postgres>(linker, T::postgres_view)?;
-    spin::postgres4_0_0::postgres::add_to_linker::<T, Postgres>(linker, T::postgres_view)?;
-    spin::postgres4_2_0::postgres::add_to_linker::<T, Postgres>(linker, T::postgres_view)?;
+    fermyon::spin::postgres::add_to_linker::<T, Postgres>(linker, T::outbound_view)?;
+    fermyon::spin::rdbms_types::add_to_linker::<T, Postgres>(linker, T::outbound_view)?;
+    spin::postgres3_0_0::postgres::add_to_linker::<T, Postgres>(linker, T::outbound_view)?;
+    spin::postgres4_0_0::postgres::add_to_linker::<T, Postgres>(linker, T::outbound_view)?;
+    spin::postgres4_2_0::postgres::add_to_linker::<T, Postgres>(linker, T::outbound_view)?;
     Ok(())
 }
 
@@ -330,7 +316,7 @@ impl PgConnection {
                 (None, Some(Host::Tcp(host))) => host.clone(),
                 (None, _) => return Err(not_permitted()),
             };
-            if allowed.check("postgres", &target, Some(port)).is_none() {
+            if !allowed.permits_network("postgres", &target, port) {
                 tracing::info!(
                     "outbound Postgres to {target}:{port} denied: not in allowed_outbound_hosts"
                 );

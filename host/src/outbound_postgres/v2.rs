@@ -1,7 +1,7 @@
 //! `fermyon:spin/postgres@2.0.0` with `rdbms-types` (spin-sdk 5's `pg`): integers signed and
 //! unsigned, text, binary; errors as text.
 
-use super::PostgresView;
+use super::OutboundView;
 use super::bindings::fermyon::spin::postgres as v2;
 use super::bindings::fermyon::spin::rdbms_types;
 use super::values::{DataType, Value};
@@ -63,9 +63,9 @@ impl From<DataType> for rdbms_types::DbDataType {
     }
 }
 
-impl rdbms_types::Host for PostgresView<'_> {}
+impl rdbms_types::Host for OutboundView<'_> {}
 
-impl v2::Host for PostgresView<'_> {}
+impl v2::Host for OutboundView<'_> {}
 
 sync_connection!(v2);
 

@@ -1,7 +1,7 @@
 //! `spin:postgres/postgres@3.0.0` (spin-sdk 5's `pg3`): 2.0.0's shape with dates and times,
 //! errors as text.
 
-use super::PostgresView;
+use super::OutboundView;
 use super::bindings::spin::postgres3_0_0::postgres as v3;
 use super::values::{DataType, Value};
 
@@ -69,7 +69,7 @@ impl From<DataType> for v3::DbDataType {
     }
 }
 
-impl v3::Host for PostgresView<'_> {}
+impl v3::Host for OutboundView<'_> {}
 
 sync_connection!(v3);
 

@@ -6,7 +6,7 @@ use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 use super::bindings::spin::postgres4_0_0::postgres as v4_0;
 use super::bindings::spin::postgres4_2_0::postgres as v4_2;
 use super::values::{BoundKind, DataType, Interval, Value};
-use super::{PgBuilder, PgConnection, PgError, Postgres, PostgresView};
+use super::{OutboundView, PgBuilder, PgConnection, PgError, Postgres};
 use crate::data::streams;
 
 /// The conversions between the shared model and one 4.x version's types, and its
@@ -181,7 +181,7 @@ macro_rules! v4_interface {
 
         row_set_conversion!($v);
 
-        impl $v::Host for PostgresView<'_> {}
+        impl $v::Host for OutboundView<'_> {}
 
         sync_connection!($v);
     };
@@ -257,7 +257,7 @@ impl<T: 'static> v4_2::HostConnectionWithStore<T> for Postgres {
     }
 }
 
-impl v4_2::HostConnectionBuilder for PostgresView<'_> {
+impl v4_2::HostConnectionBuilder for OutboundView<'_> {
     async fn new(&mut self, address: String) -> wasmtime::Result<Resource<PgBuilder>> {
         Ok(self.table.push(PgBuilder::new(address))?)
     }

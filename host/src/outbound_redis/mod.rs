@@ -4,7 +4,7 @@
 //! `invalid-address` before any socket is opened, as in Spin.
 //!
 //! The capability in one place: the client ([`RedisConnection`]), the view an instance gives
-//! ([`HasRedisView`]), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
+//! ([`HasOutboundView`](crate::engine::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
 
 mod bindings;
 mod v2;
@@ -50,37 +50,21 @@ use version_conversions;
 
 use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, FromRedisValue};
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker};
 
-use std::sync::Arc;
-
-use crate::engine::AllowedHosts;
-
-/// The Redis part of one instance's state.
-pub struct RedisView<'a> {
-    /// The instance's resource table.
-    pub table: &'a mut ResourceTable,
-    /// The component's `allowed_outbound_hosts`.
-    pub allowed: &'a Arc<AllowedHosts>,
-}
+use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the Redis interfaces.
 pub struct Redis;
 
 impl HasData for Redis {
-    type Data<'a> = RedisView<'a>;
-}
-
-/// A store type whose instances can give a [`RedisView`].
-pub trait HasRedisView: Send + 'static {
-    /// The view.
-    fn redis_view(&mut self) -> RedisView<'_>;
+    type Data<'a> = OutboundView<'a>;
 }
 
 /// Adds both Redis interface versions to `linker`.
-pub fn add_to_linker<T: HasRedisView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    bindings::fermyon::spin::redis::add_to_linker::<T, Redis>(linker, T::redis_view)?;
-    bindings::spin::redis::redis::add_to_linker::<T, Redis>(linker, T::redis_view)?;
+pub fn add_to_linker<T: HasOutboundView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    bindings::fermyon::spin::redis::add_to_linker::<T, Redis>(linker, T::outbound_view)?;
+    bindings::spin::redis::redis::add_to_linker::<T, Redis>(linker, T::outbound_view)?;
     Ok(())
 }
 
@@ -143,7 +127,7 @@ impl RedisConnection {
             ConnectionAddr::TcpTls { host, port, .. } => ("rediss", host.clone(), *port),
             _ => return Err(RedisError::InvalidAddress),
         };
-        if allowed.check(scheme, &host, Some(port)).is_none() {
+        if !allowed.permits_network(scheme, &host, port) {
             tracing::info!("outbound Redis to {address} denied: not in allowed_outbound_hosts");
             return Err(RedisError::InvalidAddress);
         }

@@ -3,25 +3,23 @@
 use wasmtime::component::Resource;
 
 use super::bindings::fermyon::spin::redis as v2;
-use super::{RedisConnection, RedisView, version_conversions};
+use super::{OutboundView, RedisConnection, version_conversions};
 
 version_conversions!(v2);
 
 type Outcome<T> = wasmtime::Result<Result<T, v2::Error>>;
 
-impl RedisView<'_> {
-    /// The connection behind the guest's handle (a cheap clone of a multiplexed connection).
-    pub(super) fn connection(
-        &self,
-        connection: &Resource<RedisConnection>,
-    ) -> wasmtime::Result<RedisConnection> {
-        Ok(self.table.get(connection)?.clone())
-    }
+/// The connection behind the guest's handle (a cheap clone of a multiplexed connection).
+pub(super) fn connection_of(
+    view: &OutboundView<'_>,
+    connection: &Resource<RedisConnection>,
+) -> wasmtime::Result<RedisConnection> {
+    Ok(view.table.get(connection)?.clone())
 }
 
-impl v2::Host for RedisView<'_> {}
+impl v2::Host for OutboundView<'_> {}
 
-impl v2::HostConnection for RedisView<'_> {
+impl v2::HostConnection for OutboundView<'_> {
     async fn open(&mut self, address: String) -> Outcome<Resource<RedisConnection>> {
         match RedisConnection::open(self.allowed, &address).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
@@ -35,7 +33,7 @@ impl v2::HostConnection for RedisView<'_> {
         channel: String,
         payload: Vec<u8>,
     ) -> Outcome<()> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection
             .publish(&channel, &payload)
             .await
@@ -47,7 +45,7 @@ impl v2::HostConnection for RedisView<'_> {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Option<Vec<u8>>> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.get(&key).await.map_err(Into::into))
     }
 
@@ -57,12 +55,12 @@ impl v2::HostConnection for RedisView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Outcome<()> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.set(&key, &value).await.map_err(Into::into))
     }
 
     async fn incr(&mut self, connection: Resource<RedisConnection>, key: String) -> Outcome<i64> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.incr(&key).await.map_err(Into::into))
     }
 
@@ -71,7 +69,7 @@ impl v2::HostConnection for RedisView<'_> {
         connection: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> Outcome<u32> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.del(&keys).await.map_err(Into::into))
     }
 
@@ -81,7 +79,7 @@ impl v2::HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.sadd(&key, &values).await.map_err(Into::into))
     }
 
@@ -90,7 +88,7 @@ impl v2::HostConnection for RedisView<'_> {
         connection: Resource<RedisConnection>,
         key: String,
     ) -> Outcome<Vec<String>> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.smembers(&key).await.map_err(Into::into))
     }
 
@@ -100,7 +98,7 @@ impl v2::HostConnection for RedisView<'_> {
         key: String,
         values: Vec<String>,
     ) -> Outcome<u32> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         Ok(connection.srem(&key, &values).await.map_err(Into::into))
     }
 
@@ -110,7 +108,7 @@ impl v2::HostConnection for RedisView<'_> {
         command: String,
         arguments: Vec<v2::RedisParameter>,
     ) -> Outcome<Vec<v2::RedisResult>> {
-        let connection = self.connection(&connection)?;
+        let connection = connection_of(self, &connection)?;
         let params = arguments.into_iter().map(Into::into).collect();
         Ok(connection
             .execute(&command, params)

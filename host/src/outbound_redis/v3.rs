@@ -3,7 +3,7 @@
 use wasmtime::component::{Accessor, Resource};
 
 use super::bindings::spin::redis::redis as v3;
-use super::{Redis, RedisConnection, RedisView, version_conversions};
+use super::{OutboundView, Redis, RedisConnection, version_conversions};
 
 version_conversions!(v3);
 
@@ -14,12 +14,12 @@ fn connection_of<T>(
     accessor: &Accessor<T, Redis>,
     connection: &Resource<RedisConnection>,
 ) -> wasmtime::Result<RedisConnection> {
-    accessor.with(|mut access| access.get().connection(connection))
+    accessor.with(|mut access| super::v2::connection_of(&access.get(), connection))
 }
 
-impl v3::Host for RedisView<'_> {}
+impl v3::Host for OutboundView<'_> {}
 
-impl v3::HostConnection for RedisView<'_> {
+impl v3::HostConnection for OutboundView<'_> {
     async fn drop(&mut self, connection: Resource<RedisConnection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
         Ok(())

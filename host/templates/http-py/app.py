@@ -2,20 +2,15 @@
 
 import json
 
-from spin_sdk import http, sqlite
+from spin_sdk import http, sqlite, util
 from spin_sdk.http import Request, Response
 from spin_sdk.sqlite import Value_Text
 
 
 async def execute(db: sqlite.Connection, statement: str, params: list) -> list:
-    """Runs `statement` and answers its rows (raising the error it ended with, if any)."""
+    """Runs `statement` and answers its rows' values, raising the error it ended with."""
     _columns, rows, result = await db.execute(statement, params)
-    values = []
-    with rows:
-        while not rows.writer_dropped:
-            values += [[value.value for value in row.values] for row in await rows.read(64)]
-    await result.read()
-    return values
+    return [[value.value for value in row.values] for row in await util.collect((rows, result))]
 
 
 class HttpHandler(http.Handler):
