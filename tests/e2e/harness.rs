@@ -252,6 +252,30 @@ impl AppDir {
         all.extend_from_slice(args);
         Ledge::up(&all)
     }
+
+    /// Serves this app with ledge's default compile cache (in its state dir) instead of the
+    /// run's shared one: for the tests of that cache.
+    pub fn up_with_default_cache(&self, args: &[&str]) -> Ledge {
+        let manifest = self.manifest();
+        let mut all = vec!["-f", manifest.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Ledge::start(&all, false)
+    }
+}
+
+/// A wasmtime cache configuration (`ledge up --cache`) that keeps compiled components in
+/// `target/e2e-compile-cache`, so each guest is compiled once per test run rather than once
+/// per test. The cache key is the component's digest plus the engine's settings, so sharing it
+/// never hands one engine another's code.
+pub fn shared_cache_config() -> &'static Path {
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let dir = repo_root().join("target/e2e-compile-cache");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("cache.toml");
+        std::fs::write(&config, "[cache]\nenabled = true\ndirectory = \".\"\n").unwrap();
+        config
+    })
 }
 
 /// The standard opening of a test manifest.
@@ -267,11 +291,23 @@ pub struct Ledge {
 }
 
 impl Ledge {
-    /// Starts `ledge up <args> --listen 127.0.0.1:0` and waits until it serves.
+    /// Starts `ledge up <args> --listen 127.0.0.1:0` and waits until it serves. Unless `args`
+    /// choose a cache themselves, components are compiled once per test run, into the run's
+    /// shared compile cache (see [`shared_cache_config`]).
     pub fn up(args: &[&str]) -> Self {
-        let mut child = ledge_command()
-            .arg("up")
-            .args(args)
+        Self::start(args, true)
+    }
+
+    fn start(args: &[&str], shared_cache: bool) -> Self {
+        let chooses_cache = args
+            .iter()
+            .any(|arg| *arg == "--cache" || *arg == "--disable-cache");
+        let mut command = ledge_command();
+        command.arg("up").args(args);
+        if shared_cache && !chooses_cache {
+            command.arg("--cache").arg(shared_cache_config());
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -590,24 +626,19 @@ impl PostgresServer {
 
     /// Runs `sql` with `psql`, returning its unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let output = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-Atq",
-            ])
-            .args(["-p", &self.port.to_string(), "-c", sql])
-            .output()
-            .unwrap();
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        output_of(
+            Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-Atq",
+                ])
+                .args(["-p", &self.port.to_string(), "-c", sql]),
+        )
     }
 }
 
@@ -619,6 +650,42 @@ impl Drop for PostgresServer {
             .status();
         let _ = self.child.wait();
         let _ = &self.data;
+    }
+}
+
+/// A loopback port that a guest must not reach: the test asserts that nobody connected.
+pub struct ForbiddenPort {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    listener: std::net::TcpListener,
+}
+
+impl ForbiddenPort {
+    /// Listens on a free port without accepting.
+    pub fn bind() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Self { port, listener }
+    }
+
+    /// Asserts that no connection has arrived.
+    pub fn assert_untouched(&self) {
+        assert_eq!(
+            self.listener.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock),
+            "a denied address saw a connection"
+        );
+    }
+}
+
+/// The trimmed stdout of `command`, or its stderr when it fails.
+fn output_of(command: &mut Command) -> Result<String, String> {
+    let output = command.output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
 
@@ -646,10 +713,14 @@ impl MariadbServer {
             ])
             .arg(format!("--datadir={}", datadir.display()))
             .output()
-            .expect("MariaDB is installed (.ci/run installs it)");
+            .expect("MariaDB is installed (scripts/test installs it)");
         assert!(install.status.success(), "mariadb-install-db: {install:?}");
         let port = free_port();
-        let child = Command::new("mariadbd")
+        let mariadbd = ["/usr/sbin/mariadbd", "mariadbd"]
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .unwrap_or("mariadbd");
+        let child = Command::new(mariadbd)
             .args([
                 "--no-defaults",
                 "--user=root",
@@ -660,7 +731,10 @@ impl MariadbServer {
             ])
             .arg(format!("--port={port}"))
             .arg(format!("--datadir={}", datadir.display()))
-            .arg(format!("--socket={}", data.path().join("socket").display()))
+            .arg(format!(
+                "--socket={}",
+                data.path().join("mysqld.sock").display()
+            ))
             .arg(format!("--pid-file={}", data.path().join("pid").display()))
             .arg(format!(
                 "--log-error={}",
@@ -670,10 +744,18 @@ impl MariadbServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server = Self { port, child, data };
+        let mut server = Self { port, child, data };
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.sql("SELECT 1").is_err() {
-            assert!(Instant::now() < deadline, "MariaDB did not start");
+            let log = || std::fs::read_to_string(server.data.path().join("error.log"));
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("MariaDB exited ({status}): {:?}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MariaDB did not start: {:?}",
+                log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -685,6 +767,11 @@ impl MariadbServer {
         server
     }
 
+    /// The server's unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.data.path().join("mysqld.sock")
+    }
+
     /// The guest's address for database `app` on this server.
     pub fn address(&self) -> String {
         format!("mysql://ledge:secret@127.0.0.1:{}/app", self.port)
@@ -693,17 +780,12 @@ impl MariadbServer {
     /// Runs `sql` as root in database `app` (or none before it exists), returning the rows
     /// tab-separated, one per line.
     pub fn sql(&self, sql: &str) -> Result<String, String> {
-        let output = Command::new("mariadb")
-            .args(["--no-defaults", "-h", "127.0.0.1", "-u", "root", "-N", "-B"])
-            .arg(format!("--port={}", self.port))
-            .args(["-e", sql])
-            .output()
-            .unwrap();
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        output_of(
+            Command::new("mariadb")
+                .args(["--no-defaults", "-h", "127.0.0.1", "-u", "root", "-N", "-B"])
+                .arg(format!("--port={}", self.port))
+                .args(["-e", sql]),
+        )
     }
 }
 

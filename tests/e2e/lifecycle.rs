@@ -13,14 +13,14 @@ fn echo_app() -> AppDir {
 #[test]
 fn the_second_start_loads_from_the_compile_cache() {
     let app = echo_app();
-    let first = app.up(&[]);
+    let first = app.up_with_default_cache(&[]);
     assert!(
         first.wait_for_log("ready in").contains("faults: compiled")
             || first.stderr().contains("compiled in")
     );
     assert!(!first.stderr().contains("loaded from the compile cache"));
     drop(first);
-    let second = app.up(&[]);
+    let second = app.up_with_default_cache(&[]);
     let log = second.wait_for_log("ready in");
     assert!(log.contains("loaded from the compile cache"), "{log}");
     assert_eq!(get(&second.at("/fine")), (200, "ok\n".to_string()));

@@ -3,12 +3,11 @@
 //! what the guest publishes at each QoS, and `allowed_outbound_hosts` decides before any
 //! connection is opened.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
-use crate::harness::{AppDir, HEADER, Ledge, Mosquitto, client};
+use crate::harness::{AppDir, ForbiddenPort, HEADER, Ledge, Mosquitto, client};
 
 fn publish(ledge: &Ledge, port: u16, topic: &str, qos: u8, payload: &str) -> (u16, String) {
     let response = client()
@@ -21,9 +20,8 @@ fn publish(ledge: &Ledge, port: u16, topic: &str, qos: u8, payload: &str) -> (u1
 
 fn outbound_mqtt_suite(guest: &str) {
     let broker = Mosquitto::start();
-    let forbidden = TcpListener::bind("127.0.0.1:0").unwrap();
-    forbidden.set_nonblocking(true).unwrap();
-    let forbidden_port = forbidden.local_addr().unwrap().port();
+    let forbidden = ForbiddenPort::bind();
+    let forbidden_port = forbidden.port;
     let app = AppDir::new(&format!(
         "{HEADER}[[trigger.http]]\nroute = \"/data/...\"\ncomponent = \"data\"\n\
          [component.data]\nsource = \"{guest}\"\n\
@@ -71,11 +69,7 @@ fn outbound_mqtt_suite(guest: &str) {
         body.contains("ConnectionFailed") && body.contains("is not permitted"),
         "{body}"
     );
-    assert_eq!(
-        forbidden.accept().map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::WouldBlock),
-        "the denied broker saw a connection"
-    );
+    forbidden.assert_untouched();
 }
 
 #[test]

@@ -3,9 +3,7 @@
 //! `@4.2.0` (`open-async`, `connection-builder`, `query-async` consumed in every order); every
 //! 4.x type bound and read back; `allowed_outbound_hosts` deciding before any connection.
 
-use std::net::TcpListener;
-
-use crate::harness::{AppDir, HEADER, Ledge, PostgresServer, client};
+use crate::harness::{AppDir, ForbiddenPort, HEADER, Ledge, PostgresServer, client};
 
 /// Posts `script` to the guest's `route` with `address` as the connection string.
 fn run(ledge: &Ledge, route: &str, address: &str, script: &str) -> (u16, String) {
@@ -38,9 +36,8 @@ const COLUMN_TYPES: &str = "Boolean,Int16,Int32,Int64,Floating32,Floating64,Str,
 /// A denied address is `connection-failed("address ... is not permitted")`, and the server
 /// there never sees a connection.
 fn assert_denied(ledge: &Ledge, route: &str) {
-    let forbidden = TcpListener::bind("127.0.0.1:0").unwrap();
-    forbidden.set_nonblocking(true).unwrap();
-    let port = forbidden.local_addr().unwrap().port();
+    let forbidden = ForbiddenPort::bind();
+    let port = forbidden.port;
     let address = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let (status, body) = run(ledge, route, &address, "query SELECT 1");
     assert_eq!(status, 500, "{body}");
@@ -50,11 +47,7 @@ fn assert_denied(ledge: &Ledge, route: &str) {
         )),
         "{body}"
     );
-    assert_eq!(
-        forbidden.accept().map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::WouldBlock),
-        "the denied server saw a connection"
-    );
+    forbidden.assert_untouched();
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! (`spin:redis/redis@3.0.0`) guests, against a real `redis-server`: every call, Spin's error
 //! values, and `allowed_outbound_hosts` deciding before any connection is opened.
 
-use std::net::TcpListener;
-
-use crate::harness::{AppDir, HEADER, RedisServer, client};
+use crate::harness::{AppDir, ForbiddenPort, HEADER, RedisServer, client};
 
 /// Runs `script` (one Redis call per line) through the guest against `127.0.0.1:<port>`.
 fn calls(ledge: &crate::harness::Ledge, port: u16, script: &str) -> (u16, String) {
@@ -19,9 +17,8 @@ fn calls(ledge: &crate::harness::Ledge, port: u16, script: &str) -> (u16, String
 fn outbound_redis_suite(guest: &str) {
     let redis = RedisServer::start();
     // A port nobody may reach: the test counts the connections it accepts.
-    let forbidden = TcpListener::bind("127.0.0.1:0").unwrap();
-    forbidden.set_nonblocking(true).unwrap();
-    let forbidden_port = forbidden.local_addr().unwrap().port();
+    let forbidden = ForbiddenPort::bind();
+    let forbidden_port = forbidden.port;
     let app = AppDir::new(&format!(
         "{HEADER}[variables]\nredis_port = {{ default = \"{}\" }}\n\
          [[trigger.http]]\nroute = \"/data/...\"\ncomponent = \"data\"\n\
@@ -77,11 +74,7 @@ fn outbound_redis_suite(guest: &str) {
     let (status, body) = calls(&ledge, forbidden_port, "get anything");
     assert_eq!(status, 500);
     assert!(body.contains("InvalidAddress"), "{body}");
-    assert_eq!(
-        forbidden.accept().map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::WouldBlock),
-        "the denied server saw a connection"
-    );
+    forbidden.assert_untouched();
 }
 
 #[test]

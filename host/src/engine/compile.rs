@@ -125,7 +125,14 @@ fn store_in_cache(component: &Component, path: &PathBuf) {
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let dir = path.parent().context("cache path has a parent")?;
         std::fs::create_dir_all(dir)?;
-        let temporary = dir.join(format!(".{}.tmp", std::process::id()));
+        // Unique per entry and process: two components compiled at once, or two ledge
+        // processes sharing a cache, never write into each other's file.
+        let name = path.file_name().context("cache path has a file name")?;
+        let temporary = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         std::fs::write(&temporary, bytes)?;
         std::fs::rename(&temporary, path)?;
         Ok(())
