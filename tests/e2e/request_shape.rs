@@ -17,6 +17,8 @@ fn spin_headers_match_the_compat_scenario_and_nothing_else() {
         .get(ledge.at("/base/path/end/rest?key=value"))
         .header("host", "example.com")
         .header("spin-path-info", "forged-by-the-client")
+        // An app without authorizers still never passes on a forged identity.
+        .header("ledge-auth-subject", "forged-by-the-client")
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -43,6 +45,7 @@ fn spin_headers_match_the_compat_scenario_and_nothing_else() {
     for line in expected {
         assert!(lines.contains(&line), "missing `{line}` in:\n{body}");
     }
+    assert!(!body.contains("ledge-auth-"), "{body}");
     let client_addr = lines
         .iter()
         .find_map(|l| l.strip_prefix("header spin-client-addr: "))

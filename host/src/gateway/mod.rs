@@ -51,8 +51,6 @@ pub struct Gateway {
     guards: BTreeMap<String, Arc<RouteGuard>>,
     /// The access log, when `access_log = true`.
     pub access_log: Option<AccessLog>,
-    /// Whether identity headers must be stripped from incoming requests.
-    pub strips_identity: bool,
 }
 
 impl Gateway {
@@ -77,7 +75,6 @@ impl Gateway {
             access_log: settings
                 .access_log
                 .then(|| AccessLog::new(settings.request_id_header.as_deref())),
-            strips_identity: !authorizers.is_empty(),
         })
     }
 

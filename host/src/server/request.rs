@@ -177,10 +177,9 @@ impl AppService {
         record.route = Some(route.route.raw());
         let (mut parts, body) = request.into_parts();
 
-        // Gateway policies.
-        if self.gateway.strips_identity || peer.certified_subject.is_some() {
-            strip_identity(&mut parts);
-        }
+        // Gateway policies. Identity headers come only from ledge, in every app: one that
+        // drops its authorizer must not expose functions that trust them.
+        strip_identity(&mut parts);
         if let Some(subject) = &peer.certified_subject {
             Identity::certified(subject).attach(&mut parts);
             record.identity = Some(subject.to_string());
