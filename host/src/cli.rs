@@ -141,6 +141,20 @@ pub struct UpArgs {
     #[arg(long, value_parser = parse_size, default_value = "10MiB")]
     pub max_request_body_size: u64,
 
+    /// How long a connection may take to send a request head, counted from when it opens or
+    /// its previous response ends (so also how long a keep-alive connection may stay idle).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub header_read_timeout: Duration,
+
+    /// The largest request head (request line and headers) accepted (e.g. `64KiB`); over it:
+    /// 431.
+    #[arg(long, value_parser = parse_size, default_value = "64KiB")]
+    pub max_request_head: u64,
+
+    /// The most connections open at once; past it, new connections wait until one closes.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value = "4096")]
+    pub max_connections: u64,
+
     /// Requests one instance may serve before it is dropped (default: 1 for p2, 128 for p3;
     /// a component's `tool.ledge` setting wins).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]

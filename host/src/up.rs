@@ -21,7 +21,8 @@ use crate::gateway::traces::Traces;
 use crate::manifest::{App, DomainMapping, TriggerHandler};
 use crate::router::Router;
 use crate::server::{
-    AppService, Endpoint, FileServer, RouteHeaders, Server, Site, Sites, Target, TlsFiles,
+    AppService, ConnectionLimits, Endpoint, FileServer, MIN_REQUEST_HEAD, RouteHeaders, Server,
+    Site, Sites, Target, TlsFiles,
 };
 use crate::trigger_redis::Subscription;
 use crate::{builder, files, sources};
@@ -103,7 +104,15 @@ pub async fn up(args: UpArgs) -> Result<()> {
         }),
         _ => None,
     };
-    let server = Server::bind(args.listen, tls.as_ref()).await?;
+    if args.max_request_head < MIN_REQUEST_HEAD as u64 {
+        bail!("--max-request-head must be at least 8KiB (a request line and a few headers)");
+    }
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        max_request_head: usize::try_from(args.max_request_head).unwrap_or(usize::MAX),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
+    let server = Server::bind(args.listen, tls.as_ref(), limits).await?;
     let address = server.local_addr()?;
     println!("Serving {}://{address}", server.scheme());
     for (service, domains) in sites.apps() {

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod connections;
 mod data;
 mod domains;
 mod failures;

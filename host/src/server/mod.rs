@@ -2,6 +2,7 @@
 //! hand each request to the app its host and path are mapped to ([`Sites`]). Stops gracefully on SIGINT/SIGTERM.
 
 pub mod admin;
+mod connections;
 mod headers;
 mod request;
 mod sites;
@@ -14,11 +15,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+pub use connections::{ConnectionLimits, MIN_REQUEST_HEAD};
 pub use headers::RouteHeaders;
 pub use request::{AppService, Endpoint, Peer, Target, text};
 pub use sites::{Site, Sites};
@@ -32,16 +33,26 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Server {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ConnectionLimits,
 }
 
 impl Server {
-    /// Binds `address`; with `tls`, connections are served over TLS.
-    pub async fn bind(address: SocketAddr, tls: Option<&TlsFiles>) -> Result<Self> {
+    /// Binds `address`; with `tls`, connections are served over TLS. Every connection is
+    /// served under `limits`.
+    pub async fn bind(
+        address: SocketAddr,
+        tls: Option<&TlsFiles>,
+        limits: ConnectionLimits,
+    ) -> Result<Self> {
         let tls = tls.map(tls::acceptor).transpose()?;
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
-        Ok(Self { listener, tls })
+        Ok(Self {
+            listener,
+            tls,
+            limits,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -58,10 +69,16 @@ impl Server {
     /// most [`SHUTDOWN_GRACE`]).
     pub async fn serve(self, service: Arc<Sites>) -> Result<()> {
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let http1 = self.limits.http1();
+        let builder = self.limits.auto();
+        let mut slots = connections::ConnectionSlots::new(self.limits.max_connections);
         let scheme = self.scheme();
         let mut shutdown = std::pin::pin!(shutdown_signal());
         loop {
+            let slot = tokio::select! {
+                slot = slots.next() => slot,
+                () = &mut shutdown => break,
+            };
             let (stream, client) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -83,14 +100,14 @@ impl Server {
                         scheme,
                         certified_subject: None,
                     };
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
+                    let connection = http1
                         .serve_connection(TokioIo::new(stream), handler(service.clone(), peer));
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(error) = connection.await {
                             tracing::debug!("connection from {client} ended: {error}");
                         }
+                        drop(slot);
                     });
                 }
                 Some(acceptor) => {
@@ -98,11 +115,19 @@ impl Server {
                     let builder = builder.clone();
                     let watcher = graceful.watcher();
                     let service = service.clone();
+                    let handshake_timeout = self.limits.header_read_timeout;
                     tokio::spawn(async move {
-                        let stream = match acceptor.accept(stream).await {
-                            Ok(stream) => stream,
-                            Err(error) => {
+                        let _slot = slot;
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
                                 tracing::debug!("TLS handshake with {client} failed: {error}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake with {client} timed out");
                                 return;
                             }
                         };
