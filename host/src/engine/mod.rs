@@ -11,6 +11,7 @@
 mod allowed_hosts;
 mod compile;
 mod guest;
+mod guest_output;
 mod message;
 mod outbound;
 mod outbound_view;
@@ -29,7 +30,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use allowed_hosts::{AllowedHosts, Destination};
 pub use compile::{CompileOutcome, componentize, load_component};
-pub use guest::{GuestLog, GuestState};
+pub use guest::GuestState;
+pub use guest_output::GuestLog;
 pub use message::MessageHandler;
 pub use outbound::{InProcess, InProcessSlot};
 pub use outbound_view::{HasOutboundView, OutboundView};

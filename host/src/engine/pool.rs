@@ -25,7 +25,8 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::Runtime;
 use super::allowed_hosts::AllowedHosts;
-use super::guest::{GuestLog, GuestState};
+use super::guest::GuestState;
+use super::guest_output::GuestLog;
 use super::outbound::{InProcessSlot, OutboundPolicy};
 use super::wagi::WagiHandler;
 use crate::data::Grants;
