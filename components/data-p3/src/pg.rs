@@ -47,38 +47,7 @@ pub async fn consumption_orders(address: &str) -> Result<String, Error> {
     db.execute("CREATE TABLE orders (n INT4)", []).await?;
     db.execute("INSERT INTO orders VALUES (1), (2), (3)", [])
         .await?;
-    let select = "SELECT n FROM orders ORDER BY n";
-    let mut seen = Vec::new();
-    // The result first, rows never read.
-    db.query(select, []).await?.result().await?;
-    seen.push("result-only".to_string());
-    // Rows one by one, then the result.
-    let mut result = db.query(select, []).await?;
-    let mut read = 0;
-    while result.next().await.is_some() {
-        read += 1;
-    }
-    result.result().await?;
-    seen.push(format!("stream-then-result {read}"));
-    // The result future before any row, then the rows.
-    let (_, rows, done) = db.query(select, []).await?.into_inner();
-    done.await?;
-    seen.push(format!("result-then-stream {}", rows.collect().await.len()));
-    // One row of three, then the result.
-    let mut result = db.query(select, []).await?;
-    let first = result.next().await.map(|row| format!("{:?}", row[0]));
-    result.result().await?;
-    seen.push(format!("halfway {}", first.unwrap_or_default()));
-    // The stream dropped unread, then the result.
-    let (_, rows, done) = db.query(select, []).await?.into_inner();
-    drop(rows);
-    done.await?;
-    seen.push("stream-dropped".to_string());
-    // Both dropped; the connection goes on.
-    drop(db.query(select, []).await?);
-    let all = db.query("SELECT count(*) FROM orders", []).await?.collect().await?;
-    seen.push(format!("both-dropped {:?}", i64::decode(&all[0][0])?));
-    Ok(seen.join("\n"))
+    every_consumption_order!(db)
 }
 
 /// Every 4.2 type, bound as a parameter and read back: answers the column types, then
