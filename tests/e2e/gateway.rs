@@ -828,6 +828,27 @@ fn a_custom_authorizer_component_decides_once_per_caller() {
         "{seen}"
     );
     assert_eq!(runs(&ledge, "decisions"), 3);
+
+    // The authorizer sees the request a function would: an absolute URL and the route's
+    // `spin-*` headers, never the client's copies.
+    let response = client
+        .get(ledge.at("/whoami/x?q=1"))
+        .bearer_auth("show-request")
+        .header("spin-path-info", "forged")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let seen = response.text().unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    let url = format!("url {}/whoami/x?q=1", ledge.url);
+    for line in [
+        url.as_str(),
+        "spin-path-info: /x",
+        "spin-matched-route: /whoami/...",
+    ] {
+        assert!(lines.contains(&line), "missing `{line}` in:\n{seen}");
+    }
+    assert!(!seen.contains("forged"), "{seen}");
 }
 
 #[test]

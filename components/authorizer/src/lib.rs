@@ -6,6 +6,8 @@
 //! This one allows `Authorization: Bearer token-<name>` as `<name>` with a `tier` of `gold`
 //! for names starting with `vip-`, and denies everything else. It counts its decisions in the
 //! `default` key-value store under `decisions`, so tests can see the gateway's decision cache.
+//! `Bearer show-request` is denied with what the authorizer saw as the reason: its URL and
+//! its `spin-*` headers, one per line.
 
 wit_bindgen::generate!({ path: "wit", world: "authorizer", generate_all });
 
@@ -15,6 +17,25 @@ use wasip2::http::types::{
 };
 
 wasip2::http::proxy::export!(Authorizer);
+
+/// The request's absolute URL and `spin-*` headers, one per line.
+fn seen(request: &IncomingRequest) -> String {
+    let scheme = match request.scheme() {
+        Some(wasip2::http::types::Scheme::Https) => "https",
+        _ => "http",
+    };
+    let mut lines = vec![format!(
+        "url {scheme}://{}{}",
+        request.authority().unwrap_or_default(),
+        request.path_with_query().unwrap_or_default()
+    )];
+    for (name, value) in request.headers().entries() {
+        if name.starts_with("spin-") {
+            lines.push(format!("{name}: {}", String::from_utf8_lossy(&value)));
+        }
+    }
+    lines.join("\n")
+}
 
 struct Authorizer;
 
@@ -31,6 +52,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Authorizer {
             .unwrap_or_default();
         let headers = Fields::new();
         let (status, body) = match token.strip_prefix("Bearer token-") {
+            _ if token == "Bearer show-request" => (403, seen(&request)),
             Some(name) if !name.is_empty() => {
                 let tier = if name.starts_with("vip-") {
                     "gold"

@@ -56,7 +56,6 @@ pub enum Target {
 struct Component<'a> {
     id: &'a str,
     pool: &'a ComponentPool,
-    route_headers: &'a RouteHeaders,
     concurrency: Option<&'a Arc<tokio::sync::Semaphore>>,
 }
 
@@ -185,6 +184,15 @@ impl AppService {
             record.identity = Some(subject.to_string());
         }
         let endpoint = route.target;
+        // The request a component sees (absolute URI, the route's `spin-*` headers), prepared
+        // before the policies so that a custom authorizer sees it too.
+        if let Target::Component {
+            headers: route_headers,
+            ..
+        } = &endpoint.target
+        {
+            headers::prepare(&mut parts, &route, route_headers, peer.address, peer.scheme);
+        }
         let admitted = match &endpoint.guard {
             None => None,
             Some(guard) => match guard.admit(&mut parts, client, record).await {
@@ -202,20 +210,18 @@ impl AppService {
             Target::Component {
                 id,
                 pool,
-                headers: route_headers,
                 concurrency,
+                ..
             } => {
                 record.component = Some(id);
                 let component = Component {
                     id,
                     pool,
-                    route_headers,
                     concurrency: concurrency.as_ref(),
                 };
                 let guarded = endpoint.guard.as_deref().zip(admitted.as_ref());
                 let request = Request::from_parts(parts, body);
-                self.run(component, &route, request, guarded, peer, record)
-                    .await
+                self.run(component, request, guarded, peer, record).await
             }
         };
 
@@ -235,7 +241,6 @@ impl AppService {
     async fn run<'a>(
         &self,
         component: Component<'a>,
-        route: &RouteMatch<'_, Endpoint>,
         request: Request<Incoming>,
         guarded: Option<(&RouteGuard, &Admitted)>,
         peer: &Peer,
@@ -245,7 +250,6 @@ impl AppService {
         let Component {
             id,
             pool,
-            route_headers,
             concurrency,
         } = component;
         let body_limit = guarded
@@ -284,7 +288,6 @@ impl AppService {
             .traces
             .as_ref()
             .and_then(|traces| traces.invoke_span(&mut parts, id));
-        headers::prepare(&mut parts, route, route_headers, peer.address, peer.scheme);
         Ok(invoke(id, pool, Request::from_parts(parts, body)).await)
     }
 
