@@ -118,11 +118,11 @@ impl GuestLog {
     /// The stream for one of the guest's standard outputs.
     pub fn stream(&self, name: &'static str) -> GuestOutput {
         GuestOutput {
-            state: Arc::new(StreamState {
+            handle: Arc::new(Handle(Arc::new(StreamState {
                 log: self.clone(),
                 name,
                 pending: Mutex::new(Vec::new()),
-            }),
+            }))),
         }
     }
 }
@@ -191,38 +191,35 @@ impl StreamState {
 /// The handle a guest writes one standard output through; it only queues the bytes.
 #[derive(Clone)]
 pub struct GuestOutput {
-    state: Arc<StreamState>,
+    handle: Arc<Handle>,
+}
+
+/// What the clones of one [`GuestOutput`] share. The queued chunks hold the stream's state, not
+/// this, so dropping the last clone drops it whatever is still queued.
+struct Handle(Arc<StreamState>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The writer logs a final line that had no newline, after everything written before.
+        let _ = self.0.log.queue.0.try_send(Chunk::Closed(self.0.clone()));
+    }
 }
 
 impl GuestOutput {
     /// Queues `bytes` for the writer, or counts them as dropped when the queue is full.
     fn queue(&self, bytes: &[u8]) {
-        let chunk = Chunk::Written(self.state.clone(), bytes.to_vec());
-        match self.state.log.queue.0.try_send(chunk) {
+        let state = &self.handle.0;
+        let chunk = Chunk::Written(state.clone(), bytes.to_vec());
+        match state.log.queue.0.try_send(chunk) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.state
+                state
                     .log
                     .dropped
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             }
             // The writer is gone only when the process is ending.
             Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-}
-
-impl Drop for GuestOutput {
-    fn drop(&mut self) {
-        // The last handle (besides the queued chunks) has the writer log a final line that
-        // had no newline, after everything written before it.
-        if Arc::strong_count(&self.state) == 1 {
-            let _ = self
-                .state
-                .log
-                .queue
-                .0
-                .try_send(Chunk::Closed(self.state.clone()));
         }
     }
 }
@@ -290,16 +287,30 @@ mod tests {
     fn output_held_back_for_a_line_end_stays_bounded() {
         let (queue, _chunks) = Queue::bounded(1);
         let printed = GuestLog::open_with("c", None, true, queue.clone()).unwrap();
-        let state = printed.stream("stdout").state.clone();
+        let state = printed.stream("stdout").handle.0.clone();
         state.write(&vec![b'x'; MAX_LINE + 10]);
         assert!(state.pending.lock().unwrap().is_empty());
         state.write(b"partial");
         assert_eq!(*state.pending.lock().unwrap(), b"partial");
         // Output nobody prints is not held at all.
         let unprinted = GuestLog::open_with("c", None, false, queue).unwrap();
-        let state = unprinted.stream("stdout").state.clone();
+        let state = unprinted.stream("stdout").handle.0.clone();
         state.write(b"partial");
         assert!(state.pending.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_last_handle_closes_the_stream_after_what_it_queued() {
+        let (queue, chunks) = Queue::bounded(8);
+        let log = GuestLog::open_with("c", None, true, queue).unwrap();
+        let mut stdout = log.stream("stdout");
+        let copy = stdout.clone();
+        OutputStream::write(&mut stdout, Bytes::from("no newline")).unwrap();
+        drop(stdout);
+        assert_eq!(chunks.try_iter().count(), 1, "a clone is still open");
+        drop(copy);
+        let queued: Vec<Chunk> = chunks.try_iter().collect();
+        assert!(matches!(queued.as_slice(), [Chunk::Closed(_)]));
     }
 
     #[test]
