@@ -141,6 +141,11 @@ pub struct UpArgs {
     #[arg(long, value_parser = parse_size, default_value = "10MiB")]
     pub max_request_body_size: u64,
 
+    /// A network whose `Forwarded` and `X-Forwarded-For` headers are believed (the load
+    /// balancers in front); repeat for several. Replaces every app's `trusted_proxies`.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_network)]
+    pub trusted_proxies: Vec<String>,
+
     /// How long a connection may take to send a request head, counted from when it opens or
     /// its previous response ends (so also how long a keep-alive connection may stay idle).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
@@ -240,6 +245,13 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         return Err(format!("`{text}` has an empty key"));
     }
     Ok((key.to_string(), value.to_string()))
+}
+
+/// Checks an address or CIDR network (`10.0.0.0/8`, `2001:db8::1`).
+fn parse_network(text: &str) -> Result<String, String> {
+    crate::gateway::parse_network(text)
+        .map(|_| text.to_string())
+        .ok_or_else(|| format!("`{text}` is not an address or CIDR network, e.g. 10.0.0.0/8"))
 }
 
 /// Parses a byte size: a number with an optional unit (`k`, `KB`, `KiB`, `M`, `MB`, `MiB`, `G`,

@@ -23,6 +23,7 @@ pub mod outbound_mqtt;
 pub mod outbound_mysql;
 pub mod outbound_postgres;
 pub mod outbound_redis;
+pub mod reply;
 pub mod router;
 pub mod server;
 pub mod sockets;

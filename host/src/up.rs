@@ -16,9 +16,9 @@ use crate::engine::{
     AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcessSlot,
     MessageHandler, PoolSettings, Runtime,
 };
-use crate::gateway::Gateway;
 use crate::gateway::traces::Traces;
-use crate::manifest::{App, DomainMapping, TriggerHandler};
+use crate::gateway::{Gateway, GatewayPolicies};
+use crate::manifest::{App, DomainMapping, Setting, TriggerHandler};
 use crate::router::Router;
 use crate::server::{
     AppService, ConnectionLimits, Endpoint, FileServer, MIN_REQUEST_HEAD, RouteHeaders, Server,
@@ -39,12 +39,28 @@ pub async fn up(args: UpArgs) -> Result<()> {
         );
     }
     let mut apps = Vec::new();
+    let mut gateways = Vec::new();
     for from in &args.from {
         let mut app = App::load(from)?;
         if args.build {
             builder::build(&app, &[])?;
             app = App::load(from)?;
         }
+        if !args.trusted_proxies.is_empty() {
+            let networks = args
+                .trusted_proxies
+                .iter()
+                .cloned()
+                .map(toml::Value::String);
+            let flag = Setting {
+                value: toml::Value::Array(networks.collect()),
+                key: "--trusted-proxy".into(),
+                line: None,
+            };
+            app.gateway.app.insert("trusted_proxies".into(), flag);
+        }
+        // The gateway's policies are checked before anything starts or compiles.
+        gateways.push(GatewayPolicies::configure(&app.gateway)?);
         apps.push(app);
     }
     if let Some(unknown) = args.follow.iter().find(|id| {
@@ -85,8 +101,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     let mut sites = Vec::new();
     let mut services = Vec::new();
-    for (app, state_dir) in apps.iter().zip(&state_dirs) {
-        let service = load_app(app, state_dir, &runtime, &args, &observers).await?;
+    for ((app, state_dir), gateway) in apps.iter().zip(&state_dirs).zip(gateways) {
+        let service = load_app(app, gateway, state_dir, &runtime, &args, &observers).await?;
         services.push(service.clone());
         sites.push(Site {
             manifest: app.manifest_path.clone(),
@@ -181,6 +197,7 @@ fn state_dirs(apps: &[App], state_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
 /// Prepares one app: its data tier, start-up data, components and gateway.
 async fn load_app(
     app: &App,
+    gateway: GatewayPolicies,
     state_dir: &Path,
     runtime: &Runtime,
     args: &UpArgs,
@@ -222,7 +239,7 @@ async fn load_app(
     let pools = components.http_pools()?;
     crate::trigger_redis::subscribe(components.redis_subscriptions()?).await?;
     let file_servers = file_servers(app, state_dir)?;
-    let gateway = Gateway::build(&app.gateway, state_dir, &pools).await?;
+    let gateway = Gateway::build(gateway, &app.gateway, state_dir, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
         .components
         .values()
@@ -512,6 +529,10 @@ fn print_routes(
         println!("App {} on {answers}:", app.name);
     } else if !names.is_empty() {
         println!("Domains: {}", names.join(", "));
+    }
+    let gateway = service.gateway.summary();
+    if !gateway.is_empty() {
+        println!("Gateway: {gateway}");
     }
     println!("Available Routes:");
     for (route, endpoint) in service.router.routes() {

@@ -960,3 +960,89 @@ fn throttling_per_identity_gives_each_caller_its_own_bucket() {
     assert_eq!(call(&bob).status(), 200);
     assert_eq!(runs(&ledge, "calls"), 3);
 }
+
+#[test]
+fn trusted_proxies_derive_the_client_from_forwarding_headers() {
+    let app = gateway_app(
+        "rate_limit = { per_second = 1, burst = 1 }",
+        "waf = { deny_ips = [\"203.0.113.0/24\"] }",
+        "[application.tool.ledge]\naccess_log = true\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    );
+    let ledge = app.up(&[]);
+    let client = client();
+    let echo = |headers: &[(&str, &str)]| {
+        let mut request = client.get(ledge.at("/echo/x"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().unwrap().text().unwrap()
+    };
+
+    // From a trusted proxy, the rightmost address that is not a proxy is the client: what a
+    // client forged at the left of the chain, or in `ledge-client-addr`, is never believed.
+    let seen = echo(&[
+        ("x-forwarded-for", "198.51.100.9, 203.0.113.7"),
+        ("ledge-client-addr", "10.9.9.9"),
+    ]);
+    assert!(
+        seen.contains("header ledge-client-addr: 203.0.113.7\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("header spin-client-addr: 127.0.0.1:"),
+        "{seen}"
+    );
+    let seen = echo(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+    assert!(
+        seen.contains("header ledge-client-addr: 2001:db8::1\n"),
+        "{seen}"
+    );
+    let seen = echo(&[]);
+    assert!(
+        seen.contains("header ledge-client-addr: 127.0.0.1\n"),
+        "{seen}"
+    );
+
+    // Throttling counts per derived client.
+    let call = |forwarded_for: &str| {
+        client
+            .get(ledge.at("/api/increment/calls"))
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(call("198.51.100.1"), 200);
+    assert_eq!(call("198.51.100.1"), 429);
+    assert_eq!(call("198.51.100.2"), 200);
+
+    // WAF address rules see the derived client too, and so does the access log.
+    let response = client
+        .get(ledge.at("/whoami/x"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(get(&ledge.at("/whoami/x")).0, 200);
+    let log = ledge.wait_for_stdout("\"outcome\":\"blocked\"");
+    let line = log.lines().find(|l| l.contains("\"blocked\"")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["client"], "203.0.113.7");
+    drop(ledge);
+
+    // `--trusted-proxy` replaces the manifest's list: loopback is no longer trusted, so its
+    // forwarding headers are ignored.
+    let ledge = app.up(&["--trusted-proxy", "10.0.0.0/8"]);
+    let seen = client
+        .get(ledge.at("/echo/x"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        seen.contains("header ledge-client-addr: 127.0.0.1\n"),
+        "{seen}"
+    );
+}

@@ -30,6 +30,8 @@ pub struct RequestLine {
 /// What happened to one request, filled in along the request path.
 #[derive(Debug, Default)]
 pub struct Record<'a> {
+    /// The client's address, as the gateway derived it.
+    pub client: Option<std::net::IpAddr>,
     /// The matched route, as written in the manifest.
     pub route: Option<&'a str>,
     /// The component that ran (or would have).
@@ -92,6 +94,7 @@ impl AccessLog {
             "id": id.to_str().unwrap_or_default(),
             "method": request.method.as_str(),
             "path": request.path,
+            "client": record.client.map(|client| client.to_string()),
             "route": record.route,
             "component": record.component,
             "status": status,

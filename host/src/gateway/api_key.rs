@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use sha2::{Digest as _, Sha256};
 use time::{Date, OffsetDateTime, Time};
 
-use super::Denial;
+use super::auth::Denial;
 use super::identity::Identity;
 use crate::manifest::{ApiKeySettings, QuotaPeriod};
 

@@ -1,6 +1,6 @@
-//! Authorization on a route: the authorizer it names (JWT, API key or HMAC) establishes an
-//! [`Identity`], the route's scopes are checked, and a refusal becomes a [`Denial`] with the
-//! right status and challenge.
+//! Authorization on a route, `auth = "<authorizer>"` with `scopes = [...]`: the authorizer it
+//! names (JWT, API key, HMAC or a component) establishes an [`Identity`], the route's scopes
+//! are checked, and a refusal becomes a [`Denial`] with the right status and challenge.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,20 +8,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::StatusCode;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
+use sha2::{Digest as _, Sha256};
 use wasmtime_wasi_http::WasiBody;
 
+use super::access_log::Record;
 use super::api_key::ApiKeyAuthorizer;
 use super::custom::ComponentAuthorizer;
 use super::hmac::HmacAuthorizer;
 use super::identity::Identity;
 use super::jwt::JwtAuthorizer;
+use super::policy::{
+    Admitted, Configure, Policy, RoutePolicyKind, Screening, Stage, Table, Verdict,
+};
 use super::throttle::retry_after;
 use crate::engine::ComponentPool;
-use crate::manifest::AuthorizerSettings;
-use crate::server::text;
+use crate::manifest::{AuthorizerSettings, ManifestError};
+use crate::reply::text;
+
+/// `auth = "<authorizer>"` and the `scopes` it must grant; skipping `auth` drops both.
+pub const POLICY: RoutePolicyKind = RoutePolicyKind {
+    keys: &["auth", "scopes"],
+    configure,
+};
 
 /// A ready authorizer.
 pub enum Authorizer {
@@ -71,25 +84,104 @@ pub async fn load_all(
 }
 
 /// `auth = "<name>"` on a route, with its scopes.
-pub struct Authorization {
-    /// The authorizer.
-    pub authorizer: Arc<Authorizer>,
-    /// Scopes the caller must all hold.
-    pub scopes: Vec<String>,
+struct Authorization {
+    /// The authorizer's name.
+    authorizer: String,
+    /// Scopes the caller must all hold (`scope` or `scp` claim).
+    scopes: Vec<String>,
+}
+
+/// The SHA-256 a signed request's body must have.
+#[derive(Clone)]
+struct BodyDigest([u8; 32]);
+
+fn configure(config: &Configure<'_>, table: &Table) -> Result<Box<dyn Policy>, ManifestError> {
+    let scopes = table
+        .get("scopes")
+        .map(|at| config.read::<Vec<String>>(at))
+        .transpose()?
+        .unwrap_or_default();
+    let Some(at) = table.get("auth") else {
+        return Err(config
+            .error(&table["scopes"], "scopes need an authorizer to check them")
+            .fix("add `auth = \"<authorizer>\"` to the same table"));
+    };
+    let authorizer: String = config.read(at)?;
+    if !config.authorizers.contains_key(&authorizer) {
+        return Err(config
+            .error(at, format!("there is no authorizer `{authorizer}`"))
+            .fix(format!(
+                "define it under [application.tool.ledge.authorizers.{authorizer}], or use one of {:?}",
+                config.authorizers.keys().collect::<Vec<_>>()
+            )));
+    }
+    Ok(Box::new(Authorization { authorizer, scopes }))
+}
+
+impl Policy for Authorization {
+    fn stage(&self) -> Stage {
+        Stage::Identify
+    }
+
+    fn summary(&self) -> String {
+        match self.scopes.is_empty() {
+            true => format!("auth {}", self.authorizer),
+            false => format!("auth {} ({})", self.authorizer, self.scopes.join(" ")),
+        }
+    }
+
+    fn admit<'s>(&'s self, screening: &'s mut Screening<'_, '_>) -> BoxFuture<'s, Verdict> {
+        Box::pin(async move {
+            let authorizer = &screening.authorizers[&self.authorizer];
+            let authorized = self
+                .check(authorizer, screening.parts)
+                .await
+                .map_err(|denial| denial.refuse(screening.record))?;
+            authorized.identity.attach(screening.parts);
+            if let Some(digest) = authorized.body_sha256 {
+                screening.admitted.notes.insert(BodyDigest(digest));
+            }
+            screening.record.identity = Some(authorized.identity.subject);
+            Ok(())
+        })
+    }
+
+    fn reads_body(&self, admitted: &Admitted) -> bool {
+        admitted.notes.get::<BodyDigest>().is_some()
+    }
+
+    fn screen_body(
+        &self,
+        _parts: &Parts,
+        body: &Bytes,
+        admitted: &Admitted,
+        record: &mut Record<'_>,
+    ) -> Verdict {
+        match admitted.notes.get::<BodyDigest>() {
+            Some(BodyDigest(expected)) if <[u8; 32]>::from(Sha256::digest(body)) != *expected => {
+                let denial = Denial::unauthorized(format!(
+                    "the body does not match `{}`",
+                    super::hmac::BODY_HASH_HEADER
+                ));
+                Err(denial.refuse(record))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An authorized request: who, and (for HMAC) the body hash to check.
-pub struct Authorized {
+struct Authorized {
     /// The caller.
-    pub identity: Identity,
+    identity: Identity,
     /// The SHA-256 the body must have.
-    pub body_sha256: Option<[u8; 32]>,
+    body_sha256: Option<[u8; 32]>,
 }
 
 impl Authorization {
     /// Establishes who sent the request and checks the route's scopes.
-    pub async fn check(&self, parts: &Parts) -> Result<Authorized, Denial> {
-        let (identity, body_sha256, plan) = match &*self.authorizer {
+    async fn check(&self, authorizer: &Authorizer, parts: &Parts) -> Result<Authorized, Denial> {
+        let (identity, body_sha256, plan) = match authorizer {
             Authorizer::Jwt(jwt) => (jwt.authenticate(parts).await?, None, None),
             Authorizer::ApiKey(keys) => {
                 let (identity, plan) = keys.identify(parts)?;
@@ -111,14 +203,14 @@ impl Authorization {
             return Err(Denial {
                 status: StatusCode::FORBIDDEN,
                 reason: format!("the caller lacks the scope(s) {}", missing.join(" ")),
-                challenge: matches!(&*self.authorizer, Authorizer::Jwt(_))
+                challenge: matches!(authorizer, Authorizer::Jwt(_))
                     .then(|| bearer_challenge(Some("insufficient_scope"), &missing.join(" "))),
                 retry_after: None,
             });
         }
         // A key pays for the request only once it is let through.
-        if let (Authorizer::ApiKey(keys), Some(plan)) = (&*self.authorizer, plan) {
-            keys.charge(&identity.subject, &plan)?;
+        if let (Authorizer::ApiKey(keys), Some(plan)) = (authorizer, plan.as_deref()) {
+            keys.charge(&identity.subject, plan)?;
         }
         Ok(Authorized {
             identity,
@@ -182,8 +274,15 @@ impl Denial {
         response
     }
 
+    /// The gateway's answer, noted in the request's `record`.
+    fn refuse(&self, record: &mut Record<'_>) -> http::Response<WasiBody> {
+        record.outcome = Some(self.outcome());
+        record.rule = Some(self.reason.clone());
+        self.response()
+    }
+
     /// What the access log calls this outcome.
-    pub fn outcome(&self) -> &'static str {
+    fn outcome(&self) -> &'static str {
         match self.status {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::TOO_MANY_REQUESTS => "throttled",

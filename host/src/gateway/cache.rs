@@ -4,18 +4,71 @@
 //! from the guest, and `Set-Cookie`, keep a response out.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Full, StreamBody};
 use hyper::body::Frame;
+use serde::Deserialize;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::manifest::CachePolicy;
+use super::policy::{
+    Admitted, Configure, Policy, RoutePolicyKind, Screening, Stage, Table, Verdict, decided,
+};
+use crate::manifest::ManifestError;
+
+/// `cache = { ttl_seconds, vary, max_entry_bytes }`.
+pub const POLICY: RoutePolicyKind = RoutePolicyKind {
+    keys: &["cache"],
+    configure,
+};
+
+/// The largest cached response, unless a route says otherwise.
+const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl_seconds: u64,
+    #[serde(default)]
+    vary: Vec<String>,
+    max_entry_bytes: Option<usize>,
+}
+
+/// What a route caches.
+#[derive(Debug, Clone)]
+struct CachePolicy {
+    /// How long a response stays fresh.
+    ttl: Duration,
+    /// Request headers that are part of the cache key (lower case).
+    vary: Vec<String>,
+    /// Larger responses are passed through uncached.
+    max_entry_bytes: usize,
+}
+
+fn configure(config: &Configure<'_>, table: &Table) -> Result<Box<dyn Policy>, ManifestError> {
+    let at = &table["cache"];
+    let raw: RawCache = config.read(at)?;
+    if raw.ttl_seconds == 0 {
+        return Err(config
+            .error(at, "`ttl_seconds` must be at least 1")
+            .fix("remove `cache` to not cache the route"));
+    }
+    Ok(Box::new(ResponseCache::new(CachePolicy {
+        ttl: Duration::from_secs(raw.ttl_seconds),
+        vary: raw.vary.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        max_entry_bytes: raw.max_entry_bytes.unwrap_or(DEFAULT_MAX_ENTRY_BYTES),
+    })))
+}
+
+/// The key a request missed the cache under: its response is kept there.
+#[derive(Clone)]
+struct CacheKey(String);
 
 /// Bytes of responses one route's cache holds at most.
 const ROUTE_CACHE_BYTES: u64 = 32 << 20;
@@ -29,14 +82,14 @@ struct Entry {
 }
 
 /// One route's cache.
-pub struct ResponseCache {
+struct ResponseCache {
     policy: CachePolicy,
     entries: moka::sync::Cache<String, Arc<Entry>>,
 }
 
 impl ResponseCache {
     /// An empty cache for `policy`.
-    pub fn new(policy: &CachePolicy) -> Self {
+    fn new(policy: CachePolicy) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(ROUTE_CACHE_BYTES)
             .weigher(|key: &String, entry: &Arc<Entry>| {
@@ -49,15 +102,12 @@ impl ResponseCache {
             })
             .time_to_live(policy.ttl)
             .build();
-        Self {
-            policy: policy.clone(),
-            entries,
-        }
+        Self { policy, entries }
     }
 
     /// The cache key of a request, or `None` when the request is not cacheable (not a GET or
     /// HEAD, or it asks for a fresh answer).
-    pub fn key(&self, parts: &Parts, identity: Option<&str>) -> Option<String> {
+    fn key(&self, parts: &Parts, identity: Option<&str>) -> Option<String> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return None;
         }
@@ -83,7 +133,7 @@ impl ResponseCache {
     }
 
     /// The stored response for `key`, with its `Age`.
-    pub fn lookup(&self, key: &str) -> Option<Response<WasiBody>> {
+    fn lookup(&self, key: &str) -> Option<Response<WasiBody>> {
         let entry = self.entries.get(key)?;
         let mut response = Response::new(
             Full::new(entry.body.clone())
@@ -100,7 +150,7 @@ impl ResponseCache {
     }
 
     /// Passes `response` on, keeping a copy under `key` when it may be cached.
-    pub async fn store(&self, key: String, response: Response<WasiBody>) -> Response<WasiBody> {
+    async fn store(&self, key: String, response: Response<WasiBody>) -> Response<WasiBody> {
         if !cacheable(&response) {
             return response;
         }
@@ -141,6 +191,42 @@ impl ResponseCache {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         )
+    }
+}
+
+impl Policy for ResponseCache {
+    /// Runs once the caller is known: a caller's responses are kept apart from everyone
+    /// else's, so one never sees another's data.
+    fn stage(&self) -> Stage {
+        Stage::Identified
+    }
+
+    fn summary(&self) -> String {
+        format!("cache {}s", self.policy.ttl.as_secs())
+    }
+
+    fn admit<'s>(&'s self, screening: &'s mut Screening<'_, '_>) -> BoxFuture<'s, Verdict> {
+        let identity = screening.record.identity.as_deref();
+        let Some(key) = self.key(screening.parts, identity) else {
+            return decided(Ok(()));
+        };
+        if let Some(hit) = self.lookup(&key) {
+            screening.record.outcome = Some("cache-hit");
+            return decided(Err(hit));
+        }
+        screening.admitted.notes.insert(CacheKey(key));
+        decided(Ok(()))
+    }
+
+    fn finish<'s>(
+        &'s self,
+        admitted: &'s Admitted,
+        response: Response<WasiBody>,
+    ) -> BoxFuture<'s, Response<WasiBody>> {
+        match admitted.notes.get::<CacheKey>() {
+            Some(CacheKey(key)) => Box::pin(self.store(key.clone(), response)),
+            None => Box::pin(std::future::ready(response)),
+        }
     }
 }
 
@@ -189,8 +275,8 @@ mod tests {
 
     #[test]
     fn keys_separate_queries_vary_headers_and_callers() {
-        let cache = ResponseCache::new(&CachePolicy {
-            ttl: std::time::Duration::from_secs(60),
+        let cache = ResponseCache::new(CachePolicy {
+            ttl: Duration::from_secs(60),
             vary: vec!["accept".into()],
             max_entry_bytes: 1024,
         });

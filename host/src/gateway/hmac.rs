@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac as _};
 use http::request::Parts;
 use sha2::Sha256;
 
-use super::Denial;
+use super::auth::Denial;
 use super::identity::Identity;
 use crate::manifest::HmacSettings;
 

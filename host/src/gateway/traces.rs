@@ -8,7 +8,7 @@
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `http/json`; not `grpc`),
 //! `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_SERVICE_NAME`.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use anyhow::{Context as _, Result, bail};
 use http::StatusCode;
@@ -78,7 +78,7 @@ impl Traces {
         &self,
         parts: &mut http::request::Parts,
         app: &str,
-        client: SocketAddr,
+        client: IpAddr,
     ) -> RequestSpan {
         let parent = self.propagator.extract(&HeaderExtractor(&parts.headers));
         let span = self
@@ -88,7 +88,7 @@ impl Traces {
             .with_attributes([
                 KeyValue::new("http.request.method", parts.method.to_string()),
                 KeyValue::new("url.path", parts.uri.path().to_string()),
-                KeyValue::new("client.address", client.ip().to_string()),
+                KeyValue::new("client.address", client.to_string()),
                 KeyValue::new("ledge.app", app.to_string()),
             ])
             .start_with_context(&self.tracer, &parent);

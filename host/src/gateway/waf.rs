@@ -3,24 +3,166 @@
 //! payloads in the query and the body (libinjection's detectors, from `libinjectionrs`).
 //! Every block names the rule that fired.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::StatusCode;
 use http::header;
 use http::request::Parts;
-use http_body_util::{BodyExt as _, Limited};
-use hyper::body::Incoming;
+use serde::Deserialize;
 
-use crate::manifest::Waf;
+use super::access_log::Record;
+use super::policy::{
+    Admitted, Configure, Policy, RoutePolicyKind, Screening, Table, Verdict, decided,
+};
+use crate::manifest::ManifestError;
+use crate::reply::text;
+
+/// `waf = { allow_ips, deny_ips, max_uri_bytes, max_header_bytes, max_body_bytes,
+/// block_injection }`.
+pub const POLICY: RoutePolicyKind = RoutePolicyKind {
+    keys: &["waf"],
+    configure,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WafConfig {
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    #[serde(default)]
+    deny_ips: Vec<String>,
+    max_uri_bytes: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_body_bytes: Option<u64>,
+    #[serde(default)]
+    block_injection: bool,
+}
+
+/// The WAF of one route.
+#[derive(Debug, Default)]
+pub struct Waf {
+    /// When not empty, only these networks are served.
+    allow_ips: Vec<ipnet::IpNet>,
+    /// These networks are refused.
+    deny_ips: Vec<ipnet::IpNet>,
+    /// The longest request target (path and query) accepted.
+    max_uri_bytes: Option<usize>,
+    /// The most header bytes (names and values) accepted.
+    max_header_bytes: Option<usize>,
+    /// The largest body accepted.
+    max_body_bytes: Option<u64>,
+    /// Block SQL injection and cross-site scripting payloads in the query and the body.
+    block_injection: bool,
+}
+
+fn configure(config: &Configure<'_>, table: &Table) -> Result<Box<dyn Policy>, ManifestError> {
+    let at = &table["waf"];
+    let raw: WafConfig = config.read(at)?;
+    let networks = |list: &[String], field: &str| -> Result<Vec<ipnet::IpNet>, ManifestError> {
+        list.iter()
+            .map(|text| {
+                parse_network(text).ok_or_else(|| {
+                    config
+                        .error(
+                            at,
+                            format!("`{field}`: `{text}` is not an address or CIDR network"),
+                        )
+                        .fix("e.g. \"10.0.0.0/8\" or \"2001:db8::1\"")
+                })
+            })
+            .collect()
+    };
+    Ok(Box::new(Waf {
+        allow_ips: networks(&raw.allow_ips, "allow_ips")?,
+        deny_ips: networks(&raw.deny_ips, "deny_ips")?,
+        max_uri_bytes: raw.max_uri_bytes,
+        max_header_bytes: raw.max_header_bytes,
+        max_body_bytes: raw.max_body_bytes,
+        block_injection: raw.block_injection,
+    }))
+}
+
+/// An address or a CIDR network (`10.0.0.0/8`, `2001:db8::1`).
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+}
+
+/// `address` as IPv4 when it is an IPv4-mapped IPv6 address, so v4 networks match it.
+pub fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Waf {
+    /// Whether `address` may be served.
+    fn admits(&self, address: IpAddr) -> bool {
+        let address = canonical(address);
+        (self.allow_ips.is_empty() || self.allow_ips.iter().any(|n| n.contains(&address)))
+            && !self.deny_ips.iter().any(|n| n.contains(&address))
+    }
+}
+
+impl Policy for Waf {
+    fn summary(&self) -> String {
+        "waf".into()
+    }
+
+    fn admit<'s>(&'s self, screening: &'s mut Screening<'_, '_>) -> BoxFuture<'s, Verdict> {
+        if let Some(max) = self.max_body_bytes {
+            let limit = &mut screening.admitted.body_limit;
+            *limit = Some(limit.map_or(max, |limit| limit.min(max)));
+        }
+        let verdict = check_request(self, screening.parts, screening.client)
+            .map_err(|block| blocked(block, screening.record));
+        decided(verdict)
+    }
+
+    fn reads_body(&self, _admitted: &Admitted) -> bool {
+        self.block_injection
+    }
+
+    fn screen_body(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        _admitted: &Admitted,
+        record: &mut Record<'_>,
+    ) -> Verdict {
+        screen_body(parts, body).map_err(|block| blocked(block, record))
+    }
+}
 
 /// A refusal: the status and the rule that fired.
 pub type Block = (StatusCode, String);
 
+/// The answer to a request the WAF blocked, logged with the rule that fired.
+pub fn blocked(
+    (status, rule): Block,
+    record: &mut Record<'_>,
+) -> http::Response<wasmtime_wasi_http::WasiBody> {
+    match record.client {
+        Some(client) => tracing::warn!(%client, rule, "blocked by the WAF"),
+        None => tracing::warn!(rule, "blocked by the WAF"),
+    }
+    let response = text(
+        status,
+        &format!("{}: {rule}", status.canonical_reason().unwrap_or("")),
+    );
+    record.outcome = Some("blocked");
+    record.rule = Some(rule);
+    response
+}
+
 /// Checks the address lists and the size limits.
-pub fn check_request(waf: &Waf, parts: &Parts, client: SocketAddr) -> Result<(), Block> {
+fn check_request(waf: &Waf, parts: &Parts, client: IpAddr) -> Result<(), Block> {
     let block = |status, rule: &str| Err((status, rule.to_string()));
-    if !waf.admits(client.ip()) {
+    if !waf.admits(client) {
         return block(StatusCode::FORBIDDEN, "client address not allowed");
     }
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -58,27 +200,9 @@ pub fn check_request(waf: &Waf, parts: &Parts, client: SocketAddr) -> Result<(),
     Ok(())
 }
 
-/// Reads the whole body, at most `limit` bytes.
-pub async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Block> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let collected = Limited::new(body, limit).collect().await.map_err(|error| {
-        match error.downcast::<http_body_util::LengthLimitError>() {
-            Ok(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body over the size limit".to_string(),
-            ),
-            Err(_) => (
-                StatusCode::BAD_REQUEST,
-                "the body could not be read".to_string(),
-            ),
-        }
-    })?;
-    Ok(collected.to_bytes())
-}
-
 /// Screens a body for injection payloads: the fields of a form or the strings of a JSON
 /// document, or else the raw text.
-pub fn screen_body(parts: &Parts, bytes: &[u8]) -> Result<(), Block> {
+fn screen_body(parts: &Parts, bytes: &[u8]) -> Result<(), Block> {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -161,5 +285,18 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(rule.contains("comment.text"), "{rule}");
         assert!(screen(b"hello, world", "body").is_ok());
+    }
+
+    #[test]
+    fn addresses_match_networks_and_mapped_v4() {
+        let waf = Waf {
+            deny_ips: vec!["10.0.0.0/8".parse().unwrap(), parse_network("::1").unwrap()],
+            ..Waf::default()
+        };
+        assert!(!waf.admits("10.1.2.3".parse().unwrap()));
+        assert!(!waf.admits("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!waf.admits("::1".parse().unwrap()));
+        assert!(waf.admits("127.0.0.1".parse().unwrap()));
+        assert!(parse_network("10.0.0.0/33").is_none());
     }
 }

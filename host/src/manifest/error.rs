@@ -55,6 +55,12 @@ impl ManifestError {
         self
     }
 
+    /// Points the error at 1-based `line`.
+    pub fn on_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+
     /// Adds the way out.
     pub fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = Some(fix.into());

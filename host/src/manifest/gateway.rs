@@ -19,13 +19,12 @@
 //! ```
 //!
 //! The section is read from the manifest's text a second time, on its own, so every error
-//! names the line it is on. A route's table overrides the defaults policy by policy; `skip`
-//! drops a default the route should not have.
+//! names the line it is on. This module knows where each table is; what a policy's table holds
+//! is the gateway's business (`gateway::policies`): here a route's table is laid over the
+//! defaults key by key and handed on with each value's key and line.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -36,9 +35,16 @@ use super::authorizers::{AuthorizerSettings, RawAuthorizer};
 /// The gateway as the manifest configures it, resolved per route.
 #[derive(Debug, Clone, Default)]
 pub struct GatewaySettings {
-    /// The policies guarding each route that has any, keyed by the route as written in its
-    /// `[[trigger.http]]`. A route missing here behaves exactly as in Spin.
-    pub routes: BTreeMap<String, RoutePolicies>,
+    /// The manifest that says all this, for errors about it.
+    pub file: PathBuf,
+    /// The directory files named here (schemas, keys) are relative to.
+    pub root_dir: PathBuf,
+    /// The gateway's tables of each route that has any, keyed by the route as written in
+    /// its `[[trigger.http]]`. A route missing here behaves exactly as in Spin.
+    pub routes: BTreeMap<String, RouteTable>,
+    /// App-wide gateway settings: the keys of `[application.tool.ledge]` other than the
+    /// tables above (`trusted_proxies`, ...), read by the gateway.
+    pub app: BTreeMap<String, Setting<toml::Value>>,
     /// Named authorizers that routes refer to with `auth = "<name>"`.
     pub authorizers: BTreeMap<String, AuthorizerSettings>,
     /// Log one JSON line per request (and give every request an id).
@@ -116,126 +122,38 @@ impl std::fmt::Display for DomainMapping {
     }
 }
 
-/// Everything that guards one route.
-#[derive(Debug, Clone, Default)]
-pub struct RoutePolicies {
-    /// Only these methods reach the route; others get 405 with `Allow`.
-    pub methods: Option<Vec<http::Method>>,
-    /// The authorizer and the scopes a token must carry.
-    pub auth: Option<AuthPolicy>,
-    /// Token-bucket throttling.
-    pub rate_limit: Option<RateLimit>,
-    /// Cross-origin resource sharing, preflights answered by the gateway.
-    pub cors: Option<Cors>,
-    /// The response cache.
-    pub cache: Option<CachePolicy>,
-    /// Address lists and size limits.
-    pub waf: Option<Waf>,
-    /// A JSON Schema that `POST`, `PUT` and `PATCH` bodies must match.
-    pub request_schema: Option<serde_json::Value>,
-}
-
-/// `auth = "<authorizer>"` with the route's `scopes`.
+/// A gateway setting as written: its value, its key and its line, so that the policy that reads
+/// its meaning can say where a problem is.
 #[derive(Debug, Clone)]
-pub struct AuthPolicy {
-    /// The authorizer's name.
-    pub authorizer: String,
-    /// Scopes the token must all carry (`scope` or `scp` claim).
-    pub scopes: Vec<String>,
+pub struct Setting<T> {
+    /// The value.
+    pub value: T,
+    /// Its full key, e.g. `application.tool.ledge.gateway.rate_limit`.
+    pub key: String,
+    /// Its 1-based line in the manifest; `None` for a value given on the command line.
+    pub line: Option<usize>,
 }
 
-/// `rate_limit = { per_second, burst, per }`.
-#[derive(Debug, Clone)]
-pub struct RateLimit {
-    /// Sustained requests per second.
-    pub per_second: u32,
-    /// Requests allowed at once above the sustained rate.
-    pub burst: u32,
-    /// What one bucket counts.
-    pub per: RateKey,
-}
-
-/// What a rate-limit bucket belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateKey {
-    /// One bucket for the whole route.
-    Route,
-    /// One bucket per client address.
-    Client,
-    /// One bucket per authenticated identity (the token's subject); anonymous requests share
-    /// the client-address buckets.
-    Identity,
-}
-
-/// `cors = { allow_origins, allow_methods, allow_headers, expose_headers, allow_credentials,
-/// max_age }`.
-#[derive(Debug, Clone)]
-pub struct Cors {
-    /// Allowed origins (`*` for any, not with credentials).
-    pub allow_origins: Vec<String>,
-    /// Allowed methods for preflights.
-    pub allow_methods: Vec<String>,
-    /// Allowed request headers for preflights.
-    pub allow_headers: Vec<String>,
-    /// Response headers scripts may read.
-    pub expose_headers: Vec<String>,
-    /// Whether cookies and credentials may be sent.
-    pub allow_credentials: bool,
-    /// How long a browser may cache a preflight.
-    pub max_age: Option<Duration>,
-}
-
-/// `cache = { ttl_seconds, vary, max_entry_bytes }`.
-#[derive(Debug, Clone)]
-pub struct CachePolicy {
-    /// How long a response stays fresh.
-    pub ttl: Duration,
-    /// Request headers that are part of the cache key (lower case).
-    pub vary: Vec<String>,
-    /// Larger responses are passed through uncached.
-    pub max_entry_bytes: usize,
-}
-
-/// `waf = { allow_ips, deny_ips, max_uri_bytes, max_header_bytes, max_body_bytes,
-/// block_injection }`.
-#[derive(Debug, Clone, Default)]
-pub struct Waf {
-    /// When not empty, only these networks are served.
-    pub allow_ips: Vec<ipnet::IpNet>,
-    /// These networks are refused.
-    pub deny_ips: Vec<ipnet::IpNet>,
-    /// The longest request target (path and query) accepted.
-    pub max_uri_bytes: Option<usize>,
-    /// The most header bytes (names and values) accepted.
-    pub max_header_bytes: Option<usize>,
-    /// The largest body accepted.
-    pub max_body_bytes: Option<u64>,
-    /// Block SQL injection and cross-site scripting payloads in the query and the body.
-    pub block_injection: bool,
-}
-
-impl Waf {
-    /// Whether `address` may be served.
-    pub fn admits(&self, address: IpAddr) -> bool {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-            v4 => v4,
-        };
-        (self.allow_ips.is_empty() || self.allow_ips.iter().any(|n| n.contains(&address)))
-            && !self.deny_ips.iter().any(|n| n.contains(&address))
+impl<T> Setting<T> {
+    /// An error about this value in manifest `file`.
+    pub fn error(&self, file: &Path, message: impl Into<String>) -> ManifestError {
+        let error = ManifestError::file(file, message).key(self.key.clone());
+        match self.line {
+            Some(line) => error.on_line(line),
+            None => error,
+        }
     }
 }
 
-/// The policy names `skip` accepts.
-const POLICY_NAMES: [&str; 7] = [
-    "methods",
-    "auth",
-    "rate_limit",
-    "cors",
-    "cache",
-    "waf",
-    "request_schema",
-];
+/// The gateway's tables for one route: the route's own table laid over
+/// `[application.tool.ledge.gateway]`, key by key, and the policies the route skips.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    /// Each key and its value, as written in the route's table or else in the defaults.
+    pub entries: BTreeMap<String, Setting<toml::Value>>,
+    /// The names listed in the route's `skip`.
+    pub skip: Vec<Setting<String>>,
+}
 
 #[derive(Deserialize)]
 struct Document {
@@ -253,84 +171,49 @@ struct DocumentTool {
     ledge: Option<RawLedgeApp>,
 }
 
+/// The keys of `[application.tool.ledge]` that this module reads; every other key is an
+/// app-wide gateway setting (see [`GatewaySettings::app`]).
+const LEDGE_KEYS: [&str; 6] = [
+    "access_log",
+    "request_id_header",
+    "domains",
+    "gateway",
+    "routes",
+    "authorizers",
+];
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawLedgeApp {
     #[serde(default)]
     access_log: bool,
     request_id_header: Option<Spanned<String>>,
     #[serde(default)]
     domains: Vec<Spanned<String>>,
-    gateway: Option<RawPolicies>,
+    gateway: Option<RawTable>,
     #[serde(default)]
-    routes: BTreeMap<Spanned<String>, RawPolicies>,
+    routes: BTreeMap<Spanned<String>, RawTable>,
     #[serde(default)]
     authorizers: BTreeMap<Spanned<String>, RawAuthorizer>,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawPolicies {
-    methods: Option<Spanned<Vec<String>>>,
-    auth: Option<Spanned<String>>,
-    scopes: Option<Spanned<Vec<String>>>,
-    rate_limit: Option<Spanned<RawRateLimit>>,
-    cors: Option<Spanned<RawCors>>,
-    cache: Option<Spanned<RawCache>>,
-    waf: Option<Spanned<RawWaf>>,
-    request_schema: Option<Spanned<String>>,
-    #[serde(default)]
-    skip: Vec<Spanned<String>>,
+/// `[application.tool.ledge]` again, every key with its value, for the app-wide settings.
+#[derive(Deserialize)]
+struct KeysDocument {
+    application: KeysApplication,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimit {
-    per_second: u32,
-    burst: Option<u32>,
-    per: Option<String>,
+#[derive(Deserialize)]
+struct KeysApplication {
+    tool: KeysTool,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawCors {
-    allow_origins: Vec<String>,
-    #[serde(default)]
-    allow_methods: Vec<String>,
-    #[serde(default)]
-    allow_headers: Vec<String>,
-    #[serde(default)]
-    expose_headers: Vec<String>,
-    #[serde(default)]
-    allow_credentials: bool,
-    max_age: Option<u64>,
+#[derive(Deserialize)]
+struct KeysTool {
+    ledge: RawTable,
 }
 
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawCache {
-    ttl_seconds: u64,
-    #[serde(default)]
-    vary: Vec<String>,
-    max_entry_bytes: Option<usize>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawWaf {
-    #[serde(default)]
-    allow_ips: Vec<String>,
-    #[serde(default)]
-    deny_ips: Vec<String>,
-    max_uri_bytes: Option<usize>,
-    max_header_bytes: Option<usize>,
-    max_body_bytes: Option<u64>,
-    #[serde(default)]
-    block_injection: bool,
-}
-
-/// The largest cached response, unless a route says otherwise.
-const DEFAULT_MAX_ENTRY_BYTES: usize = 1 << 20;
+/// A table whose keys are read by the gateway, with their lines.
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 /// Reads `[application.tool.ledge]` from manifest `source` (of `file`, in `root_dir`), for an
 /// app whose public routes are `routes` (as written) and whose triggered components are
@@ -362,36 +245,46 @@ pub fn parse(
         authorizers.insert(name.into_inner(), settings);
     }
 
-    let defaults = raw.gateway.unwrap_or_default();
+    let defaults = reader.entries(
+        raw.gateway.unwrap_or_default(),
+        "application.tool.ledge.gateway",
+        None,
+    )?;
     let mut specific = BTreeMap::new();
-    for (route, policies) in raw.routes {
+    for (route, table) in raw.routes {
+        let key = format!("application.tool.ledge.routes.\"{}\"", route.get_ref());
         if !routes.contains(&route.get_ref().as_str()) {
             return Err(reader
-                .error(
-                    &route,
-                    format!("application.tool.ledge.routes.\"{}\"", route.get_ref()),
-                    "no [[trigger.http]] has this route",
-                )
+                .error(&route, key, "no [[trigger.http]] has this route")
                 .fix(format!(
                     "write the route exactly as in its trigger; the app's routes are {routes:?}"
                 )));
         }
-        specific.insert(route.into_inner(), policies);
+        let own = reader.entries(table, &key, Some(&defaults))?;
+        specific.insert(route.into_inner(), own);
     }
-
-    let mut resolved = BTreeMap::new();
+    let mut tables = BTreeMap::new();
     for route in routes {
-        let own = specific.get(*route);
-        let key = match own {
-            Some(_) => format!("application.tool.ledge.routes.\"{route}\""),
-            None => "application.tool.ledge.gateway".to_string(),
-        };
-        let merged = merge(&defaults, own, &reader, &key)?;
-        let policies = reader.policies(root_dir, &merged, &key, &authorizers)?;
-        if policies.is_some() {
-            resolved.insert(route.to_string(), policies.unwrap_or_default());
+        let table = specific.remove(*route).unwrap_or_else(|| defaults.clone());
+        if !table.entries.is_empty() || !table.skip.is_empty() {
+            tables.insert(route.to_string(), table);
         }
     }
+    let keys: KeysDocument = toml::from_str(source).map_err(|e| {
+        ManifestError::file(file, e.message().to_string()).key("application.tool.ledge")
+    })?;
+    let app = keys
+        .application
+        .tool
+        .ledge
+        .into_iter()
+        .filter(|(key, _)| !LEDGE_KEYS.contains(&key.get_ref().as_str()))
+        .map(|(key, value)| {
+            let located =
+                reader.locate(&value, format!("application.tool.ledge.{}", key.get_ref()));
+            (key.into_inner(), located)
+        })
+        .collect();
     let request_id_header = raw
         .request_id_header
         .map(|header| {
@@ -425,66 +318,15 @@ pub fn parse(
         domains.push(mapping);
     }
     Ok(GatewaySettings {
-        routes: resolved,
+        file: file.to_owned(),
+        root_dir: root_dir.to_owned(),
+        routes: tables,
+        app,
         authorizers,
         access_log: raw.access_log,
         request_id_header,
         domains,
     })
-}
-
-/// The defaults with a route's own table laid over them, policy by policy, minus what the
-/// route skips.
-fn merge(
-    defaults: &RawPolicies,
-    own: Option<&RawPolicies>,
-    reader: &Reader<'_>,
-    key: &str,
-) -> Result<RawPolicies, ManifestError> {
-    let Some(own) = own else {
-        return Ok(defaults.clone());
-    };
-    let mut merged = RawPolicies {
-        methods: own.methods.clone().or_else(|| defaults.methods.clone()),
-        auth: own.auth.clone().or_else(|| defaults.auth.clone()),
-        scopes: own.scopes.clone().or_else(|| defaults.scopes.clone()),
-        rate_limit: own
-            .rate_limit
-            .clone()
-            .or_else(|| defaults.rate_limit.clone()),
-        cors: own.cors.clone().or_else(|| defaults.cors.clone()),
-        cache: own.cache.clone().or_else(|| defaults.cache.clone()),
-        waf: own.waf.clone().or_else(|| defaults.waf.clone()),
-        request_schema: own
-            .request_schema
-            .clone()
-            .or_else(|| defaults.request_schema.clone()),
-        skip: Vec::new(),
-    };
-    for name in &own.skip {
-        match name.get_ref().as_str() {
-            "methods" => merged.methods = None,
-            "auth" => {
-                merged.auth = None;
-                merged.scopes = None;
-            }
-            "rate_limit" => merged.rate_limit = None,
-            "cors" => merged.cors = None,
-            "cache" => merged.cache = None,
-            "waf" => merged.waf = None,
-            "request_schema" => merged.request_schema = None,
-            other => {
-                return Err(reader
-                    .error(
-                        name,
-                        format!("{key}.skip"),
-                        format!("`{other}` is not a policy"),
-                    )
-                    .fix(format!("skip one of {POLICY_NAMES:?}")));
-            }
-        }
-    }
-    Ok(merged)
 }
 
 /// Builds errors located in the manifest's text.
@@ -504,257 +346,59 @@ impl Reader<'_> {
         ManifestError::spanned(self.file, self.source, spanned, key, message)
     }
 
-    /// The checked policies of one route, or `None` when nothing guards it.
-    fn policies(
+    /// `value`, located at its line.
+    fn locate(&self, value: &Spanned<toml::Value>, key: String) -> Setting<toml::Value> {
+        Setting {
+            value: value.get_ref().clone(),
+            key,
+            line: Some(super::error::line_of(self.source, value.span().start)),
+        }
+    }
+
+    /// The keys of a gateway table named `key`, laid over `defaults` when it is a route's own
+    /// table (which alone may `skip` policies).
+    fn entries(
         &self,
-        root_dir: &Path,
-        raw: &RawPolicies,
+        table: RawTable,
         key: &str,
-        authorizers: &BTreeMap<String, AuthorizerSettings>,
-    ) -> Result<Option<RoutePolicies>, ManifestError> {
-        let methods = raw
-            .methods
-            .as_ref()
-            .map(|methods| self.methods(methods, &format!("{key}.methods")))
-            .transpose()?;
-        let auth = match (&raw.auth, &raw.scopes) {
-            (Some(name), scopes) => {
-                if !authorizers.contains_key(name.get_ref()) {
-                    return Err(self
-                        .error(
-                            name,
-                            format!("{key}.auth"),
-                            format!("there is no authorizer `{}`", name.get_ref()),
-                        )
-                        .fix(format!(
-                            "define it under [application.tool.ledge.authorizers.{}], or use one of {:?}",
-                            name.get_ref(),
-                            authorizers.keys().collect::<Vec<_>>()
-                        )));
-                }
-                Some(AuthPolicy {
-                    authorizer: name.get_ref().clone(),
-                    scopes: scopes
-                        .as_ref()
-                        .map(|s| s.get_ref().clone())
-                        .unwrap_or_default(),
-                })
+        defaults: Option<&RouteTable>,
+    ) -> Result<RouteTable, ManifestError> {
+        let mut merged = defaults.cloned().unwrap_or_default();
+        for (name, value) in table {
+            let entry_key = format!("{key}.{}", name.get_ref());
+            if name.get_ref() != "skip" {
+                merged
+                    .entries
+                    .insert(name.into_inner(), self.locate(&value, entry_key));
+                continue;
             }
-            (None, Some(scopes)) => {
+            if defaults.is_none() {
                 return Err(self
-                    .error(
-                        scopes,
-                        format!("{key}.scopes"),
-                        "scopes need an authorizer to check them",
-                    )
-                    .fix("add `auth = \"<authorizer>\"` to the same table"));
+                    .error(&name, entry_key, "only a route's own table can skip policies")
+                    .fix("leave the policy out of the defaults, or skip it in the routes that should not have it"));
             }
-            (None, None) => None,
-        };
-        let rate_limit = raw
-            .rate_limit
-            .as_ref()
-            .map(|limit| self.rate_limit(limit, &format!("{key}.rate_limit")))
-            .transpose()?;
-        let cors = raw
-            .cors
-            .as_ref()
-            .map(|cors| self.cors(cors, &format!("{key}.cors")))
-            .transpose()?;
-        let cache = raw.cache.as_ref().map(|cache| CachePolicy {
-            ttl: Duration::from_secs(cache.get_ref().ttl_seconds),
-            vary: cache
-                .get_ref()
-                .vary
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            max_entry_bytes: cache
-                .get_ref()
-                .max_entry_bytes
-                .unwrap_or(DEFAULT_MAX_ENTRY_BYTES),
-        });
-        if let Some(spanned) = &raw.cache
-            && spanned.get_ref().ttl_seconds == 0
-        {
-            return Err(self
-                .error(
-                    spanned,
-                    format!("{key}.cache.ttl_seconds"),
-                    "must be at least 1",
-                )
-                .fix("remove `cache` to not cache the route"));
-        }
-        let waf = raw
-            .waf
-            .as_ref()
-            .map(|waf| self.waf(waf, &format!("{key}.waf")))
-            .transpose()?;
-        let request_schema = raw
-            .request_schema
-            .as_ref()
-            .map(|path| self.schema(root_dir, path, &format!("{key}.request_schema")))
-            .transpose()?;
-        let policies = RoutePolicies {
-            methods,
-            auth,
-            rate_limit,
-            cors,
-            cache,
-            waf,
-            request_schema,
-        };
-        let guarded = policies.methods.is_some()
-            || policies.auth.is_some()
-            || policies.rate_limit.is_some()
-            || policies.cors.is_some()
-            || policies.cache.is_some()
-            || policies.waf.is_some()
-            || policies.request_schema.is_some();
-        Ok(guarded.then_some(policies))
-    }
-
-    /// Reads and checks a JSON Schema file.
-    fn schema(
-        &self,
-        root_dir: &Path,
-        path: &Spanned<String>,
-        key: &str,
-    ) -> Result<serde_json::Value, ManifestError> {
-        let file = root_dir.join(path.get_ref());
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            self.error(path, key, format!("cannot read {}: {e}", file.display()))
-                .fix("give the schema's path relative to the manifest")
-        })?;
-        let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            self.error(path, key, format!("{} is not JSON: {e}", file.display()))
-                .fix("the schema is a JSON document")
-        })?;
-        jsonschema::validator_for(&schema).map_err(|e| {
-            self.error(
-                path,
-                key,
-                format!("{} is not a valid JSON Schema: {e}", file.display()),
-            )
-            .fix("check it against the JSON Schema specification")
-        })?;
-        Ok(schema)
-    }
-
-    fn methods(
-        &self,
-        methods: &Spanned<Vec<String>>,
-        key: &str,
-    ) -> Result<Vec<http::Method>, ManifestError> {
-        if methods.get_ref().is_empty() {
-            return Err(self
-                .error(
-                    methods,
-                    key,
-                    "the list is empty, so nothing could reach the route",
-                )
-                .fix("list the methods the route serves, e.g. [\"GET\", \"POST\"]"));
-        }
-        methods
-            .get_ref()
-            .iter()
-            .map(|method| {
-                let upper = method.to_ascii_uppercase();
-                http::Method::from_bytes(upper.as_bytes())
-                    .ok()
-                    .filter(|_| upper == *method)
-                    .ok_or_else(|| {
-                        self.error(methods, key, format!("`{method}` is not a method name"))
-                            .fix("write methods in upper case, e.g. \"GET\"")
-                    })
-            })
-            .collect()
-    }
-
-    fn rate_limit(
-        &self,
-        limit: &Spanned<RawRateLimit>,
-        key: &str,
-    ) -> Result<RateLimit, ManifestError> {
-        let raw = limit.get_ref();
-        if raw.per_second == 0 || raw.burst == Some(0) {
-            return Err(self
-                .error(limit, key, "`per_second` and `burst` must be at least 1")
-                .fix("use `methods` or `waf` to refuse a route outright"));
-        }
-        let per = match raw.per.as_deref() {
-            None | Some("client") => RateKey::Client,
-            Some("route") => RateKey::Route,
-            Some("identity") => RateKey::Identity,
-            Some(other) => {
+            let names = value.get_ref().as_array().and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+            });
+            let Some(names) = names else {
                 return Err(self
-                    .error(
-                        limit,
-                        format!("{key}.per"),
-                        format!("unknown bucket `{other}`"),
-                    )
-                    .fix("use \"client\" (the default), \"route\" or \"identity\""));
-            }
-        };
-        Ok(RateLimit {
-            per_second: raw.per_second,
-            burst: raw.burst.unwrap_or(raw.per_second),
-            per,
-        })
-    }
-
-    fn cors(&self, cors: &Spanned<RawCors>, key: &str) -> Result<Cors, ManifestError> {
-        let raw = cors.get_ref();
-        if raw.allow_origins.is_empty() {
-            return Err(self
-                .error(cors, format!("{key}.allow_origins"), "no origin is allowed")
-                .fix("list the origins, e.g. [\"https://app.example.com\"]"));
-        }
-        if raw.allow_credentials && raw.allow_origins.iter().any(|o| o == "*") {
-            return Err(self
-                .error(
-                    cors,
-                    format!("{key}.allow_origins"),
-                    "browsers refuse `*` together with `allow_credentials = true`",
-                )
-                .fix("list the origins explicitly"));
-        }
-        Ok(Cors {
-            allow_origins: raw.allow_origins.clone(),
-            allow_methods: raw.allow_methods.clone(),
-            allow_headers: raw.allow_headers.clone(),
-            expose_headers: raw.expose_headers.clone(),
-            allow_credentials: raw.allow_credentials,
-            max_age: raw.max_age.map(Duration::from_secs),
-        })
-    }
-
-    fn waf(&self, waf: &Spanned<RawWaf>, key: &str) -> Result<Waf, ManifestError> {
-        let raw = waf.get_ref();
-        let networks = |list: &[String], field: &str| -> Result<Vec<ipnet::IpNet>, ManifestError> {
-            list.iter()
-                .map(|text| {
-                    text.parse::<ipnet::IpNet>()
-                        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| {
-                            self.error(
-                                waf,
-                                format!("{key}.{field}"),
-                                format!("`{text}` is not an address or CIDR network"),
-                            )
-                            .fix("e.g. \"10.0.0.0/8\" or \"2001:db8::1\"")
-                        })
+                    .error(&value, entry_key, "not a list of policy names")
+                    .fix("e.g. skip = [\"rate_limit\"]"));
+            };
+            let line = Some(super::error::line_of(self.source, value.span().start));
+            merged.skip = names
+                .into_iter()
+                .map(|value| Setting {
+                    value,
+                    key: entry_key.clone(),
+                    line,
                 })
-                .collect()
-        };
-        Ok(Waf {
-            allow_ips: networks(&raw.allow_ips, "allow_ips")?,
-            deny_ips: networks(&raw.deny_ips, "deny_ips")?,
-            max_uri_bytes: raw.max_uri_bytes,
-            max_header_bytes: raw.max_header_bytes,
-            max_body_bytes: raw.max_body_bytes,
-            block_injection: raw.block_injection,
-        })
+                .collect();
+        }
+        Ok(merged)
     }
 }
 
@@ -776,18 +420,33 @@ mod tests {
     }
 
     #[test]
-    fn route_tables_override_defaults_and_skip_them() {
+    fn route_tables_lay_over_defaults_key_by_key() {
         let settings = read(
             "[application.tool.ledge.gateway]\nmethods = [\"GET\"]\nrate_limit = { per_second = 5 }\n\
              [application.tool.ledge.routes.\"/open\"]\nskip = [\"rate_limit\"]\nmethods = [\"GET\", \"POST\"]\n",
         )
         .unwrap();
         let api = &settings.routes["/api/..."];
-        assert_eq!(api.methods.as_ref().unwrap(), &[http::Method::GET]);
-        assert_eq!(api.rate_limit.as_ref().unwrap().burst, 5);
+        assert_eq!(
+            api.entries["methods"].key,
+            "application.tool.ledge.gateway.methods"
+        );
+        assert_eq!(api.entries["methods"].line, Some(5));
+        assert!(api.skip.is_empty());
         let open = &settings.routes["/open"];
-        assert_eq!(open.methods.as_ref().unwrap().len(), 2);
-        assert!(open.rate_limit.is_none());
+        assert_eq!(open.entries["methods"].value.as_array().unwrap().len(), 2);
+        assert!(open.entries.contains_key("rate_limit"));
+        assert_eq!(open.skip[0].value, "rate_limit");
+        assert_eq!(open.skip[0].line, Some(8));
+    }
+
+    #[test]
+    fn other_keys_are_app_wide_settings() {
+        let settings =
+            read("[application.tool.ledge]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        let proxies = &settings.app["trusted_proxies"];
+        assert_eq!(proxies.key, "application.tool.ledge.trusted_proxies");
+        assert_eq!(proxies.line, Some(5));
     }
 
     #[test]
@@ -826,40 +485,14 @@ mod tests {
                 .contains("no [[trigger.http]] has this route")
         );
 
-        let error = read("[application.tool.ledge.gateway]\nmethods = [\"get\"]\n").unwrap_err();
+        let error = read("[application.tool.ledge.gateway]\nskip = [\"waf\"]\n").unwrap_err();
         assert_eq!(error.line, Some(5));
-        assert!(error.fix.unwrap().contains("upper case"));
-
-        let error = read("[application.tool.ledge.gateway]\nauth = \"users\"\n").unwrap_err();
-        assert!(error.message.contains("no authorizer `users`"));
-
-        let error = read("[application.tool.ledge.gateway]\nrate_limt = 1\n").unwrap_err();
-        assert_eq!(error.line, Some(5));
-        assert!(error.message.contains("rate_limt"));
+        assert!(error.message.contains("only a route's own table"));
 
         let error = read(
             "[application.tool.ledge.authorizers.users]\ntype = \"jwt\"\njwks = \"https://x\"\nalgorithms = [\"HS256\"]\n",
         )
         .unwrap_err();
         assert!(error.message.contains("never an HMAC secret"));
-
-        let error = read(
-            "[application.tool.ledge.gateway]\ncors = { allow_origins = [\"*\"], allow_credentials = true }\n",
-        )
-        .unwrap_err();
-        assert!(error.message.contains("browsers refuse"));
-    }
-
-    #[test]
-    fn waf_addresses_match_networks_and_mapped_v4() {
-        let settings = read(
-            "[application.tool.ledge.gateway]\nwaf = { deny_ips = [\"10.0.0.0/8\", \"::1\"] }\n",
-        )
-        .unwrap();
-        let waf = settings.routes["/open"].waf.as_ref().unwrap();
-        assert!(!waf.admits("10.1.2.3".parse().unwrap()));
-        assert!(!waf.admits("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!waf.admits("::1".parse().unwrap()));
-        assert!(waf.admits("127.0.0.1".parse().unwrap()));
     }
 }

@@ -17,10 +17,7 @@ pub use authorizers::{
     JwksSource, JwtSettings, QuotaPeriod, UsagePlan,
 };
 pub use error::ManifestError;
-pub use gateway::{
-    AuthPolicy, CachePolicy, Cors, DomainMapping, GatewaySettings, RateKey, RateLimit,
-    RoutePolicies, Waf,
-};
+pub use gateway::{DomainMapping, GatewaySettings, RouteTable, Setting};
 pub use validate::is_variable_name;
 
 use crate::router::RoutePattern;

@@ -11,10 +11,13 @@ use futures::future::BoxFuture;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
+
+use crate::reply::full;
+pub use crate::reply::text;
 
 use super::admin;
 use super::headers::{self, RouteHeaders};
@@ -23,7 +26,7 @@ use super::static_files::FileServer;
 use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
 use crate::gateway::traces::Traces;
-use crate::gateway::{Admitted, Gateway, Identity, RouteGuard, strip_identity};
+use crate::gateway::{Admitted, Gateway, Identity, RouteGuard};
 use crate::manifest::StaticResponse;
 use crate::router::{RouteMatch, RoutePattern, Router};
 
@@ -114,11 +117,16 @@ const INFO_PATH: &str = "/.well-known/spin/info";
 impl AppService {
     /// Answers one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<WasiBody> {
+        let (mut parts, body) = request.into_parts();
+        let client = self.gateway.arrive(&mut parts, peer.address.ip());
+        let mut record = Record {
+            client: Some(client),
+            ..Record::default()
+        };
         if !self.metrics && self.gateway.access_log.is_none() && self.traces.is_none() {
-            return self.serve(request, peer, &mut Record::default()).await;
+            return self.serve(parts, body, peer, &mut record).await;
         }
         let started = Instant::now();
-        let (mut parts, body) = request.into_parts();
         let logged = self.gateway.access_log.as_ref().map(|log| {
             let id = log.request_id(&mut parts);
             // The path as the client sent it, with a custom domain's base path.
@@ -135,10 +143,8 @@ impl AppService {
         let span = self
             .traces
             .as_ref()
-            .map(|traces| traces.request_span(&mut parts, &self.name, peer.address));
-        let mut record = Record::default();
-        let request = Request::from_parts(parts, body);
-        let mut response = self.serve(request, peer, &mut record).await;
+            .map(|traces| traces.request_span(&mut parts, &self.name, client));
+        let mut response = self.serve(parts, body, peer, &mut record).await;
         let latency = started.elapsed();
         if self.metrics {
             admin::record_request(&self.name, &record, response.status(), latency);
@@ -157,13 +163,14 @@ impl AppService {
     /// happened in `record`.
     async fn serve<'a>(
         &'a self,
-        request: Request<Incoming>,
+        mut parts: http::request::Parts,
+        body: Incoming,
         peer: &Peer,
         record: &mut Record<'a>,
     ) -> Response<WasiBody> {
-        let client = peer.address;
+        let client = record.client.unwrap_or(peer.address.ip());
         // Accept -> route.
-        let path = request.uri().path();
+        let path = parts.uri.path();
         if path == HEALTH_PATH {
             return text(StatusCode::OK, "OK");
         }
@@ -174,11 +181,8 @@ impl AppService {
             return text(StatusCode::NOT_FOUND, "Not Found");
         };
         record.route = Some(route.route.raw());
-        let (mut parts, body) = request.into_parts();
 
-        // Gateway policies. Identity headers come only from ledge, in every app: one that
-        // drops its authorizer must not expose functions that trust them.
-        strip_identity(&mut parts);
+        // Gateway policies.
         if let Some(subject) = &peer.certified_subject {
             Identity::certified(subject).attach(&mut parts);
             record.identity = Some(subject.to_string());
@@ -221,7 +225,7 @@ impl AppService {
                 };
                 let guarded = endpoint.guard.as_deref().zip(admitted.as_ref());
                 let request = Request::from_parts(parts, body);
-                self.run(component, request, guarded, peer, record).await
+                self.run(component, request, guarded, record).await
             }
         };
 
@@ -243,7 +247,6 @@ impl AppService {
         component: Component<'a>,
         request: Request<Incoming>,
         guarded: Option<(&RouteGuard, &Admitted)>,
-        peer: &Peer,
         record: &mut Record<'a>,
     ) -> Result<Response<WasiBody>, Response<WasiBody>> {
         let (mut parts, body) = request.into_parts();
@@ -277,7 +280,7 @@ impl AppService {
         let body = match guarded {
             Some((guard, admitted)) if guard.reads_body(admitted) => full(
                 guard
-                    .read_body(admitted, &parts, body, body_limit, peer.address, record)
+                    .read_body(admitted, &parts, body, body_limit, record)
                     .await?,
             ),
             _ => limit_body(body, body_limit),
@@ -432,21 +435,4 @@ fn static_response(response: &StaticResponse) -> Response<WasiBody> {
     builder
         .body(full(Bytes::from(response.body.clone())))
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
-}
-
-/// A short `text/plain` response.
-pub fn text(status: StatusCode, message: &str) -> Response<WasiBody> {
-    let mut response = Response::new(full(Bytes::from(format!("{message}\n"))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn full(bytes: Bytes) -> WasiBody {
-    Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
