@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod builder;
+pub mod capabilities;
 pub mod cli;
 pub mod data;
 pub mod engine;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -13,16 +13,16 @@ use crate::data::runtime_config::RuntimeConfig;
 use crate::data::variables::template;
 use crate::data::{DataTier, startup};
 use crate::engine::{
-    AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcessSlot,
-    MessageHandler, PoolSettings, Runtime,
+    AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcess,
+    InProcessSlot, MessageHandler, PoolSettings, Runtime,
 };
 use crate::gateway::traces::Traces;
 use crate::gateway::{Gateway, GatewayPolicies};
 use crate::manifest::{App, DomainMapping, Setting, TriggerHandler};
 use crate::router::Router;
 use crate::server::{
-    AppService, ConnectionLimits, Endpoint, FileServer, MIN_REQUEST_HEAD, RouteHeaders, Server,
-    Site, Sites, Target, TlsFiles,
+    AppService, CHAINING_ROUTE, ConnectionLimits, Endpoint, FileServer, MIN_REQUEST_HEAD,
+    RouteHeaders, Server, Site, Sites, Target, TlsFiles,
 };
 use crate::trigger_redis::Subscription;
 use crate::{builder, files, sources};
@@ -84,11 +84,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
         app.check_sources()?;
     }
 
-    let runtime = Runtime::new(EngineSettings {
-        pooling: !args.disable_pooling,
-        cache_dir: compile_cache_dir(&args, &state_dirs[0])?,
-        request_timeout: args.request_timeout,
-    })?;
+    let runtime = Runtime::new(
+        EngineSettings {
+            pooling: !args.disable_pooling,
+            cache_dir: compile_cache_dir(&args, &state_dirs[0])?,
+            request_timeout: args.request_timeout,
+        },
+        crate::capabilities::ALL,
+    )?;
     // Metrics first, so the pools register theirs with the recorder.
     let admin = match args.admin_listen {
         Some(address) => Some(crate::server::admin::serve(address).await?),
@@ -271,6 +274,18 @@ async fn load_app(
         let guard = gateway.guard(route.raw());
         routes.push((route.clone(), Endpoint { target, guard }));
     }
+    let chained = pools
+        .into_iter()
+        .map(|(id, pool)| {
+            let target = Target::Component {
+                id: id.as_str().into(),
+                pool,
+                headers: CHAINING_ROUTE.1.clone(),
+                concurrency: concurrency.get(id.as_str()).cloned(),
+            };
+            (id, target)
+        })
+        .collect();
     let service = Arc::new(AppService {
         name: app.name.clone(),
         version: app.version.clone(),
@@ -279,9 +294,11 @@ async fn load_app(
         metrics: observers.metrics,
         traces: observers.traces.clone(),
         max_request_body: args.max_request_body_size,
-        components: pools,
+        chained,
     });
-    let _ = in_process.set(service.clone());
+    // Weak: the app's instances call back into it, and must not keep it alive.
+    let service_in_process: Weak<dyn InProcess> = Arc::downgrade(&service) as Weak<AppService>;
+    let _ = in_process.set(service_in_process);
     Ok(service)
 }
 

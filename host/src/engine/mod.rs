@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::WasiCtxBuilder;
 
 pub use allowed_hosts::{AllowedHosts, Destination};
 pub use compile::{CompileOutcome, componentize, load_component};
@@ -56,13 +57,27 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
     settings: EngineSettings,
+    grant: GrantFn,
     epoch_ticker: Option<EpochTicker>,
 }
 
+/// What the engine links beyond WASI and `wasi:http`: the host's capabilities, which the
+/// caller lists (see `crate::capabilities`), so the engine depends on none of them.
+#[derive(Clone, Copy)]
+pub struct Capabilities {
+    /// Adds their interfaces to the linker.
+    pub link: fn(&mut Linker<GuestState>) -> wasmtime::Result<()>,
+    /// Grants a new instance of a component what its WASI context may reach.
+    pub grant: GrantFn,
+}
+
+/// Grants a new instance of `component` what its WASI context may reach, by its allowed hosts.
+pub type GrantFn = fn(&mut WasiCtxBuilder, &Arc<str>, &Arc<AllowedHosts>);
+
 impl Runtime {
-    /// Builds the engine with the component model (sync and async) and links WASI p2 + p3 and
-    /// wasi:http p2 + p3.
-    pub fn new(settings: EngineSettings) -> Result<Self> {
+    /// Builds the engine with the component model (sync and async) and links WASI p2 + p3,
+    /// wasi:http p2 + p3 and the `capabilities`.
+    pub fn new(settings: EngineSettings, capabilities: Capabilities) -> Result<Self> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -78,12 +93,7 @@ impl Runtime {
             .map_err(|e| anyhow!("{e:#}"))?;
         wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::data::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::outbound_redis::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::outbound_mqtt::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::outbound_postgres::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::outbound_mysql::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
-        crate::llm::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
+        (capabilities.link)(&mut linker).map_err(|e| anyhow!("{e:#}"))?;
         let epoch_ticker = settings
             .request_timeout
             .map(|_| EpochTicker::start(engine.clone()));
@@ -91,6 +101,7 @@ impl Runtime {
             engine,
             linker,
             settings,
+            grant: capabilities.grant,
             epoch_ticker,
         })
     }
@@ -103,6 +114,11 @@ impl Runtime {
     /// The engine settings.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// Grants a new instance what its WASI context may reach.
+    pub(crate) fn grant(&self) -> GrantFn {
+        self.grant
     }
 
     /// Whether the epoch ticks (so timeouts are enforced).

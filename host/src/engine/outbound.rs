@@ -5,7 +5,7 @@
 //! Requests to `self` and to `<component>.spin.internal` never touch the network: they are
 //! handed to the app in-process (private routes included).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -24,8 +24,9 @@ pub trait InProcess: Send + Sync {
 }
 
 /// The app's in-process handler, set once the app is assembled (components are compiled before
-/// the service that routes to them exists).
-pub type InProcessSlot = Arc<OnceLock<Arc<dyn InProcess>>>;
+/// the service that routes to them exists). Weak, as the app owns the instances that call it:
+/// a strong reference would keep every app ever loaded alive.
+pub type InProcessSlot = Arc<OnceLock<Weak<dyn InProcess>>>;
 
 /// The outbound decision for one instance.
 pub struct OutboundPolicy {
@@ -96,10 +97,10 @@ impl WasiHttpHooks for OutboundPolicy {
                 ))
             }),
             in_app => {
-                let Some(in_process) = self.in_process.get().cloned() else {
+                let Some(in_process) = self.in_process.get().and_then(Weak::upgrade) else {
                     return Box::new(async {
                         Err(Error::InternalError(Some(
-                            "the app is still starting".into(),
+                            "the app is not being served (still starting, or replaced)".into(),
                         )))
                     });
                 };

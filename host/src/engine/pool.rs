@@ -273,6 +273,7 @@ pub(super) struct Stores {
     instances_created: metrics::Counter,
     pub(super) engine: Engine,
     epoch_ticks: bool,
+    grant: super::GrantFn,
     pub(super) settings: PoolSettings,
 }
 
@@ -288,6 +289,7 @@ impl Stores {
             ),
             engine: runtime.engine().clone(),
             epoch_ticks: runtime.epoch_ticks(),
+            grant: runtime.grant(),
             settings,
         }
     }
@@ -306,7 +308,7 @@ impl Stores {
         }
         wasi.stdout(self.settings.log.stream("stdout"));
         wasi.stderr(self.settings.log.stream("stderr"));
-        crate::sockets::grant(&mut wasi, &self.id, &self.settings.allowed_hosts);
+        (self.grant)(&mut wasi, &self.id, &self.settings.allowed_hosts);
         customize(&mut wasi);
         let mut limits = StoreLimitsBuilder::new();
         if let Some(bytes) = self.settings.max_instance_memory {

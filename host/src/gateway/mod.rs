@@ -41,7 +41,6 @@ use http::StatusCode;
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Limited};
-use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
 use self::access_log::{AccessLog, Record};
@@ -270,7 +269,7 @@ impl RouteGuard {
         &self,
         admitted: &Admitted,
         parts: &Parts,
-        body: Incoming,
+        body: WasiBody,
         limit: u64,
         record: &mut Record<'_>,
     ) -> Result<Bytes, http::Response<WasiBody>> {

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 pub use connections::{ConnectionLimits, MIN_REQUEST_HEAD};
 pub use headers::RouteHeaders;
-pub use request::{AppService, Endpoint, Peer, Target, text};
+pub use request::{AppService, CHAINING_ROUTE, Endpoint, Peer, Target};
 pub use sites::{Site, Sites};
 pub use static_files::FileServer;
 pub use tls::TlsFiles;

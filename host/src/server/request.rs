@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::reply::full;
-pub use crate::reply::text;
+use crate::reply::text;
 
 use super::admin;
 use super::headers::{self, RouteHeaders};
@@ -96,20 +96,24 @@ pub struct AppService {
     pub traces: Option<Arc<Traces>>,
     /// The largest request body accepted, in bytes.
     pub max_request_body: u64,
-    /// Every component with a trigger (private ones included), by id, for in-process calls.
-    pub components: BTreeMap<String, Arc<ComponentPool>>,
+    /// Every component with a trigger (private ones included), by id, as in-process calls to
+    /// `<component>.spin.internal` reach it.
+    pub chained: BTreeMap<String, Target>,
 }
 
 /// The route in-process calls to `<component>.spin.internal` are matched as, like Spin's.
-static CHAINING_ROUTE: LazyLock<(RoutePattern, RouteHeaders)> = LazyLock::new(|| {
+pub static CHAINING_ROUTE: LazyLock<(RoutePattern, RouteHeaders)> = LazyLock::new(|| {
     let pattern = RoutePattern::parse("/", "/...").expect("`/...` is a valid route");
     let headers = RouteHeaders::new(&pattern);
     (pattern, headers)
 });
 
-/// The client address in-process requests carry.
-const IN_PROCESS_CLIENT: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+/// The peer of in-process calls: the app itself.
+static IN_PROCESS: Peer = Peer {
+    address: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+    scheme: "http",
+    certified_subject: None,
+};
 
 const HEALTH_PATH: &str = "/.well-known/spin/health";
 const INFO_PATH: &str = "/.well-known/spin/info";
@@ -118,6 +122,9 @@ impl AppService {
     /// Answers one request from `peer`.
     pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<WasiBody> {
         let (mut parts, body) = request.into_parts();
+        let body = body
+            .map_err(wasmtime_wasi_http::Error::Hyper)
+            .boxed_unsync();
         let client = self.gateway.arrive(&mut parts, peer.address.ip());
         let mut record = Record {
             client: Some(client),
@@ -164,11 +171,10 @@ impl AppService {
     async fn serve<'a>(
         &'a self,
         mut parts: http::request::Parts,
-        body: Incoming,
+        body: WasiBody,
         peer: &Peer,
         record: &mut Record<'a>,
     ) -> Response<WasiBody> {
-        let client = record.client.unwrap_or(peer.address.ip());
         // Accept -> route.
         let path = parts.uri.path();
         if path == HEALTH_PATH {
@@ -181,23 +187,42 @@ impl AppService {
             return text(StatusCode::NOT_FOUND, "Not Found");
         };
         record.route = Some(route.route.raw());
-
-        // Gateway policies.
         if let Some(subject) = &peer.certified_subject {
             Identity::certified(subject).attach(&mut parts);
             record.identity = Some(subject.to_string());
         }
         let endpoint = route.target;
+        let guard = endpoint.guard.as_deref();
+        self.dispatch(&endpoint.target, guard, &route, parts, body, peer, record)
+            .await
+    }
+
+    /// Runs `target`, where `route` leads, for a request from `peer`: the route's `guard`
+    /// first when it has one, then the target, then the guard's last word. Client requests
+    /// and in-process calls alike come through here.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch<'a, T>(
+        &'a self,
+        target: &'a Target,
+        guard: Option<&RouteGuard>,
+        route: &RouteMatch<'_, T>,
+        mut parts: http::request::Parts,
+        body: WasiBody,
+        peer: &Peer,
+        record: &mut Record<'a>,
+    ) -> Response<WasiBody> {
         // The request a component sees (absolute URI, the route's `spin-*` headers), prepared
         // before the policies so that a custom authorizer sees it too.
         if let Target::Component {
             headers: route_headers,
             ..
-        } = &endpoint.target
+        } = target
         {
-            headers::prepare(&mut parts, &route, route_headers, peer.address, peer.scheme);
+            headers::prepare(&mut parts, route, route_headers, peer.address, peer.scheme);
         }
-        let admitted = match &endpoint.guard {
+        // Gateway policies.
+        let client = record.client.unwrap_or(peer.address.ip());
+        let admitted = match guard {
             None => None,
             Some(guard) => match guard.admit(&mut parts, client, record).await {
                 Ok(admitted) => Some(admitted),
@@ -205,7 +230,7 @@ impl AppService {
             },
         };
 
-        let outcome = match &endpoint.target {
+        let outcome = match target {
             Target::Static(response) => Ok(static_response(response)),
             Target::Files { id, files } => {
                 record.component = Some(id);
@@ -223,14 +248,14 @@ impl AppService {
                     pool,
                     concurrency: concurrency.as_ref(),
                 };
-                let guarded = endpoint.guard.as_deref().zip(admitted.as_ref());
+                let guarded = guard.zip(admitted.as_ref());
                 let request = Request::from_parts(parts, body);
                 self.run(component, request, guarded, record).await
             }
         };
 
         // Respond: a refusal raised after the guard still carries the route's CORS headers.
-        match (&endpoint.guard, admitted) {
+        match (guard, admitted) {
             (Some(guard), Some(admitted)) => match outcome {
                 Ok(response) => guard.finish(admitted, response).await,
                 Err(refusal) => guard.refuse(&admitted, refusal),
@@ -245,7 +270,7 @@ impl AppService {
     async fn run<'a>(
         &self,
         component: Component<'a>,
-        request: Request<Incoming>,
+        request: Request<WasiBody>,
         guarded: Option<(&RouteGuard, &Admitted)>,
         record: &mut Record<'a>,
     ) -> Result<Response<WasiBody>, Response<WasiBody>> {
@@ -325,54 +350,37 @@ impl InProcess for AppService {
         request: Request<WasiBody>,
     ) -> BoxFuture<'static, Result<Response<WasiBody>, wasmtime_wasi_http::Error>> {
         Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            let path = parts.uri.path().to_string();
-            match destination {
+            let (parts, body) = request.into_parts();
+            // In-process calls come from the app itself: the gateway is for clients.
+            let mut record = Record::default();
+            let response = match destination {
                 Destination::Component(id) => {
-                    let Some(pool) = self.components.get(&id) else {
+                    let Some(target) = self.chained.get(&id) else {
                         return Ok(text(
                             StatusCode::NOT_FOUND,
                             &format!("no component `{id}` in this app"),
                         ));
                     };
-                    let (pattern, route_headers) = &*CHAINING_ROUTE;
+                    let (pattern, _) = &*CHAINING_ROUTE;
                     let route = RouteMatch {
                         route: pattern,
                         target: &(),
                         captures: Vec::new(),
-                        path_info: path,
+                        path_info: parts.uri.path().to_string(),
                     };
-                    headers::prepare(&mut parts, &route, route_headers, IN_PROCESS_CLIENT, "http");
-                    Ok(invoke(&id, pool, Request::from_parts(parts, body)).await)
+                    self.dispatch(target, None, &route, parts, body, &IN_PROCESS, &mut record)
+                        .await
                 }
                 Destination::App | Destination::Network => {
-                    let Some(route) = self.router.route(&path) else {
+                    let Some(route) = self.router.route(parts.uri.path()) else {
                         return Ok(text(StatusCode::NOT_FOUND, "Not Found"));
                     };
-                    // In-process calls come from the app itself: the gateway is for clients.
-                    match &route.target.target {
-                        Target::Static(response) => Ok(static_response(response)),
-                        Target::Files { files, .. } => {
-                            Ok(files.serve(&parts, &route.path_info).await)
-                        }
-                        Target::Component {
-                            id,
-                            pool,
-                            headers: route_headers,
-                            ..
-                        } => {
-                            headers::prepare(
-                                &mut parts,
-                                &route,
-                                route_headers,
-                                IN_PROCESS_CLIENT,
-                                "http",
-                            );
-                            Ok(invoke(id, pool, Request::from_parts(parts, body)).await)
-                        }
-                    }
+                    let target = &route.target.target;
+                    self.dispatch(target, None, &route, parts, body, &IN_PROCESS, &mut record)
+                        .await
                 }
-            }
+            };
+            Ok(response)
         })
     }
 }
@@ -413,17 +421,17 @@ fn busy(component: &str) -> Response<WasiBody> {
 
 /// Caps a streamed body (one without `content-length`): reading past the limit fails in the
 /// guest instead of buffering without bound. A body of known size was checked already.
-fn limit_body(body: Incoming, limit: u64) -> WasiBody {
+fn limit_body(body: WasiBody, limit: u64) -> WasiBody {
     if body.size_hint().upper().is_some_and(|size| size <= limit) {
-        return body
-            .map_err(wasmtime_wasi_http::Error::Hyper)
-            .boxed_unsync();
+        return body;
     }
     Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .map_err(|error| match error.downcast::<hyper::Error>() {
-            Ok(hyper_error) => wasmtime_wasi_http::Error::Hyper(*hyper_error),
-            Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
-        })
+        .map_err(
+            |error| match error.downcast::<wasmtime_wasi_http::Error>() {
+                Ok(error) => *error,
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(None),
+            },
+        )
         .boxed_unsync()
 }
 

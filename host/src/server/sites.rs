@@ -12,8 +12,9 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use wasmtime_wasi_http::WasiBody;
 
-use super::request::{AppService, Peer, text};
+use super::request::{AppService, Peer};
 use crate::manifest::DomainMapping;
+use crate::reply::text;
 
 /// One app to serve, with the domains its manifest claims.
 pub struct Site {

@@ -15,8 +15,8 @@ use hyper_staticfile::util::FileResponseBuilder;
 use hyper_staticfile::{AcceptEncoding, ResolveResult, ResolvedFile, Resolver};
 use wasmtime_wasi_http::WasiBody;
 
-use super::request::text;
 use crate::manifest::StaticFiles;
+use crate::reply::text;
 
 /// One mounted directory: requests under `guest_path` read files below `root`.
 struct Mount {
