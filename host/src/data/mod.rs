@@ -171,6 +171,16 @@ impl DataTier {
     }
 }
 
+/// Opens the store the host keeps its own state `name` in (the gateway's quota counts) under
+/// `state_dir`: the embedded backend, committed before each write returns, and never granted
+/// to a guest.
+pub fn host_store(state_dir: &Path, name: &str) -> Result<SharedStore> {
+    let path = state_dir.join("host").join(format!("{name}.db"));
+    let store: SharedStore = SqliteStore::open(&path)
+        .with_context(|| format!("cannot open the host's store at {}", path.display()))?;
+    Ok(store)
+}
+
 async fn open_store(
     label: &str,
     backend: &KvBackendConfig,

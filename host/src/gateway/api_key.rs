@@ -1,28 +1,24 @@
 //! The API-key authorizer: a key in a header, looked up by its SHA-256 (keys are stored only
 //! hashed), then held to its usage plan: a token bucket per key and a quota per UTC day or
-//! month. Quota counts are kept in the state directory (`gateway.sqlite`), flushed every few
-//! seconds, so a restart does not hand out a fresh quota.
+//! month. Quota counts live in the data tier (the host's `gateway` store in the state
+//! directory): a call is counted durably before it is let through, so neither a restart nor a
+//! crash hands out a fresh quota.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::request::Parts;
-use rusqlite::Connection;
 use sha2::{Digest as _, Sha256};
 use time::{Date, OffsetDateTime, Time};
 
 use super::auth::Denial;
 use super::identity::Identity;
+use crate::data::kv::SharedStore;
 use crate::manifest::{ApiKeySettings, QuotaPeriod};
-
-/// How often quota counts are written to disk.
-const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// One configured API-key authorizer.
 pub struct ApiKeyAuthorizer {
@@ -30,19 +26,13 @@ pub struct ApiKeyAuthorizer {
     settings: ApiKeySettings,
     /// A token bucket per key, one limiter per plan that has a rate.
     rates: HashMap<String, DefaultKeyedRateLimiter<String>>,
-    usage: Arc<Mutex<Usage>>,
-}
-
-/// Quota counts: (key id, period) -> requests, plus which changed since the last flush.
-#[derive(Default)]
-struct Usage {
-    counts: HashMap<(String, String), u64>,
-    dirty: Vec<(String, String)>,
+    /// Where quota counts are kept: `quota/<authorizer>/<period>/<key id>`.
+    counts: SharedStore,
 }
 
 impl ApiKeyAuthorizer {
-    /// Prepares authorizer `name`, loading its quota counts from `database`.
-    pub fn load(name: &str, settings: ApiKeySettings, database: &Path) -> Result<Arc<Self>> {
+    /// Prepares authorizer `name`, counting quotas in `counts`.
+    pub fn new(name: &str, settings: ApiKeySettings, counts: SharedStore) -> Arc<Self> {
         let rates = settings
             .plans
             .iter()
@@ -53,43 +43,12 @@ impl ApiKeyAuthorizer {
                 Some((plan_name.clone(), RateLimiter::keyed(quota)))
             })
             .collect();
-        let db = open(database)
-            .with_context(|| format!("authorizer `{name}`: cannot open {}", database.display()))?;
-        let mut usage = Usage::default();
-        {
-            let mut statement =
-                db.prepare("SELECT key_id, period, count FROM quota_usage WHERE authorizer = ?1")?;
-            let rows = statement.query_map([name], |row| {
-                Ok(((row.get(0)?, row.get(1)?), row.get::<_, i64>(2)?))
-            })?;
-            for row in rows {
-                let (key, count) = row?;
-                usage.counts.insert(key, u64::try_from(count).unwrap_or(0));
-            }
-        }
-        let usage = Arc::new(Mutex::new(usage));
-        let authorizer_name = name.to_string();
-        let flushing = Arc::downgrade(&usage);
-        // A plain thread: it must not keep the async runtime from shutting down.
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(FLUSH_EVERY);
-                let Some(usage) = flushing.upgrade() else {
-                    return;
-                };
-                if let Err(error) = flush(&db, &authorizer_name, &usage) {
-                    tracing::warn!(
-                        "authorizer `{authorizer_name}`: cannot save quota counts: {error}"
-                    );
-                }
-            }
-        });
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             name: name.to_string(),
             settings,
             rates,
-            usage,
-        }))
+            counts,
+        })
     }
 
     /// Finds the request's key: the caller's identity and the key's plan.
@@ -126,7 +85,7 @@ impl ApiKeyAuthorizer {
     }
 
     /// Charges one request to key `key_id` on `plan`: its rate, then its quota.
-    pub fn charge(&self, key_id: &str, plan: &str) -> Result<(), Denial> {
+    pub async fn charge(&self, key_id: &str, plan: &str) -> Result<(), Denial> {
         if let Some(limiter) = self.rates.get(plan)
             && let Err(not_until) = limiter.check_key(&key_id.to_string())
         {
@@ -137,29 +96,32 @@ impl ApiKeyAuthorizer {
             ));
         }
         match self.settings.plans.get(plan).and_then(|plan| plan.quota) {
-            Some((limit, period)) => self.count(key_id, limit, period),
+            Some((limit, period)) => self.count(key_id, limit, period).await,
             None => Ok(()),
         }
     }
 
-    /// Counts one request against the key's quota for the current period.
-    fn count(&self, key_id: &str, limit: u64, period: QuotaPeriod) -> Result<(), Denial> {
+    /// Counts one request against the key's quota for the current period. The count is
+    /// raised first, durably, and lowered again if that went over the quota, so concurrent
+    /// calls never let more than the quota through and a refused call is not counted.
+    async fn count(&self, key_id: &str, limit: u64, period: QuotaPeriod) -> Result<(), Denial> {
         let now = OffsetDateTime::now_utc();
         let (label, next) = current_period(now, period);
-        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = (key_id.to_string(), label);
-        let used = usage.counts.entry(entry.clone()).or_insert(0);
-        if *used >= limit {
-            let wait = (next - now).try_into().unwrap_or(Duration::from_secs(1));
-            return Err(Denial::throttled(
-                format!("the key's quota of {limit} requests per {period:?} is used up")
-                    .to_lowercase(),
-                wait,
-            ));
+        let key = format!("quota/{}/{label}/{key_id}", self.name);
+        let unavailable = |error: crate::data::kv::KvError| {
+            tracing::error!(authorizer = %self.name, "cannot count the key's quota: {error}");
+            Denial::unavailable("the key's quota cannot be counted just now".into())
+        };
+        let used = self.counts.increment(&key, 1).await.map_err(unavailable)?;
+        if u64::try_from(used).unwrap_or(u64::MAX) <= limit {
+            return Ok(());
         }
-        *used += 1;
-        usage.dirty.push(entry);
-        Ok(())
+        self.counts.increment(&key, -1).await.map_err(unavailable)?;
+        let wait = (next - now).try_into().unwrap_or(Duration::from_secs(1));
+        Err(Denial::throttled(
+            format!("the key's quota of {limit} requests per {period:?} is used up").to_lowercase(),
+            wait,
+        ))
     }
 }
 
@@ -183,53 +145,6 @@ fn current_period(now: OffsetDateTime, period: QuotaPeriod) -> (String, OffsetDa
         }
     };
     (label, next_start.with_time(Time::MIDNIGHT).assume_utc())
-}
-
-fn open(path: &Path) -> rusqlite::Result<Connection> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let db = Connection::open(path)?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS quota_usage (
-             authorizer TEXT NOT NULL, key_id TEXT NOT NULL, period TEXT NOT NULL,
-             count INTEGER NOT NULL, PRIMARY KEY (authorizer, key_id, period))",
-    )?;
-    Ok(db)
-}
-
-/// Writes the counts that changed since the last flush.
-fn flush(db: &Connection, authorizer: &str, usage: &Mutex<Usage>) -> rusqlite::Result<()> {
-    let changed: Vec<((String, String), u64)> = {
-        let mut usage = usage.lock().unwrap_or_else(|p| p.into_inner());
-        let mut dirty = std::mem::take(&mut usage.dirty);
-        dirty.sort();
-        dirty.dedup();
-        dirty
-            .into_iter()
-            .map(|key| {
-                let count = usage.counts.get(&key).copied().unwrap_or(0);
-                (key, count)
-            })
-            .collect()
-    };
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let mut statement = db.prepare_cached(
-        "INSERT INTO quota_usage (authorizer, key_id, period, count) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (authorizer, key_id, period) DO UPDATE SET count = excluded.count",
-    )?;
-    for ((key_id, period), count) in changed {
-        statement.execute(rusqlite::params![
-            authorizer,
-            key_id,
-            period,
-            i64::try_from(count).unwrap_or(i64::MAX)
-        ])?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub enum Authorizer {
     Component(Arc<ComponentAuthorizer>),
 }
 
-/// Loads every authorizer of the app (JWKS fetched, quota counts read from `state_dir`,
+/// Loads every authorizer of the app (JWKS fetched, quota counts kept under `state_dir`,
 /// deciding components from `pools`).
 pub async fn load_all(
     settings: &BTreeMap<String, AuthorizerSettings>,
@@ -56,16 +56,23 @@ pub async fn load_all(
     pools: &BTreeMap<String, Arc<ComponentPool>>,
 ) -> Result<BTreeMap<String, Arc<Authorizer>>> {
     let mut authorizers = BTreeMap::new();
+    // The API-key authorizers' quota counts, in the host's store (opened when one needs it).
+    let mut quota_counts = None;
     for (name, settings) in settings {
         let authorizer = match settings {
             AuthorizerSettings::Jwt(jwt) => {
                 Authorizer::Jwt(JwtAuthorizer::load(name, jwt.clone()).await?)
             }
-            AuthorizerSettings::ApiKey(keys) => Authorizer::ApiKey(ApiKeyAuthorizer::load(
-                name,
-                keys.clone(),
-                &state_dir.join("gateway.sqlite"),
-            )?),
+            AuthorizerSettings::ApiKey(keys) => {
+                let counts = match &quota_counts {
+                    Some(store) => Arc::clone(store),
+                    None => {
+                        let store = crate::data::host_store(state_dir, "gateway")?;
+                        quota_counts.insert(store).clone()
+                    }
+                };
+                Authorizer::ApiKey(ApiKeyAuthorizer::new(name, keys.clone(), counts))
+            }
             AuthorizerSettings::Hmac(hmac) => {
                 Authorizer::Hmac(Arc::new(HmacAuthorizer::new(name, hmac.clone())))
             }
@@ -210,7 +217,7 @@ impl Authorization {
         }
         // A key pays for the request only once it is let through.
         if let (Authorizer::ApiKey(keys), Some(plan)) = (authorizer, plan.as_deref()) {
-            keys.charge(&identity.subject, plan)?;
+            keys.charge(&identity.subject, plan).await?;
         }
         Ok(Authorized {
             identity,
@@ -253,6 +260,16 @@ impl Denial {
         }
     }
 
+    /// 503 with `reason`: the gateway cannot decide just now.
+    pub fn unavailable(reason: String) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+            challenge: None,
+            retry_after: Some(Duration::from_secs(1)),
+        }
+    }
+
     /// The gateway's answer.
     pub fn response(&self) -> http::Response<WasiBody> {
         let mut response = text(self.status, &self.reason);
@@ -286,6 +303,7 @@ impl Denial {
         match self.status {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::TOO_MANY_REQUESTS => "throttled",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "unauthorized",
         }
     }
