@@ -36,13 +36,13 @@ fn a_trapping_guest_answers_500_and_is_logged() {
 #[test]
 fn a_guest_that_never_returns_times_out_with_504() {
     let app = faults_app();
-    let ledge = app.up(&["--request-timeout", "1s"]);
+    let ledge = app.up(&["--request-timeout", "1s", "--admin-listen", "127.0.0.1:0"]);
     let looping = {
         let url = ledge.at("/faults/loop");
         std::thread::spawn(move || get(&url))
     };
     // While one instance spins, the others keep answering.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    ledge.wait_in_flight("faults");
     still_serving(&ledge);
     let (status, body) = looping.join().unwrap();
     assert_eq!((status, body.as_str()), (504, "Gateway Timeout\n"));

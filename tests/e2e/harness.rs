@@ -360,6 +360,36 @@ impl Ledge {
         wait_for(&self.stdout, needle)
     }
 
+    /// Waits until `component` is serving a request, as the admin listener's
+    /// `ledge_requests_in_flight` says (serve with `--admin-listen 127.0.0.1:0`).
+    pub fn wait_in_flight(&self, component: &str) {
+        let stdout = self.wait_for_stdout("Metrics on ");
+        let metrics_url = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("Metrics on "))
+            .expect("the metrics URL is printed")
+            .trim()
+            .to_string();
+        let gauge = format!("component=\"{component}\"");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, metrics) = get(&metrics_url);
+            let busy = metrics.lines().any(|line| {
+                line.starts_with("ledge_requests_in_flight{")
+                    && line.contains(&gauge)
+                    && !line.ends_with(" 0")
+            });
+            if busy {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{component}` never had a request in flight:\n{metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

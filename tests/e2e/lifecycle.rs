@@ -1,7 +1,5 @@
 //! Starting, restarting and stopping: the compile cache, graceful shutdown, start-up faults.
 
-use std::time::Duration;
-
 use crate::harness::{AppDir, HEADER, get, run_ledge};
 
 fn echo_app() -> AppDir {
@@ -72,12 +70,12 @@ fn a_wasmtime_cache_file_chooses_where_compiled_components_go() {
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let app = echo_app();
-    let ledge = app.up(&[]);
+    let ledge = app.up(&["--admin-listen", "127.0.0.1:0"]);
     let slow = {
         let url = ledge.at("/sleep");
         std::thread::spawn(move || get(&url))
     };
-    std::thread::sleep(Duration::from_millis(400));
+    ledge.wait_in_flight("faults");
     let status = ledge.terminate();
     assert!(status.success(), "{status}");
     assert_eq!(slow.join().unwrap(), (200, "slept\n".to_string()));

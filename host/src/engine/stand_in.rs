@@ -19,44 +19,60 @@ const MAX_STAND_INS: usize = 64;
 /// Links `component` (named `id`) with the runtime's linker, standing in a failing
 /// implementation for each imported interface the linker has none for.
 pub fn link(runtime: &Runtime, id: &str, component: &Component) -> Result<InstancePre<GuestState>> {
-    let mut linker: Option<Linker<GuestState>> = None;
-    let mut stood_in: Vec<String> = Vec::new();
-    loop {
-        let error = match linker
-            .as_ref()
-            .unwrap_or(&runtime.linker)
-            .instantiate_pre(component)
-        {
-            Ok(pre) => {
-                if !stood_in.is_empty() {
-                    tracing::warn!(
-                        component = id,
-                        "imports interfaces ledge does not provide; a call to one fails its \
-                         request: {}",
-                        stood_in.join(", ")
-                    );
-                }
-                return Ok(pre);
-            }
-            Err(error) => error,
-        };
-        let unprovided = missing_instance(&error)
-            .filter(|name| !stood_in.contains(name) && stood_in.len() < MAX_STAND_INS);
-        let Some(name) = unprovided else {
-            return Err(anyhow!("{error:#}")
-                .context("the component needs an import that ledge does not provide"));
-        };
-        let linker = linker.get_or_insert_with(|| runtime.linker.clone());
-        stand_in(linker, runtime, id, component, &name)?;
-        stood_in.push(name);
+    let (pre, stood_in) = link_with_stand_ins(&runtime.linker, id, component)?;
+    if !stood_in.is_empty() {
+        tracing::warn!(
+            component = id,
+            "imports interfaces ledge does not provide; a call to one fails its request: {}",
+            stood_in.join(", ")
+        );
     }
+    Ok(pre)
 }
 
-/// The interface a link error says no implementation was found for.
-fn missing_instance(error: &wasmtime::Error) -> Option<String> {
-    let text = format!("{error:#}");
-    let rest = text.split_once("component imports instance `")?.1;
-    Some(rest.split_once('`')?.0.to_string())
+/// Links `component` with `linker`, or with a copy of it that stands in for the interfaces it
+/// lacks; also says which those are.
+///
+/// wasmtime has no query for what a linker provides, and its semver matching (an import of
+/// `@0.2.3` served by `@0.2.6`) must be left to it, so linking is tried and, while it fails,
+/// the component's interface import the failure names is stood in for. The candidates are
+/// the component's own imports, read from its type.
+fn link_with_stand_ins(
+    linker: &Linker<GuestState>,
+    id: &str,
+    component: &Component,
+) -> Result<(InstancePre<GuestState>, Vec<String>)> {
+    let engine = linker.engine();
+    let interfaces: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let mut extended: Option<Linker<GuestState>> = None;
+    let mut stood_in: Vec<String> = Vec::new();
+    loop {
+        let error = match extended
+            .as_ref()
+            .unwrap_or(linker)
+            .instantiate_pre(component)
+        {
+            Ok(pre) => return Ok((pre, stood_in)),
+            Err(error) => error,
+        };
+        let text = format!("{error:#}");
+        let unprovided = interfaces
+            .iter()
+            .filter(|name| !stood_in.contains(name))
+            .find(|name| text.contains(&format!("`{name}`")));
+        let Some(name) = unprovided.filter(|_| stood_in.len() < MAX_STAND_INS) else {
+            return Err(anyhow!("{text}")
+                .context("the component needs an import that ledge does not provide"));
+        };
+        let extended = extended.get_or_insert_with(|| linker.clone());
+        stand_in(extended, id, component, name)?;
+        stood_in.push(name.clone());
+    }
 }
 
 /// Defines `name`, as `component` (named `id`) imports it, with functions that fail (naming
@@ -64,12 +80,12 @@ fn missing_instance(error: &wasmtime::Error) -> Option<String> {
 /// and resources of a type no value is ever made of.
 fn stand_in(
     linker: &mut Linker<GuestState>,
-    runtime: &Runtime,
     id: &str,
     component: &Component,
     name: &str,
 ) -> Result<()> {
-    let engine = runtime.engine();
+    let engine = linker.engine().clone();
+    let engine = &engine;
     let ty = component.component_type();
     let Some(ComponentItem::ComponentInstance(instance)) =
         ty.get_import(engine, name).map(|import| import.ty)
@@ -111,17 +127,42 @@ fn stand_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Capabilities, EngineSettings};
+
+    /// A component importing an interface wasmtime-wasi provides (at an older minor version
+    /// than the linker's), and two that nobody provides.
+    const COMPONENT: &str = r#"
+        (component
+          (import "wasi:random/insecure-seed@0.2.0" (instance
+            (export "insecure-seed" (func (result (tuple u64 u64))))))
+          (import "ledge:test/unprovided@1.0.0" (instance
+            (export "thing" (type (sub resource)))
+            (export "call" (func (param "x" u32) (result u32)))))
+          (import "ledge:test/also-unprovided" (instance
+            (export "ping" (func))))
+        )"#;
 
     #[test]
-    fn the_missing_interface_is_read_from_the_link_error() {
-        let error = wasmtime::Error::msg(
-            "component imports instance `spin:postgres/postgres@3.0.0`, but a matching \
-             implementation was not found in the linker",
-        );
+    fn only_what_the_linker_lacks_is_stood_in() {
+        let runtime = Runtime::new(
+            EngineSettings {
+                pooling: false,
+                cache_dir: None,
+                request_timeout: None,
+            },
+            Capabilities {
+                link: |_| Ok(()),
+                grant: |_, _, _| {},
+            },
+        )
+        .unwrap();
+        let bytes = wat::parse_str(COMPONENT).unwrap();
+        let component = Component::new(runtime.engine(), &bytes).unwrap();
+        let (_, mut stood_in) = link_with_stand_ins(&runtime.linker, "test", &component).unwrap();
+        stood_in.sort();
         assert_eq!(
-            missing_instance(&error).as_deref(),
-            Some("spin:postgres/postgres@3.0.0")
+            stood_in,
+            ["ledge:test/also-unprovided", "ledge:test/unprovided@1.0.0"]
         );
-        assert_eq!(missing_instance(&wasmtime::Error::msg("other")), None);
     }
 }

@@ -29,9 +29,6 @@ const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// Verified tokens remembered at most.
 const VERIFIED_MAX: u64 = 100_000;
 
-/// The shortest time between two fetches of a JWKS URL triggered by an unknown `kid`.
-const MIN_REFETCH: Duration = Duration::from_secs(10);
-
 /// A verified token's claims.
 #[derive(Debug, Clone)]
 struct Claims(Map<String, Value>);
@@ -234,7 +231,7 @@ impl JwtAuthorizer {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
-            < MIN_REFETCH;
+            < self.settings.min_refetch;
         if known || recently || !matches!(self.settings.jwks, JwksSource::Url(_)) {
             return keys;
         }

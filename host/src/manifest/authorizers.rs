@@ -57,6 +57,8 @@ pub struct JwtSettings {
     pub leeway: Duration,
     /// How often a JWKS URL is fetched again.
     pub refresh: Duration,
+    /// The shortest time between two fetches of a JWKS URL that an unknown `kid` triggers.
+    pub min_refetch: Duration,
 }
 
 /// A JWKS file or URL.
@@ -138,6 +140,7 @@ const KEYS_BY_TYPE: [(&str, &[&str]); 4] = [
             "algorithms",
             "leeway_seconds",
             "refresh_seconds",
+            "min_refetch_seconds",
         ],
     ),
     ("api_key", &["header", "keys_file", "plans"]),
@@ -162,6 +165,7 @@ pub(super) struct RawAuthorizer {
     algorithms: Option<Spanned<Vec<String>>>,
     leeway_seconds: Option<u64>,
     refresh_seconds: Option<u64>,
+    min_refetch_seconds: Option<u64>,
     header: Option<String>,
     keys_file: Option<Spanned<String>>,
     plans: Option<BTreeMap<String, RawPlan>>,
@@ -226,6 +230,7 @@ pub(super) fn read(
         ("algorithms", raw.algorithms.is_some()),
         ("leeway_seconds", raw.leeway_seconds.is_some()),
         ("refresh_seconds", raw.refresh_seconds.is_some()),
+        ("min_refetch_seconds", raw.min_refetch_seconds.is_some()),
         ("header", raw.header.is_some()),
         ("keys_file", raw.keys_file.is_some()),
         ("plans", raw.plans.is_some()),
@@ -341,6 +346,7 @@ fn jwt(
         algorithms,
         leeway: Duration::from_secs(raw.leeway_seconds.unwrap_or(30)),
         refresh: Duration::from_secs(raw.refresh_seconds.unwrap_or(600)),
+        min_refetch: Duration::from_secs(raw.min_refetch_seconds.unwrap_or(10)),
     })
 }
 
