@@ -55,7 +55,7 @@ impl MessageHandler {
             .exports(runtime.engine())
             .map(|(name, _)| name.to_string())
             .collect();
-        let pre = super::stand_in::link(runtime, id, component)?;
+        let pre = super::link::link(runtime, id, component)?;
         let failed = |e: wasmtime::Error| anyhow!("{e:#}");
         let export = if exports.iter().any(|e| e == "fermyon:spin/inbound-redis") {
             Export::V2(bindings::v2::RedisTriggerV2Pre::new(pre).map_err(failed)?)

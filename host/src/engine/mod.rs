@@ -2,6 +2,7 @@
 //! [`ComponentPool`] per component that instantiates it and invokes its HTTP handler.
 //!
 //! - `compile`: `.wasm` -> compiled component, with componentizing and the compile cache;
+//! - `link`: linking a component, standing in for the interfaces it imports and ledge lacks;
 //! - `pool`: instances per request (or reused, when configured) and their limits;
 //! - `guest`: what one instance owns (WASI context, HTTP context, output streams);
 //! - `wagi`: components run as CGI-style commands, once per request;
@@ -12,11 +13,11 @@ mod allowed_hosts;
 mod compile;
 mod guest;
 mod guest_output;
+mod link;
 mod message;
 mod outbound;
 mod outbound_view;
 mod pool;
-mod stand_in;
 mod wagi;
 
 use std::path::PathBuf;

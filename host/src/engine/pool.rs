@@ -129,7 +129,7 @@ impl ComponentPool {
         settings: PoolSettings,
     ) -> Result<Self> {
         let kind = handler_kind(runtime.engine(), component, settings.wagi.is_some())?;
-        let instance_pre = super::stand_in::link(runtime, id, component)?;
+        let instance_pre = super::link::link(runtime, id, component)?;
         let stores = Stores::new(runtime, id, settings);
         let pre = match kind {
             HandlerKind::P2 => ProxyPre::P2(

@@ -113,21 +113,10 @@ impl HmacAuthorizer {
             .ok_or_else(|| {
                 Denial::unauthorized(format!("`{BODY_HASH_HEADER}` (hex SHA-256) is required"))
             })?;
-        let mut lines = vec![
-            parts.method.as_str().to_string(),
-            parts.uri.path().to_string(),
-            canonical_query(parts.uri.query().unwrap_or("")),
-        ];
-        for name in &signed_headers {
-            let value = header(name).unwrap_or_default();
-            lines.push(format!("{name}:{value}"));
-        }
-        lines.push(date.to_string());
-        lines.push(hex::encode(body_hash));
         let signature = hex::decode(fields.signature)
             .map_err(|_| Denial::unauthorized("the signature is not hex".into()))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(lines.join("\n").as_bytes());
+        mac.update(string_to_sign(parts, &signed_headers, date, &body_hash).as_bytes());
         mac.verify_slice(&signature)
             .map_err(|_| Denial::unauthorized("the signature does not verify".into()))?;
         // Accepted once: the same signed request sent again within the window is a replay.
@@ -145,6 +134,27 @@ impl HmacAuthorizer {
             body_sha256: body_hash,
         })
     }
+}
+
+/// What a signature covers: the method, the path, the canonical query, `name:value` for each
+/// signed header in the order given, the date and the body hash, one per line.
+fn string_to_sign(parts: &Parts, signed_headers: &[&str], date: u64, body_hash: &[u8]) -> String {
+    let mut lines = vec![
+        parts.method.as_str().to_string(),
+        parts.uri.path().to_string(),
+        canonical_query(parts.uri.query().unwrap_or("")),
+    ];
+    for name in signed_headers {
+        let value = parts
+            .headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .map_or("", str::trim);
+        lines.push(format!("{name}:{value}"));
+    }
+    lines.push(date.to_string());
+    lines.push(hex::encode(body_hash));
+    lines.join("\n")
 }
 
 struct Fields<'a> {
@@ -179,4 +189,95 @@ fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     pairs.sort_unstable();
     pairs.join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use sha2::Digest as _;
+
+    use super::*;
+
+    fn request(authorization: Option<&str>, date: u64, body_hash: &str) -> Parts {
+        let mut builder = http::Request::post("/orders/7?b=2&a=1&a=0")
+            .header("host", "api.example")
+            .header("x-tenant", " acme ")
+            .header(DATE_HEADER, date.to_string())
+            .header(BODY_HASH_HEADER, body_hash);
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn the_canonical_string_is_the_documented_lines() {
+        let hash = sha2::Sha256::digest(b"payload");
+        let parts = request(None, 1_700_000_000, &hex::encode(hash));
+        assert_eq!(
+            string_to_sign(&parts, &["x-tenant", "host"], 1_700_000_000, &hash),
+            format!(
+                "POST\n/orders/7\na=0&a=1&b=2\nx-tenant:acme\nhost:api.example\n1700000000\n{}",
+                hex::encode(hash)
+            )
+        );
+    }
+
+    #[test]
+    fn a_signature_verifies_once_and_only_with_its_secret() {
+        let authorizer = HmacAuthorizer::new(
+            "partners",
+            HmacSettings {
+                secrets: BTreeMap::from([("k1".to_string(), b"secret".to_vec())]),
+                signed_headers: vec!["host".into()],
+                window: Duration::from_secs(60),
+            },
+        );
+        let hash = hex::encode(sha2::Sha256::digest(b"payload"));
+        let date = now();
+        let canonical = format!("POST\n/orders/7\na=0&a=1&b=2\nhost:api.example\n{date}\n{hash}");
+        let sign = |secret: &[u8]| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            mac.update(canonical.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let header = |signature: &str, headers: &str| {
+            format!("{SCHEME} Credential=k1, SignedHeaders={headers}, Signature={signature}")
+        };
+
+        let forged = request(Some(&header(&sign(b"guess"), "host")), date, &hash);
+        let denial = authorizer.authenticate(&forged).err().unwrap();
+        assert!(
+            denial.reason.contains("does not verify"),
+            "{}",
+            denial.reason
+        );
+
+        let uncovered = request(Some(&header(&sign(b"secret"), "x-tenant")), date, &hash);
+        let denial = authorizer.authenticate(&uncovered).err().unwrap();
+        assert!(
+            denial.reason.contains("must cover the `host`"),
+            "{}",
+            denial.reason
+        );
+
+        let signed = request(Some(&header(&sign(b"secret"), "host")), date, &hash);
+        let accepted = authorizer.authenticate(&signed).ok().unwrap();
+        assert_eq!(accepted.identity.subject, "k1");
+        let denial = authorizer.authenticate(&signed).err().unwrap();
+        assert!(denial.reason.contains("replayed"), "{}", denial.reason);
+
+        let stale = request(Some(&header(&sign(b"secret"), "host")), date - 120, &hash);
+        let denial = authorizer.authenticate(&stale).err().unwrap();
+        assert!(denial.reason.contains("replay window"), "{}", denial.reason);
+    }
 }
