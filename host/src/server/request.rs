@@ -444,3 +444,131 @@ fn static_response(response: &StaticResponse) -> Response<WasiBody> {
         .body(full(Bytes::from(response.body.clone())))
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"))
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+    use crate::gateway::GatewayPolicies;
+    use crate::manifest::{GatewaySettings, Setting};
+
+    /// An app with a static response on `/hello/...`, guarded by `methods = ["GET"]`, and one
+    /// on `/open` (unguarded).
+    async fn app() -> AppService {
+        let mut settings = GatewaySettings::default();
+        let methods = Setting {
+            value: toml::Value::Array(vec![toml::Value::String("GET".into())]),
+            key: "methods".into(),
+            line: None,
+        };
+        let mut table = crate::manifest::RouteTable::default();
+        table.entries.insert("methods".into(), methods);
+        settings.routes.insert("/hello/...".into(), table);
+        let policies = GatewayPolicies::configure(&settings).unwrap();
+        let gateway = Gateway::build(
+            policies,
+            &settings,
+            std::path::Path::new("."),
+            &BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+        let answer = |body: &str| {
+            Target::Static(StaticResponse {
+                status: 200,
+                headers: BTreeMap::from([("x-route".into(), body.into())]),
+                body: body.into(),
+            })
+        };
+        let routes = vec![
+            (
+                RoutePattern::parse("/", "/hello/...").unwrap(),
+                Endpoint {
+                    target: answer("hello"),
+                    guard: gateway.guard("/hello/..."),
+                },
+            ),
+            (
+                RoutePattern::parse("/", "/open").unwrap(),
+                Endpoint {
+                    target: answer("open"),
+                    guard: None,
+                },
+            ),
+        ];
+        AppService {
+            name: "test".into(),
+            version: Some("1.2.3".into()),
+            router: Router::new(routes),
+            gateway,
+            metrics: false,
+            traces: None,
+            max_request_body: 1024,
+            chained: BTreeMap::new(),
+        }
+    }
+
+    const PEER: Peer = Peer {
+        address: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 4000),
+        scheme: "http",
+        certified_subject: None,
+    };
+
+    async fn send(app: &AppService, method: http::Method, path: &str) -> (u16, String) {
+        let (parts, ()) = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut record = Record::default();
+        let response = app
+            .serve(parts, full(Bytes::new()), &PEER, &mut record)
+            .await;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn requests_are_routed_guarded_and_answered() {
+        let app = app().await;
+        assert_eq!(
+            send(&app, http::Method::GET, HEALTH_PATH).await,
+            (200, "OK\n".into())
+        );
+        let (status, info) = send(&app, http::Method::GET, INFO_PATH).await;
+        assert_eq!(status, 200);
+        assert!(info.contains(r#""app_version":"1.2.3""#), "{info}");
+        assert_eq!(send(&app, http::Method::GET, "/nowhere").await.0, 404);
+        assert_eq!(
+            send(&app, http::Method::GET, "/hello/there").await,
+            (200, "hello".into())
+        );
+        // The guard answers before the target; an unguarded route takes any method.
+        assert_eq!(send(&app, http::Method::POST, "/hello/there").await.0, 405);
+        assert_eq!(
+            send(&app, http::Method::POST, "/open").await,
+            (200, "open".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn in_process_calls_skip_the_gateway() {
+        let app = Arc::new(app().await);
+        let request = Request::post("http://self/hello/x")
+            .body(full(Bytes::new()))
+            .unwrap();
+        let response = app.clone().call(Destination::App, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let request = Request::get("http://nobody.spin.internal/")
+            .body(full(Bytes::new()))
+            .unwrap();
+        let response = app
+            .call(Destination::Component("nobody".into()), request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+}
