@@ -24,11 +24,9 @@ use anyhow::{Context as _, Result, anyhow};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::manifest::App;
-use kv::{RedisStore, SharedStore, SqliteStore};
-use runtime_config::{
-    KvBackendConfig, RuntimeConfig, SqliteBackendConfig, VariablesProviderConfig,
-};
-use sqlite::{EmbeddedDatabase, SharedDatabase};
+use kv::{SharedStore, SqliteStore};
+use runtime_config::{BackendTable, RuntimeConfig, VariablesProviderConfig};
+use sqlite::SharedDatabase;
 use variables::{ComponentVariables, Provider};
 
 /// The label every app has for its default store and database.
@@ -74,9 +72,10 @@ impl DataTier {
                 if kv.contains_key(label) {
                     continue;
                 }
+                let section = format!("key_value_store.{label}");
                 let backend = match config.key_value_store.get(label) {
                     Some(backend) => backend.clone(),
-                    None if label == DEFAULT_LABEL => KvBackendConfig::Spin { path: None },
+                    None if label == DEFAULT_LABEL => BackendTable::embedded(section),
                     None => {
                         return Err(anyhow!(app
                             .error_at(component.source_line, format!("component.{}.key_value_stores", component.id))
@@ -84,32 +83,25 @@ impl DataTier {
                             .fix(format!("add `[key_value_store.{label}]` with `type = \"spin\"` or `\"redis\"` to the runtime config (--runtime-config-file)"))));
                     }
                 };
-                kv.insert(label.clone(), open_store(label, &backend, state_dir).await?);
+                kv.insert(label.clone(), kv::open(label, &backend, state_dir).await?);
             }
             for label in &component.sqlite_databases {
                 if sqlite.contains_key(label) {
                     continue;
                 }
-                let path = match config.sqlite_database.get(label) {
-                    Some(SqliteBackendConfig::Spin { path: Some(path) }) => path.clone(),
-                    Some(SqliteBackendConfig::Spin { path: None }) => {
-                        state_dir.join("sqlite").join(format!("{label}.db"))
-                    }
-                    None if label == DEFAULT_LABEL => {
-                        state_dir.join("sqlite").join(format!("{label}.db"))
-                    }
-                    Some(SqliteBackendConfig::Libsql { .. }) | None => {
+                let section = format!("sqlite_database.{label}");
+                let backend = match config.sqlite_database.get(label) {
+                    Some(backend) => backend.clone(),
+                    None if label == DEFAULT_LABEL => BackendTable::embedded(section),
+                    None => {
                         return Err(anyhow!(app
                             .error_at(component.source_line, format!("component.{}.sqlite_databases", component.id))
                             .with_message(format!("the database `{label}` has no backend"))
                             .fix(format!("add `[sqlite_database.{label}]` with `type = \"spin\"` to the runtime config (--runtime-config-file)"))));
                     }
                 };
-                let database =
-                    EmbeddedDatabase::open(&path, transaction_limit).with_context(|| {
-                        format!("cannot open the database `{label}` at {}", path.display())
-                    })?;
-                sqlite.insert(label.clone(), Arc::new(database) as SharedDatabase);
+                let database = sqlite::open(label, &backend, state_dir, transaction_limit)?;
+                sqlite.insert(label.clone(), database);
             }
         }
 
@@ -179,31 +171,6 @@ pub fn host_store(state_dir: &Path, name: &str) -> Result<SharedStore> {
     let store: SharedStore = SqliteStore::open(&path)
         .with_context(|| format!("cannot open the host's store at {}", path.display()))?;
     Ok(store)
-}
-
-async fn open_store(
-    label: &str,
-    backend: &KvBackendConfig,
-    state_dir: &Path,
-) -> Result<SharedStore> {
-    Ok(match backend {
-        KvBackendConfig::Spin { path } => {
-            let path = path
-                .clone()
-                .unwrap_or_else(|| state_dir.join("kv").join(format!("{label}.db")));
-            SqliteStore::open(&path).with_context(|| {
-                format!(
-                    "cannot open the key-value store `{label}` at {}",
-                    path.display()
-                )
-            })?
-        }
-        KvBackendConfig::Redis { url } => {
-            Arc::new(RedisStore::connect(url).await.map_err(|e| {
-                anyhow!("cannot connect the key-value store `{label}` to {url}: {e}")
-            })?)
-        }
-    })
 }
 
 /// The data part of one instance's view: its grants and the resource table it shares with

@@ -18,60 +18,81 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
 
 /// The parsed file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RuntimeConfig {
     /// Backends of key-value store labels.
-    #[serde(default)]
-    pub key_value_store: BTreeMap<String, KvBackendConfig>,
+    pub key_value_store: BTreeMap<String, BackendTable>,
     /// Backends of database labels.
-    #[serde(default)]
-    pub sqlite_database: BTreeMap<String, SqliteBackendConfig>,
+    pub sqlite_database: BTreeMap<String, BackendTable>,
     /// Variable providers, in priority order.
-    #[serde(default)]
     pub variables_provider: Vec<VariablesProviderConfig>,
 }
 
-/// `[key_value_store.<label>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum KvBackendConfig {
-    /// An embedded SQLite file.
-    #[serde(rename = "spin")]
-    Spin {
-        /// The file (default `<state-dir>/kv/<label>.db`).
-        path: Option<PathBuf>,
-    },
-    /// A Redis server.
-    #[serde(rename = "redis")]
-    Redis {
-        /// `redis://host:port/db`.
-        url: String,
-    },
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntimeConfig {
+    #[serde(default)]
+    key_value_store: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    sqlite_database: BTreeMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    variables_provider: Vec<VariablesProviderConfig>,
 }
 
-/// `[sqlite_database.<label>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum SqliteBackendConfig {
-    /// An embedded SQLite file.
-    #[serde(rename = "spin")]
-    Spin {
-        /// The file (default `<state-dir>/sqlite/<label>.db`).
-        path: Option<PathBuf>,
-    },
-    /// A remote libSQL database: recognised so the error can say it is not supported.
-    #[serde(rename = "libsql")]
-    Libsql {
-        /// The database URL.
-        url: String,
-        /// The access token.
-        token: String,
-    },
+/// A `[key_value_store.<label>]` or `[sqlite_database.<label>]` table: which backend (`type`)
+/// and the rest of the table, which that backend reads (see `kv::BACKENDS` and
+/// `sqlite::BACKENDS`).
+#[derive(Debug, Clone)]
+pub struct BackendTable {
+    /// `type`.
+    pub kind: String,
+    /// The other keys.
+    pub settings: toml::Table,
+    /// The table's name, e.g. `key_value_store.default`.
+    pub section: String,
+    /// Where it is written (`rc.toml:3`), for errors; `None` for a default.
+    pub origin: Option<String>,
+    /// The directory relative paths in it are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl BackendTable {
+    /// The embedded backend with no settings: what the `default` label has unless configured.
+    pub fn embedded(section: String) -> Self {
+        Self {
+            kind: "spin".into(),
+            settings: toml::Table::new(),
+            section,
+            origin: None,
+            base_dir: PathBuf::from("."),
+        }
+    }
+
+    /// Reads the settings as the backend's `T`; a wrong or unknown key names the table.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(toml::Value::Table(self.settings.clone()))
+            .map_err(|e| self.error(e.message()))
+    }
+
+    /// An error about this table.
+    pub fn error(&self, message: impl std::fmt::Display) -> anyhow::Error {
+        match &self.origin {
+            Some(origin) => anyhow!("{origin}: `{}`: {message}", self.section),
+            None => anyhow!("`{}`: {message}", self.section),
+        }
+    }
+
+    /// `path` as written in the table, resolved against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
 }
 
 /// `[[variables_provider]]`.
@@ -102,29 +123,41 @@ impl RuntimeConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the runtime config {}", path.display()))?;
-        let mut config: Self = toml::from_str(&text).map_err(|e| {
-            let line = e
+        let line = |offset: usize| text[..offset].matches('\n').count() + 1;
+        let raw: RawRuntimeConfig = toml::from_str(&text).map_err(|e| {
+            let at = e
                 .span()
-                .map(|span| format!(":{}", text[..span.start].matches('\n').count() + 1))
+                .map(|span| format!(":{}", line(span.start)))
                 .unwrap_or_default();
-            anyhow::anyhow!("{}{line}: {}", path.display(), e.message())
+            anyhow!("{}{at}: {}", path.display(), e.message())
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for backend in config.key_value_store.values_mut() {
-            if let KvBackendConfig::Spin { path: Some(file) } = backend {
-                *file = base.join(&*file);
-            }
-        }
-        for (label, backend) in config.sqlite_database.iter_mut() {
-            match backend {
-                SqliteBackendConfig::Spin { path: Some(file) } => *file = base.join(&*file),
-                SqliteBackendConfig::Spin { path: None } => {}
-                SqliteBackendConfig::Libsql { .. } => bail!(
-                    "{}: `sqlite_database.{label}` uses libsql, which ledge does not support yet\n  fix: use `type = \"spin\"` (a local SQLite file)",
-                    path.display()
-                ),
-            }
-        }
+        let backends = |tables: BTreeMap<String, Spanned<toml::Table>>, kind: &str| {
+            tables
+                .into_iter()
+                .map(|(label, table)| {
+                    let origin = format!("{}:{}", path.display(), line(table.span().start));
+                    let section = format!("{kind}.{label}");
+                    let mut settings = table.into_inner();
+                    let Some(toml::Value::String(backend)) = settings.remove("type") else {
+                        bail!("{origin}: `{section}` needs `type = \"...\"` (e.g. \"spin\")");
+                    };
+                    let table = BackendTable {
+                        kind: backend,
+                        settings,
+                        section,
+                        origin: Some(origin),
+                        base_dir: base.to_owned(),
+                    };
+                    Ok((label, table))
+                })
+                .collect::<Result<BTreeMap<_, _>>>()
+        };
+        let mut config = Self {
+            key_value_store: backends(raw.key_value_store, "key_value_store")?,
+            sqlite_database: backends(raw.sqlite_database, "sqlite_database")?,
+            variables_provider: raw.variables_provider,
+        };
         for provider in &mut config.variables_provider {
             match provider {
                 VariablesProviderConfig::Env {
@@ -158,21 +191,30 @@ mod tests {
         )
         .unwrap();
         let config = RuntimeConfig::load(&path).unwrap();
-        assert!(matches!(
-            config.key_value_store["default"],
-            KvBackendConfig::Redis { .. }
-        ));
-        assert!(
-            matches!(&config.sqlite_database["default"], SqliteBackendConfig::Spin { path: Some(p) } if p == &dir.path().join("x.db"))
+        let store = &config.key_value_store["default"];
+        assert_eq!(store.kind, "redis");
+        assert_eq!(
+            store.settings["url"].as_str(),
+            Some("redis://127.0.0.1:6379")
         );
-        std::fs::write(
-            &path,
-            "[key_value_store.default]\ntype = \"spin\"\npth = \"x\"\n",
-        )
-        .unwrap();
+        assert_eq!(
+            store.origin.as_deref(),
+            Some(&*format!("{}:1", path.display()))
+        );
+        let database = &config.sqlite_database["default"];
+        assert_eq!(database.kind, "spin");
+        assert_eq!(database.resolve(Path::new("x.db")), dir.path().join("x.db"));
+
+        std::fs::write(&path, "[key_value_store.default]\npath = \"x\"\n").unwrap();
         let error = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(
-            error.contains("rc.toml:") && error.contains("pth"),
+            error.contains("rc.toml:1") && error.contains("type"),
+            "{error}"
+        );
+        std::fs::write(&path, "[key_value_stor.default]\ntype = \"spin\"\n").unwrap();
+        let error = RuntimeConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("rc.toml:1") && error.contains("key_value_stor"),
             "{error}"
         );
     }

@@ -7,10 +7,42 @@ mod read_cache;
 mod redis;
 mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use futures::future::BoxFuture;
 
 pub use self::redis::RedisStore;
 pub use self::sqlite::SqliteStore;
+use super::runtime_config::BackendTable;
+
+/// The key-value backends, by their `type` in the runtime config. One line per backend.
+const BACKENDS: &[KvBackend] = &[sqlite::BACKEND, redis::BACKEND];
+
+/// A key-value backend, as [`BACKENDS`] lists it.
+pub struct KvBackend {
+    /// Its `type` in the runtime config.
+    pub kind: &'static str,
+    /// Opens store `label` as its table says, keeping files under the state directory unless
+    /// the table says where.
+    pub open: for<'a> fn(&'a str, &'a BackendTable, &'a Path) -> BoxFuture<'a, Result<SharedStore>>,
+}
+
+/// Opens store `label` with the backend its `table` names (`state_dir` holds the embedded
+/// backend's files by default).
+pub async fn open(label: &str, table: &BackendTable, state_dir: &Path) -> Result<SharedStore> {
+    let Some(backend) = BACKENDS.iter().find(|backend| backend.kind == table.kind) else {
+        let kinds: Vec<&str> = BACKENDS.iter().map(|backend| backend.kind).collect();
+        return Err(table.error(format!(
+            "`type = \"{}\"` is not a key-value backend ledge has\n  fix: use one of {kinds:?}",
+            table.kind
+        )));
+    };
+    (backend.open)(label, table, state_dir)
+        .await
+        .map_err(|e| anyhow!("cannot open the key-value store `{label}`: {e:#}"))
+}
 
 /// The longest key a store guarantees to accept, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;

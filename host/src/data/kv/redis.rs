@@ -4,7 +4,38 @@
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use super::{KvError, KvStore, check_sizes};
+use std::path::Path;
+
+use futures::future::BoxFuture;
+
+use super::{KvBackend, KvError, KvStore, SharedStore, check_sizes};
+use crate::data::runtime_config::BackendTable;
+
+/// `type = "redis"`, `url = "redis://host:port/db"`.
+pub const BACKEND: KvBackend = KvBackend {
+    kind: "redis",
+    open: open_backend,
+};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    url: String,
+}
+
+fn open_backend<'a>(
+    _label: &'a str,
+    table: &'a BackendTable,
+    _state_dir: &'a Path,
+) -> BoxFuture<'a, anyhow::Result<SharedStore>> {
+    Box::pin(async move {
+        let settings: Settings = table.read()?;
+        let store = RedisStore::connect(&settings.url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", settings.url))?;
+        Ok(std::sync::Arc::new(store) as SharedStore)
+    })
+}
 
 /// Sets KEYS[1] to ARGV[3] when its value is still ARGV[2] (or missing, when ARGV[1] is 1),
 /// atomically on the server.

@@ -24,6 +24,36 @@ fn backend(error: rusqlite::Error) -> KvError {
     KvError::Backend(error.to_string())
 }
 
+/// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
+/// default `<state-dir>/kv/<label>.db`).
+pub const BACKEND: super::KvBackend = super::KvBackend {
+    kind: "spin",
+    open: open_backend,
+};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    path: Option<PathBuf>,
+}
+
+fn open_backend<'a>(
+    label: &'a str,
+    table: &'a crate::data::runtime_config::BackendTable,
+    state_dir: &'a Path,
+) -> futures::future::BoxFuture<'a, Result<super::SharedStore>> {
+    Box::pin(async move {
+        let settings: Settings = table.read()?;
+        let path = match settings.path {
+            Some(path) => table.resolve(&path),
+            None => state_dir.join("kv").join(format!("{label}.db")),
+        };
+        let store: super::SharedStore = SqliteStore::open(&path)
+            .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
+        Ok(store)
+    })
+}
+
 /// The stores open in this process, by canonical file path: two apps (or labels) that name the
 /// same file share one store, so its writer and read cache are the only ones.
 static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> =

@@ -29,6 +29,35 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, Call, Reader, SqliteFile, WriterLease, off_thread};
 
+/// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
+/// default `<state-dir>/sqlite/<label>.db`).
+pub const BACKEND: super::SqlBackend = super::SqlBackend {
+    kind: "spin",
+    open: open_backend,
+};
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    path: Option<std::path::PathBuf>,
+}
+
+fn open_backend(
+    label: &str,
+    table: &crate::data::runtime_config::BackendTable,
+    state_dir: &Path,
+    transaction_limit: Duration,
+) -> Result<super::SharedDatabase> {
+    let settings: Settings = table.read()?;
+    let path = match settings.path {
+        Some(path) => table.resolve(&path),
+        None => state_dir.join("sqlite").join(format!("{label}.db")),
+    };
+    let database = EmbeddedDatabase::open(&path, transaction_limit)
+        .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
+    Ok(Arc::new(database))
+}
+
 /// A database in a SQLite file.
 pub struct EmbeddedDatabase {
     file: Arc<SqliteFile>,

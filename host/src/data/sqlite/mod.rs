@@ -7,15 +7,50 @@
 //! `last_insert_rowid`/`changes` are its own. A backend (embedded, replicated, or a server)
 //! plugs in as one more implementation of the two traits.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Result, anyhow};
 use rusqlite::ErrorCode;
+
+use super::runtime_config::BackendTable;
 
 mod embedded;
 pub mod guest;
 
 pub use embedded::EmbeddedDatabase;
+
+/// The SQL backends, by their `type` in the runtime config. One line per backend.
+const BACKENDS: &[SqlBackend] = &[embedded::BACKEND];
+
+/// A SQL backend, as [`BACKENDS`] lists it.
+pub struct SqlBackend {
+    /// Its `type` in the runtime config.
+    pub kind: &'static str,
+    /// Opens database `label` as its table says (files under the state directory unless the
+    /// table says where); a transaction may hold its writer for the duration at most.
+    pub open: fn(&str, &BackendTable, &Path, Duration) -> Result<SharedDatabase>,
+}
+
+/// Opens database `label` with the backend its `table` names (`state_dir` holds the embedded
+/// backend's files by default); a transaction may hold the writer for `transaction_limit`.
+pub fn open(
+    label: &str,
+    table: &BackendTable,
+    state_dir: &Path,
+    transaction_limit: Duration,
+) -> Result<SharedDatabase> {
+    let Some(backend) = BACKENDS.iter().find(|backend| backend.kind == table.kind) else {
+        let kinds: Vec<&str> = BACKENDS.iter().map(|backend| backend.kind).collect();
+        return Err(table.error(format!(
+            "`type = \"{}\"` is not a SQL backend ledge has\n  fix: use one of {kinds:?} (a local SQLite file)",
+            table.kind
+        )));
+    };
+    (backend.open)(label, table, state_dir, transaction_limit)
+        .map_err(|e| anyhow!("cannot open the database `{label}`: {e:#}"))
+}
 
 /// How long a transaction may hold the writer when no `--request-timeout` is set (with one, a
 /// transaction may last as long as the request timeout). Past it, the transaction is rolled
