@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ManifestError;
-use super::gateway::Reader;
+use super::error::Reader;
 
 /// One configured authorizer.
 #[derive(Debug, Clone)]

@@ -68,6 +68,31 @@ impl ManifestError {
     }
 }
 
+/// The manifest being read: its file and its text, so that every error names its line.
+pub(super) struct Reader<'a> {
+    /// The manifest file.
+    pub(super) file: &'a Path,
+    /// Its text.
+    pub(super) source: &'a str,
+}
+
+impl Reader<'_> {
+    /// An error about `key`, on the line of `spanned`.
+    pub(super) fn error<T>(
+        &self,
+        spanned: &toml::Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError::spanned(self.file, self.source, spanned, key, message)
+    }
+
+    /// The 1-based line `spanned` starts on.
+    pub(super) fn line<T>(&self, spanned: &toml::Spanned<T>) -> usize {
+        line_of(self.source, spanned.span().start)
+    }
+}
+
 /// The 1-based line number of byte `offset` in `source`.
 pub fn line_of(source: &str, offset: usize) -> usize {
     let end = offset.min(source.len());

@@ -31,6 +31,7 @@ use toml::Spanned;
 
 use super::ManifestError;
 use super::authorizers::{AuthorizerSettings, RawAuthorizer};
+use super::error::Reader;
 
 /// The gateway as the manifest configures it, resolved per route.
 #[derive(Debug, Clone, Default)]
@@ -329,23 +330,7 @@ pub fn parse(
     })
 }
 
-/// Builds errors located in the manifest's text.
-pub(super) struct Reader<'a> {
-    pub(super) file: &'a Path,
-    source: &'a str,
-}
-
 impl Reader<'_> {
-    /// An error about `key`, on the line of `spanned`.
-    pub(super) fn error<T>(
-        &self,
-        spanned: &Spanned<T>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ManifestError {
-        ManifestError::spanned(self.file, self.source, spanned, key, message)
-    }
-
     /// `value`, located at its line.
     fn locate(&self, value: &Spanned<toml::Value>, key: String) -> Setting<toml::Value> {
         Setting {

@@ -7,6 +7,7 @@ mod authorizers;
 mod error;
 mod gateway;
 mod schema;
+mod triggers;
 mod validate;
 
 use std::collections::BTreeMap;

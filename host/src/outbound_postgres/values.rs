@@ -6,6 +6,8 @@
 //! `INT8` column, a `str` fills any text-like or enum column, and a `timestamp` (seconds since
 //! the epoch) fills a `BIGINT` or a `TIMESTAMP[TZ]`. A value that does not fit is
 //! `bad-parameter`, never a silent truncation.
+//!
+//! (The file is over 600 lines with its tests: about 530 of code, one conversion per type.)
 
 use std::error::Error;
 use std::str::FromStr;
