@@ -26,6 +26,9 @@ fn a_trapping_guest_answers_500_and_is_logged() {
         log.contains("component=\"faults\"") || log.contains("component=faults"),
         "{log}"
     );
+    // The guest's own output reaches the log through its writer thread, so it may come after
+    // ledge's line about the failure.
+    let log = ledge.wait_for_log("the guest was asked to trap");
     assert!(
         log.contains("the guest was asked to trap"),
         "the guest's panic message is logged: {log}"
