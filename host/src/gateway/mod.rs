@@ -38,7 +38,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use bytes::Bytes;
 use http::StatusCode;
-use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Limited};
 use wasmtime_wasi_http::WasiBody;
@@ -65,10 +64,6 @@ const ROUTE_POLICIES: &[RoutePolicyKind] = &[
 
 /// The app-wide policies, in the order they run. One line per policy.
 const APP_POLICIES: &[AppPolicyKind] = &[trusted_proxies::POLICY];
-
-/// The request header that tells the guest the client's address as the gateway derived it
-/// (`spin-client-addr` keeps Spin's meaning: the connection's peer).
-pub const CLIENT_ADDRESS: HeaderName = HeaderName::from_static("ledge-client-addr");
 
 /// The gateway's policies as the manifest configures them, read and checked before anything
 /// else starts, so a mistake is reported before any component compiles.
@@ -149,6 +144,10 @@ impl GatewayPolicies {
     }
 }
 
+/// The request header that tells a guest the client's address as the gateway derived it
+/// (`spin-client-addr` keeps Spin's meaning: the connection's peer). Only ledge sets it.
+pub const CLIENT_ADDRESS: http::HeaderName = http::HeaderName::from_static("ledge-client-addr");
+
 /// The app's gateway: its app-wide policies, a guard per guarded route, and the access log.
 pub struct Gateway {
     app: Vec<Box<dyn AppPolicy>>,
@@ -203,18 +202,16 @@ impl Gateway {
         parts.join("; ")
     }
 
-    /// Takes in a request that arrived from `peer`: removes the headers only the gateway may
-    /// set (identity headers, in every app: one that drops its authorizer must not expose
-    /// functions that trust them), derives the client's address and tells it to the guest.
+    /// Takes in a request that arrived from `peer`: removes the headers only ledge may set
+    /// (identity headers, in every app: one that drops its authorizer must not expose
+    /// functions that trust them; the client's address, which `server::headers` sets on the
+    /// guest's request) and derives the client's address.
     pub fn arrive(&self, parts: &mut Parts, peer: IpAddr) -> IpAddr {
         identity::strip(parts);
-        let client = self
-            .app
+        parts.headers.remove(CLIENT_ADDRESS);
+        self.app
             .iter()
-            .fold(peer, |client, policy| policy.client(parts, client));
-        let text = HeaderValue::from_str(&client.to_string()).expect("an address is header text");
-        parts.headers.insert(CLIENT_ADDRESS, text);
-        client
+            .fold(peer, |client, policy| policy.client(parts, client))
     }
 }
 

@@ -5,13 +5,14 @@
 //! What depends only on the route (its patterns, the names of its `:name` headers) is computed
 //! once per route in [`RouteHeaders`]; a request only adds what depends on it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::sites::MappedBase;
+use crate::gateway::CLIENT_ADDRESS;
 use crate::router::{RouteMatch, RoutePattern};
 
 /// Prefix of the headers the host owns.
@@ -59,12 +60,15 @@ impl RouteHeaders {
     }
 }
 
-/// Rewrites `parts` in place for the guest: absolute URI, and the `spin-*` headers of `route`.
+/// Rewrites `parts` in place for the guest: absolute URI, the `spin-*` headers of `route`
+/// (`spin-client-addr` is the connection's `peer`) and `ledge-client-addr`, the `client` the
+/// gateway derived.
 pub fn prepare<T>(
     parts: &mut http::request::Parts,
     route: &RouteMatch<'_, T>,
     fixed: &RouteHeaders,
-    client: SocketAddr,
+    peer: SocketAddr,
+    client: IpAddr,
     scheme: &str,
 ) {
     let host = parts
@@ -106,8 +110,11 @@ pub fn prepare<T>(
     if let Ok(value) = HeaderValue::try_from(&route.path_info) {
         headers.insert(PATH_INFO, value);
     }
-    if let Ok(value) = HeaderValue::try_from(client.to_string()) {
+    if let Ok(value) = HeaderValue::try_from(peer.to_string()) {
         headers.insert(CLIENT_ADDR, value);
+    }
+    if let Ok(value) = HeaderValue::try_from(client.to_string()) {
+        headers.insert(CLIENT_ADDRESS, value);
     }
     for (name, (_, value)) in fixed.captures.iter().zip(&route.captures) {
         if let Ok(value) = HeaderValue::try_from(value) {
@@ -156,6 +163,7 @@ mod tests {
             &route,
             &fixed,
             "127.0.0.1:4000".parse().unwrap(),
+            "203.0.113.7".parse().unwrap(),
             "http",
         );
         let h = |name: &str| {
@@ -189,6 +197,7 @@ mod tests {
         assert_eq!(h("spin-path-match-path-segment").unwrap(), "path");
         assert_eq!(h("spin-path-match-path-end").unwrap(), "end");
         assert_eq!(h("spin-client-addr").unwrap(), "127.0.0.1:4000");
+        assert_eq!(h("ledge-client-addr").unwrap(), "203.0.113.7");
         assert_eq!(h("spin-anything"), None);
         let spin_headers = parts
             .headers

@@ -213,15 +213,22 @@ impl AppService {
     ) -> Response<WasiBody> {
         // The request a component sees (absolute URI, the route's `spin-*` headers), prepared
         // before the policies so that a custom authorizer sees it too.
+        let client = record.client.unwrap_or(peer.address.ip());
         if let Target::Component {
             headers: route_headers,
             ..
         } = target
         {
-            headers::prepare(&mut parts, route, route_headers, peer.address, peer.scheme);
+            headers::prepare(
+                &mut parts,
+                route,
+                route_headers,
+                peer.address,
+                client,
+                peer.scheme,
+            );
         }
         // Gateway policies.
-        let client = record.client.unwrap_or(peer.address.ip());
         let admitted = match guard {
             None => None,
             Some(guard) => match guard.admit(&mut parts, client, record).await {
