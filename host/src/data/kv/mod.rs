@@ -119,3 +119,43 @@ fn parse_counter(value: Option<Vec<u8>>) -> Result<i64, KvError> {
             }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(kind: &str, settings: &str) -> BackendTable {
+        BackendTable {
+            kind: kind.into(),
+            settings: settings.parse().unwrap(),
+            section: "key_value_store.cache".into(),
+            origin: Some("rc.toml:3".into()),
+            base_dir: ".".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_type_or_key_names_the_table_and_the_way_out() {
+        let state = tempfile::tempdir().unwrap();
+        let error = open("cache", &table("memcached", ""), state.path())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.starts_with("rc.toml:3: `key_value_store.cache`"),
+            "{error}"
+        );
+        assert!(error.contains(r#"["spin", "redis"]"#), "{error}");
+        let error = open("cache", &table("spin", "pth = \"x.db\""), state.path())
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{error:#}").contains("pth"), "{error:#}");
+        let store = open("cache", &table("spin", ""), state.path())
+            .await
+            .unwrap();
+        store.set("k", b"v").await.unwrap();
+        assert!(state.path().join("kv/cache.db").exists());
+    }
+}

@@ -139,3 +139,29 @@ pub trait SqlConnection: Send + Sync {
 
 /// A shared database.
 pub type SharedDatabase = Arc<dyn SqlDatabase>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_type_is_refused_with_the_one_to_use() {
+        let table = BackendTable {
+            kind: "libsql".into(),
+            settings: toml::Table::new(),
+            section: "sqlite_database.default".into(),
+            origin: Some("rc.toml:1".into()),
+            base_dir: ".".into(),
+        };
+        let state = tempfile::tempdir().unwrap();
+        let error = open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("`type = \"libsql\"` is not a SQL backend"),
+            "{error}"
+        );
+        assert!(error.contains(r#"["spin"]"#), "{error}");
+    }
+}
