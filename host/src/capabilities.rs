@@ -1,14 +1,17 @@
 //! The capabilities a guest may import beyond WASI and `wasi:http`, one line each: the data
 //! tier, the outbound services, the LLM stand-in and raw sockets. The engine is handed this
-//! list and never names a capability itself, so each capability depends on the engine (its
-//! allowed hosts, its views of an instance's state) and never the other way round.
+//! list and links no capability by name. What a capability keeps per instance is its own type,
+//! held by the instance's `GuestState`: the data grants (`data::Grants`) and the outbound HTTP
+//! hooks (`outbound_http::OutboundPolicy`); the outbound services keep their connections in
+//! the instance's resource table, which they reach through `allowed_hosts::OutboundView`.
 
 use std::sync::Arc;
 
 use wasmtime::component::Linker;
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::engine::{AllowedHosts, Capabilities, GuestState};
+use crate::allowed_hosts::AllowedHosts;
+use crate::engine::{Capabilities, GuestState};
 
 /// Every capability, as the engine takes them.
 pub const ALL: Capabilities = Capabilities {

@@ -8,9 +8,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::outbound::OutboundPolicy;
-use super::outbound_view::{HasOutboundView, OutboundView};
+use crate::allowed_hosts::{HasOutboundView, OutboundView};
 use crate::data::{DataView, Grants, HasDataView};
+use crate::outbound_http::OutboundPolicy;
 
 /// The data of one guest store.
 pub struct GuestState {

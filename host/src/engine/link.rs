@@ -127,7 +127,6 @@ fn stand_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Capabilities, EngineSettings};
 
     /// A component importing an interface wasmtime-wasi provides (at an older minor version
     /// than the linker's), and two that nobody provides.
@@ -144,18 +143,7 @@ mod tests {
 
     #[test]
     fn only_what_the_linker_lacks_is_stood_in() {
-        let runtime = Runtime::new(
-            EngineSettings {
-                pooling: false,
-                cache_dir: None,
-                request_timeout: None,
-            },
-            Capabilities {
-                link: |_| Ok(()),
-                grant: |_, _, _| {},
-            },
-        )
-        .unwrap();
+        let runtime = Runtime::bare();
         let bytes = wat::parse_str(COMPONENT).unwrap();
         let component = Component::new(runtime.engine(), &bytes).unwrap();
         let (_, mut stood_in) = link_with_stand_ins(&runtime.linker, "test", &component).unwrap();

@@ -7,16 +7,12 @@
 //! - `guest`: what one instance owns (WASI context, HTTP context, output streams);
 //! - `wagi`: components run as CGI-style commands, once per request;
 //! - `message`: components that handle Redis trigger messages, an instance per message;
-//! - `outbound` and `allowed_hosts`: the guest's outbound HTTP and what it may reach.
 
-mod allowed_hosts;
 mod compile;
 mod guest;
 mod guest_output;
 mod link;
 mod message;
-mod outbound;
-mod outbound_view;
 mod pool;
 mod wagi;
 
@@ -30,13 +26,12 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::WasiCtxBuilder;
 
-pub use allowed_hosts::{AllowedHosts, Destination};
+use crate::allowed_hosts::AllowedHosts;
+
 pub use compile::{CompileOutcome, componentize, load_component};
 pub use guest::GuestState;
 pub use guest_output::GuestLog;
 pub use message::MessageHandler;
-pub use outbound::{InProcess, InProcessSlot};
-pub use outbound_view::{HasOutboundView, OutboundView};
 pub use pool::{ComponentPool, HandlerKind, InvokeError, PoolSettings};
 
 /// How often the epoch ticks when a request timeout is set: the granularity of timeouts.
@@ -63,7 +58,7 @@ pub struct Runtime {
 }
 
 /// What the engine links beyond WASI and `wasi:http`: the host's capabilities, which the
-/// caller lists (see `crate::capabilities`), so the engine depends on none of them.
+/// caller lists (see `crate::capabilities`), so the engine links none of them by name.
 #[derive(Clone, Copy)]
 pub struct Capabilities {
     /// Adds their interfaces to the linker.
@@ -125,6 +120,21 @@ impl Runtime {
     /// Whether the epoch ticks (so timeouts are enforced).
     pub fn epoch_ticks(&self) -> bool {
         self.epoch_ticker.is_some()
+    }
+
+    /// A runtime with no capabilities, no pooling and no cache, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn bare() -> Self {
+        let settings = EngineSettings {
+            pooling: false,
+            cache_dir: None,
+            request_timeout: None,
+        };
+        let capabilities = Capabilities {
+            link: |_| Ok(()),
+            grant: |_, _, _| {},
+        };
+        Self::new(settings, capabilities).expect("a bare runtime builds")
     }
 }
 

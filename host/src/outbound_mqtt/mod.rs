@@ -4,7 +4,7 @@
 //! `connection-failed("address <url> is not permitted")` before a socket is opened.
 //!
 //! The capability in one place: the client ([`MqttConnection`]), the view an instance gives
-//! ([`HasOutboundView`](crate::engine::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
+//! ([`HasOutboundView`](crate::allowed_hosts::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
 
 mod bindings;
 mod v2;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use wasmtime::component::{HasData, Linker};
 
-use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
+use crate::allowed_hosts::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the MQTT interfaces.
 pub struct Mqtt;

@@ -11,7 +11,7 @@
 //! is prepared: one statement per call, never several separated by `;`.
 //!
 //! The capability in one place: the client ([`MysqlConnection`]), the value model ([`Value`],
-//! [`DataType`]), the view an instance gives ([`HasOutboundView`](crate::engine::HasOutboundView)), the interface versions (`v2`,
+//! [`DataType`]), the view an instance gives ([`HasOutboundView`](crate::allowed_hosts::HasOutboundView)), the interface versions (`v2`,
 //! `v3`) and [`add_to_linker`].
 //!
 //! (The file is over 600 lines with its tests: about 500 of code.)
@@ -116,7 +116,7 @@ use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use wasmtime::component::{HasData, Linker};
 
-use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
+use crate::allowed_hosts::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the MySQL interfaces.
 pub struct Mysql;

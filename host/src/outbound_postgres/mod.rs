@@ -9,7 +9,7 @@
 //! certificates, or the one a builder's `set-ca-root` gives.
 //!
 //! The capability in one place: the client ([`PgConnection`]), the value model
-//! ([`values`]), the view an instance gives ([`HasOutboundView`](crate::engine::HasOutboundView)), the interface versions
+//! ([`values`]), the view an instance gives ([`HasOutboundView`](crate::allowed_hosts::HasOutboundView)), the interface versions
 //! (`v2`, `v3`, `v4`) and [`add_to_linker`].
 
 /// `From<RowSet>` for version module `$v`'s `RowSet` and `Column` (whose value and data-type
@@ -61,7 +61,7 @@ macro_rules! text_error_conversion {
 /// to the shared model.
 macro_rules! sync_connection {
     ($v:ident) => {
-        impl $v::HostConnection for $crate::engine::OutboundView<'_> {
+        impl $v::HostConnection for $crate::allowed_hosts::OutboundView<'_> {
             async fn open(
                 &mut self,
                 address: String,
@@ -131,7 +131,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use wasmtime::component::{HasData, Linker};
 
-use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
+use crate::allowed_hosts::{AllowedHosts, HasOutboundView, OutboundView};
 use values::{DataType, Value};
 
 /// The `HasData` marker for the Postgres interfaces.

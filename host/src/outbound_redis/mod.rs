@@ -4,7 +4,7 @@
 //! `invalid-address` before any socket is opened, as in Spin.
 //!
 //! The capability in one place: the client ([`RedisConnection`]), the view an instance gives
-//! ([`HasOutboundView`](crate::engine::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
+//! ([`HasOutboundView`](crate::allowed_hosts::HasOutboundView)), the two interface versions (`v2`, `v3`) and [`add_to_linker`].
 
 mod bindings;
 mod v2;
@@ -52,7 +52,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{ConnectionAddr, FromRedisValue};
 use wasmtime::component::{HasData, Linker};
 
-use crate::engine::{AllowedHosts, HasOutboundView, OutboundView};
+use crate::allowed_hosts::{AllowedHosts, HasOutboundView, OutboundView};
 
 /// The `HasData` marker for the Redis interfaces.
 pub struct Redis;

@@ -23,11 +23,13 @@ use super::admin;
 use super::headers::{self, RouteHeaders};
 use super::sites::MappedBase;
 use super::static_files::FileServer;
-use crate::engine::{ComponentPool, Destination, InProcess, InvokeError};
+use crate::allowed_hosts::Destination;
+use crate::engine::{ComponentPool, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
 use crate::gateway::traces::Traces;
 use crate::gateway::{Admitted, Gateway, Identity, RouteGuard};
 use crate::manifest::StaticResponse;
+use crate::outbound_http::InProcess;
 use crate::router::{RouteMatch, RoutePattern, Router};
 
 /// Where a route leads.

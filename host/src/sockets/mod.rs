@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
-use crate::engine::AllowedHosts;
+use crate::allowed_hosts::AllowedHosts;
 
 /// Lets the instance built by `wasi` use sockets where `allowed` grants the address.
 pub fn grant(wasi: &mut WasiCtxBuilder, component: &Arc<str>, allowed: &Arc<AllowedHosts>) {

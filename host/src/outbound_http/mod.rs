@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::allowed_hosts::{AllowedHosts, Destination};
+use crate::allowed_hosts::{AllowedHosts, Destination};
 
 /// Serves requests that stay inside the app.
 pub trait InProcess: Send + Sync {

@@ -8,10 +8,19 @@
 //! [`AllowedHosts::permits_address`] and [`AllowedHosts::names_for_port`]. `self` (or `http://self`) allows calls to the app itself, and
 //! `http://<component>.spin.internal` (or `http://*.spin.internal`) calls to its components;
 //! both are served in-process.
+//!
+//! Every outbound capability asks this module before it opens a socket: outbound HTTP through
+//! its hooks (`crate::outbound_http`), raw sockets through the grant made to each instance's
+//! WASI context (`crate::sockets`), and Redis, MQTT, PostgreSQL and MySQL through the
+//! [`OutboundView`] an instance gives.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+
+mod view;
+
+pub use view::{HasOutboundView, OutboundView};
 
 /// One parsed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
