@@ -10,15 +10,14 @@ use tokio::sync::Semaphore;
 
 use crate::cli::UpArgs;
 use crate::data::runtime_config::RuntimeConfig;
-use crate::data::variables::template;
 use crate::data::{DataTier, startup};
 use crate::engine::{
-    AllowedHosts, CompileOutcome, ComponentPool, EngineSettings, GuestLog, InProcess,
-    InProcessSlot, MessageHandler, PoolSettings, Runtime,
+    CompileOutcome, ComponentPool, EngineSettings, GuestLog, MessageHandler, PoolSettings, Runtime,
 };
 use crate::gateway::traces::Traces;
 use crate::gateway::{Gateway, GatewayPolicies};
 use crate::manifest::{App, DomainMapping, Setting, TriggerHandler};
+use crate::outbound_http::{InProcess, InProcessSlot};
 use crate::router::Router;
 use crate::server::{
     AppService, CHAINING_ROUTE, ConnectionLimits, Endpoint, FileServer, MIN_REQUEST_HEAD,
@@ -128,6 +127,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     let limits = ConnectionLimits {
         header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
         max_request_head: usize::try_from(args.max_request_head).unwrap_or(usize::MAX),
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
@@ -376,7 +376,7 @@ impl ComponentContext<'_> {
         };
         tracing::info!(component = %id, "{how} in {} ms", compile_started.elapsed().as_millis());
 
-        let allowed_hosts = allowed_hosts(app, component, self.data)?;
+        let allowed_hosts = app.allowed_hosts(component, &self.data.app_variables)?;
         let mut environment: BTreeMap<String, String> = component.environment.clone();
         environment.extend(args.env.iter().cloned());
         let settings = PoolSettings {
@@ -453,19 +453,7 @@ impl ComponentContext<'_> {
                     handlers.entry(id).or_insert(Arc::new(handler)).clone()
                 }
             };
-            let address = template::render(&trigger.address, &self.data.app_variables).map_err(
-                |missing| {
-                    anyhow!(
-                        self.app
-                            .error_at(Some(trigger.line), "trigger.redis.address")
-                            .with_message(format!(
-                                "`{}` uses `{{{{ {missing} }}}}`, which has no value",
-                                trigger.address
-                            ))
-                            .fix("declare it under [variables] with a default, or give it a value")
-                    )
-                },
-            )?;
+            let address = self.app.redis_address(trigger, &self.data.app_variables)?;
             subscriptions.push(Subscription {
                 address,
                 channel: trigger.channel.clone(),
@@ -483,48 +471,13 @@ fn file_servers(app: &App, state_dir: &Path) -> Result<BTreeMap<String, Arc<File
     app.components
         .values()
         .filter_map(|component| Some((component, component.ledge.static_files.clone()?)))
-        .map(|(component, mut settings)| {
-            // spin-fileserver's own settings, so an app written for it behaves the same.
-            let environment = |name: &str| component.environment.get(name).cloned();
-            settings.fallback = settings.fallback.or_else(|| environment("FALLBACK_PATH"));
-            settings.not_found = settings
-                .not_found
-                .or_else(|| environment("CUSTOM_404_PATH"));
+        .map(|(component, settings)| {
             let mounts = files::mounts(app, component, &staging)?;
             let server = FileServer::new(mounts, settings)
                 .with_context(|| format!("component `{}`", component.id))?;
             Ok((component.id.clone(), Arc::new(server)))
         })
         .collect()
-}
-
-/// Renders the `{{ name }}` templates in a component's `allowed_outbound_hosts` and parses them.
-fn allowed_hosts(
-    app: &App,
-    component: &crate::manifest::Component,
-    data: &DataTier,
-) -> Result<AllowedHosts> {
-    let key = format!("component.{}.allowed_outbound_hosts", component.id);
-    let at = |line: usize| app.error_at(Some(line), key.clone());
-    let rendered = component
-        .allowed_outbound_hosts
-        .iter()
-        .map(|entry| {
-            template::render(&entry.value, &data.app_variables).map_err(|missing| {
-                anyhow!(
-                    at(entry.line)
-                        .with_message(format!(
-                            "`{}` uses `{{{{ {missing} }}}}`, which has no value",
-                            entry.value
-                        ))
-                        .fix("declare it under [variables] with a default, or give it a value")
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    AllowedHosts::parse(&rendered).map_err(|(index, message)| {
-        anyhow!(at(component.allowed_outbound_hosts[index].line).with_message(message))
-    })
 }
 
 /// Prints an app's routes the way `spin up` does; with several apps, under the app's name

@@ -18,8 +18,8 @@
 //! jwks = "keys/jwks.json"
 //! ```
 //!
-//! The section is read from the manifest's text a second time, on its own, so every error
-//! names the line it is on. This module knows where each table is; what a policy's table holds
+//! The section is taken from the parsed manifest (`super::validate` parses the text once) and
+//! read on its own here, every value keeping its position, so every error names its line. This module knows where each table is; what a policy's table holds
 //! is the gateway's business (`gateway::policies`): here a route's table is laid over the
 //! defaults key by key and handed on with each value's key and line.
 
@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeValue, ValueDeserializer};
 
 use super::ManifestError;
 use super::authorizers::{AuthorizerSettings, RawAuthorizer};
@@ -156,22 +157,6 @@ pub struct RouteTable {
     pub skip: Vec<Setting<String>>,
 }
 
-#[derive(Deserialize)]
-struct Document {
-    application: DocumentApplication,
-}
-
-#[derive(Deserialize)]
-struct DocumentApplication {
-    #[serde(default)]
-    tool: DocumentTool,
-}
-
-#[derive(Deserialize, Default)]
-struct DocumentTool {
-    ledge: Option<RawLedgeApp>,
-}
-
 /// The keys of `[application.tool.ledge]` that this module reads; every other key is an
 /// app-wide gateway setting (see [`GatewaySettings::app`]).
 const LEDGE_KEYS: [&str; 6] = [
@@ -197,36 +182,24 @@ struct RawLedgeApp {
     authorizers: BTreeMap<Spanned<String>, RawAuthorizer>,
 }
 
-/// `[application.tool.ledge]` again, every key with its value, for the app-wide settings.
-#[derive(Deserialize)]
-struct KeysDocument {
-    application: KeysApplication,
-}
-
-#[derive(Deserialize)]
-struct KeysApplication {
-    tool: KeysTool,
-}
-
-#[derive(Deserialize)]
-struct KeysTool {
-    ledge: RawTable,
-}
-
 /// A table whose keys are read by the gateway, with their lines.
 type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-/// Reads `[application.tool.ledge]` from manifest `source` (of `file`, in `root_dir`), for an
-/// app whose public routes are `routes` (as written) and whose triggered components are
-/// `components`.
+/// Reads `ledge`, the parsed `[application.tool.ledge]` table of manifest `source` (of
+/// `file`, in `root_dir`), for an app whose public routes are `routes` (as written) and whose
+/// triggered components are `components`.
 pub fn parse(
     file: &Path,
     root_dir: &Path,
     source: &str,
+    ledge: Option<Spanned<DeValue<'_>>>,
     routes: &[&str],
     components: &[&str],
 ) -> Result<GatewaySettings, ManifestError> {
-    let document: Document = toml::from_str(source).map_err(|e| {
+    let Some(ledge) = ledge else {
+        return Ok(GatewaySettings::default());
+    };
+    let invalid = |e: toml::de::Error| {
         let mut error = ManifestError::file(file, e.message().to_string())
             .key("application.tool.ledge")
             .fix("the keys ledge reads here are listed in docs/gateway.md");
@@ -234,10 +207,10 @@ pub fn parse(
             error = error.at(source, span.start);
         }
         error
-    })?;
-    let Some(raw) = document.application.tool.ledge else {
-        return Ok(GatewaySettings::default());
     };
+    // Each key as written, for the app-wide settings; then the keys this module reads.
+    let keys = RawTable::deserialize(ValueDeserializer::from(ledge.clone())).map_err(invalid)?;
+    let raw = RawLedgeApp::deserialize(ValueDeserializer::from(ledge)).map_err(invalid)?;
     let reader = Reader { file, source };
 
     let mut authorizers = BTreeMap::new();
@@ -271,13 +244,7 @@ pub fn parse(
             tables.insert(route.to_string(), table);
         }
     }
-    let keys: KeysDocument = toml::from_str(source).map_err(|e| {
-        ManifestError::file(file, e.message().to_string()).key("application.tool.ledge")
-    })?;
     let app = keys
-        .application
-        .tool
-        .ledge
         .into_iter()
         .filter(|(key, _)| !LEDGE_KEYS.contains(&key.get_ref().as_str()))
         .map(|(key, value)| {
@@ -395,10 +362,14 @@ mod tests {
 
     fn read(text: &str) -> Result<GatewaySettings, ManifestError> {
         let source = format!("{HEADER}{text}");
+        let document = toml::de::DeTable::parse(&source).unwrap();
+        let ledge = document.get_ref()["application"].get_ref().get("tool");
+        let ledge = ledge.and_then(|tool| tool.get_ref().get("ledge")).cloned();
         parse(
             Path::new("spin.toml"),
             Path::new("."),
             &source,
+            ledge,
             &["/api/...", "/open"],
             &["api"],
         )

@@ -6,7 +6,9 @@
 mod authorizers;
 mod error;
 mod gateway;
+mod render;
 mod schema;
+pub mod template;
 mod triggers;
 mod validate;
 

@@ -40,7 +40,7 @@ pub struct RawApplication {
     pub trigger: RawApplicationTriggers,
     /// Tools' own tables; ledge's (`tool.ledge`) is read on its own by `super::gateway`.
     #[serde(default, rename = "tool")]
-    pub _tool: BTreeMap<String, toml::Table>,
+    pub _tool: BTreeMap<String, BTreeMap<String, serde::de::IgnoredAny>>,
 }
 
 /// `[application.trigger]`: app-wide settings per trigger type.

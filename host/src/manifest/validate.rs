@@ -1,12 +1,14 @@
 //! Turns the raw manifest into an [`App`], rejecting what Spin would reject and a little more
 //! (duplicate routes), each time with the line, the key and the fix.
 //!
-//! (The file is over 600 lines with its tests: about 440 of code, the rest tests of it.)
+//! (The file is over 600 lines with its tests: about 470 of code, the rest tests of it.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use super::error::Reader;
 
@@ -23,16 +25,26 @@ use crate::router::RoutePattern;
 /// The tool name under which ledge keeps its own settings (`tool.ledge`).
 const LEDGE_TOOL: &str = "ledge";
 
-/// Parses and validates manifest `source`, read from `file`.
+/// Parses and validates manifest `source`, read from `file`. The text is parsed once; the
+/// parsed document (every value with its position) is then read as Spin's schema, and
+/// `[application.tool.ledge]` on its own by `super::gateway`.
 pub fn parse(file: &Path, source: &str) -> Result<App, ManifestError> {
-    let raw: RawManifest = toml::from_str(source).map_err(|e| {
+    let invalid = |e: toml::de::Error| {
         let mut error = ManifestError::file(file, e.message().to_string());
         if let Some(span) = e.span() {
             error = error.at(source, span.start);
         }
         error.fix("correct the key or value; see the spin.toml reference (manifest version 2)")
-    })?;
-    Reader { file, source }.app(raw)
+    };
+    let document = DeTable::parse(source).map_err(invalid)?;
+    let ledge = document
+        .get_ref()
+        .get("application")
+        .and_then(|application| application.get_ref().get("tool"))
+        .and_then(|tool| tool.get_ref().get(LEDGE_TOOL))
+        .cloned();
+    let raw = RawManifest::deserialize(toml::de::Deserializer::from(document)).map_err(invalid)?;
+    Reader { file, source }.app(raw, ledge)
 }
 
 /// A kebab-case id derived from a file name (`my_app.wasm` -> `my-app`).
@@ -81,7 +93,11 @@ pub fn is_variable_name(name: &str) -> bool {
 }
 
 impl Reader<'_> {
-    fn app(&self, raw: RawManifest) -> Result<App, ManifestError> {
+    fn app(
+        &self,
+        raw: RawManifest,
+        ledge: Option<Spanned<DeValue<'_>>>,
+    ) -> Result<App, ManifestError> {
         let version = &raw.spin_manifest_version;
         if version.get_ref().as_integer() != Some(2) {
             return Err(self
@@ -151,8 +167,14 @@ impl Reader<'_> {
                 TriggerHandler::Static(_) => None,
             })
             .collect();
-        let gateway =
-            super::gateway::parse(self.file, &root_dir, self.source, &routes, &component_ids)?;
+        let gateway = super::gateway::parse(
+            self.file,
+            &root_dir,
+            self.source,
+            ledge,
+            &routes,
+            &component_ids,
+        )?;
         let redis_address = raw.application.trigger.redis.map(|redis| redis.address);
         let redis_triggers = raw
             .trigger
@@ -256,17 +278,21 @@ impl Reader<'_> {
         ledge.max_concurrent_requests = settings.max_concurrent_requests;
         ledge.static_files = settings
             .static_files
-            .map(|raw| self.static_files(key, id_line, raw))
+            .map(|files| self.static_files(key, id_line, files, &raw.environment))
             .transpose()?;
         Ok(ledge)
     }
 
-    /// `static_files`: its file names must stay inside the served files.
+    /// `static_files`: its file names must stay inside the served files. spin-fileserver's
+    /// own settings (`FALLBACK_PATH`, `CUSTOM_404_PATH` in the component's `environment`) fill
+    /// what the table leaves out, so an app written for it behaves the same (the file server
+    /// looks those up as it looks up any request path).
     fn static_files(
         &self,
         key: &str,
         id_line: usize,
         raw: RawStaticFiles,
+        environment: &BTreeMap<String, String>,
     ) -> Result<StaticFiles, ManifestError> {
         for (name, file) in [("fallback", &raw.fallback), ("not_found", &raw.not_found)] {
             if let Some(file) = file
@@ -294,9 +320,10 @@ impl Reader<'_> {
             error.line = Some(id_line);
             return Err(error);
         }
+        let environment = |name: &str| environment.get(name).cloned();
         Ok(StaticFiles {
-            fallback: raw.fallback,
-            not_found: raw.not_found,
+            fallback: raw.fallback.or_else(|| environment("FALLBACK_PATH")),
+            not_found: raw.not_found.or_else(|| environment("CUSTOM_404_PATH")),
             cache_control: raw.cache_control.unwrap_or_else(|| "no-cache".into()),
         })
     }
@@ -453,6 +480,13 @@ mod tests {
     }
 
     const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"t\"\n";
+
+    #[test]
+    fn a_tool_entry_must_be_a_table() {
+        let error = parse_str(&format!("{HEADER}[application.tool]\nfoo = 1\n")).unwrap_err();
+        assert_eq!(error.line, Some(5), "{error}");
+        parse_str(&format!("{HEADER}[application.tool.other]\nanything = 1\n")).unwrap();
+    }
 
     #[test]
     fn reads_components_routes_and_inline_components() {

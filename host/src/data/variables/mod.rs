@@ -9,14 +9,13 @@
 //! provider, then the variable's `default`. Secret values never reach the log.
 
 pub mod guest;
-pub mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
-use crate::manifest::{App, Variable};
+use crate::manifest::{App, Variable, template};
 
 /// Where a variable's value can come from.
 #[derive(Debug, Clone)]

@@ -1,4 +1,5 @@
-//! `{{ name }}` templates in component variable values.
+//! `{{ name }}` templates: in component variable values, `allowed_outbound_hosts` and the Redis
+//! trigger's address.
 
 use std::collections::BTreeMap;
 
