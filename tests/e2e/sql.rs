@@ -78,7 +78,15 @@ fn write_locked(path: &std::path::Path) -> bool {
 
 fn transactions_suite(guest: &str) {
     let app = sql_app(guest);
-    let ledge = app.up(&[]);
+    // A short busy timeout, so the second transaction below is refused sooner than the
+    // default 5 s.
+    let config = app.dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[sqlite_database.default]\ntype = \"spin\"\nbusy_timeout_ms = 1000\n",
+    )
+    .unwrap();
+    let ledge = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
     assert_eq!(sql(&ledge, "CREATE TABLE tx (s TEXT)").0, 200);
 
     // Commit: both writes, and `last_insert_rowid`/`changes` inside the transaction are the
@@ -135,14 +143,15 @@ fn transactions_suite(guest: &str) {
         (200, "n\n[Value::Integer(3)]".into())
     );
 
-    // Two transactions at once: the second connection's write waits for the busy timeout and
-    // is told the database is locked; reads outside see only committed rows.
+    // Two transactions at once: the second connection's write waits for the busy timeout
+    // (1 s here; the first holds the writer for 4 s) and is told the database is locked;
+    // reads outside see only committed rows.
     let database = app.dir.path().join(".ledge/sqlite/default.db");
     std::thread::scope(|scope| {
         let first = scope.spawn(|| {
             sql(
                 &ledge,
-                "BEGIN\nINSERT INTO tx VALUES ('first')\n!sleep 10000\nCOMMIT\n\
+                "BEGIN\nINSERT INTO tx VALUES ('first')\n!sleep 4000\nCOMMIT\n\
                  SELECT count(*) AS n FROM tx",
             )
         });

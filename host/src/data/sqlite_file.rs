@@ -31,7 +31,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const MAX_READERS: usize = 4;
 
 /// How long a caller waits for the writer (held by another transaction, or locked by another
-/// process) before it gets "database is locked", as SQLite's busy timeout.
+/// process) before it gets "database is locked", as SQLite's busy timeout; a file's owner may
+/// set another.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many SQLite VM steps run between two looks at the writer's deadline.
@@ -47,6 +48,8 @@ pub struct SqliteFile {
     kind: &'static str,
     setup: ConnectionSetup,
     writer: Arc<parking_lot::Mutex<Connection>>,
+    /// How long a caller waits for the writer before it gets "database is locked".
+    busy_timeout: Duration,
     /// When the statement running on the writer must stop (a transaction's limit).
     writer_deadline: Arc<parking_lot::Mutex<Option<Instant>>>,
     readers: Mutex<Vec<Connection>>,
@@ -62,9 +65,15 @@ static OPEN_FILES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteFile>>>> =
 
 impl SqliteFile {
     /// Opens (creating if needed) the file at `path`, which holds a `kind`, or returns the one
-    /// this process already has open there; `setup` runs on each of its connections. Fails if
-    /// another process has the file open, or this one has it open as another kind.
-    pub fn open(path: &Path, kind: &'static str, setup: ConnectionSetup) -> Result<Arc<Self>> {
+    /// this process already has open there; `setup` runs on each of its connections, and a
+    /// caller waits up to `busy_timeout` for its writer. Fails if another process has the file
+    /// open, or this one has it open as another kind.
+    pub fn open(
+        path: &Path,
+        kind: &'static str,
+        setup: ConnectionSetup,
+        busy_timeout: Duration,
+    ) -> Result<Arc<Self>> {
         let path = canonical_file_path(path)?;
         // Held until the file is registered, so that two opens of one path make one file.
         let mut open_files = OPEN_FILES.lock().unwrap_or_else(|p| p.into_inner());
@@ -81,7 +90,7 @@ impl SqliteFile {
         }
         let owner = lock_for_this_process(&path)?;
         let writer = Connection::open(&path)?;
-        writer.busy_timeout(BUSY_TIMEOUT)?;
+        writer.busy_timeout(busy_timeout)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "FULL")?;
         setup(&writer)?;
@@ -97,6 +106,7 @@ impl SqliteFile {
             kind,
             setup,
             writer: Arc::new(parking_lot::Mutex::new(writer)),
+            busy_timeout,
             writer_deadline,
             readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(MAX_READERS)),
@@ -107,12 +117,12 @@ impl SqliteFile {
         Ok(file)
     }
 
-    /// Takes the writer, waiting up to `wait` for the caller that holds it. Blocks the thread:
-    /// call it inside [`off_thread`] or at start-up.
-    pub fn lease_writer(&self, wait: Duration) -> rusqlite::Result<WriterLease> {
+    /// Takes the writer, waiting up to the busy timeout for the caller that holds it. Blocks
+    /// the thread: call it inside [`off_thread`] or at start-up.
+    pub fn lease_writer(&self) -> rusqlite::Result<WriterLease> {
         let connection = self
             .writer
-            .try_lock_arc_for(wait)
+            .try_lock_arc_for(self.busy_timeout)
             .ok_or_else(database_is_locked)?;
         Ok(WriterLease {
             connection,
@@ -129,7 +139,7 @@ impl SqliteFile {
     {
         let file = self.clone();
         off_thread(move |call| {
-            let mut writer = file.lease_writer(BUSY_TIMEOUT)?;
+            let mut writer = file.lease_writer()?;
             call.run(writer.get_interrupt_handle(), || work(&mut writer))
         })
         .await
@@ -140,7 +150,7 @@ impl SqliteFile {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        work(&mut *self.lease_writer(BUSY_TIMEOUT)?)
+        work(&mut *self.lease_writer()?)
     }
 
     /// A reader connection, once one of the [`MAX_READERS`] is free.
@@ -161,7 +171,7 @@ impl SqliteFile {
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX
                         | OpenFlags::SQLITE_OPEN_URI,
                 )?;
-                connection.busy_timeout(BUSY_TIMEOUT)?;
+                connection.busy_timeout(self.busy_timeout)?;
                 (self.setup)(&connection)?;
                 connection
             }

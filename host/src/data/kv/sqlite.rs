@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, check_sizes, parse_counter};
-use crate::data::sqlite_file::{SqliteFile, canonical_file_path};
+use crate::data::sqlite_file::{BUSY_TIMEOUT, SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
 pub struct SqliteStore {
@@ -69,7 +69,7 @@ impl SqliteStore {
         if let Some(store) = open_stores.get(&path).and_then(Weak::upgrade) {
             return Ok(store);
         }
-        let file = SqliteFile::open(&path, "key-value store", |_| Ok(()))?;
+        let file = SqliteFile::open(&path, "key-value store", |_| Ok(()), BUSY_TIMEOUT)?;
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;

@@ -6,7 +6,8 @@
 //! writer inside a transaction (`BEGIN`, or `SAVEPOINT` outside one; a read-only `BEGIN` too,
 //! to keep it simple) pins the writer to that connection until `COMMIT`/`ROLLBACK`: its reads
 //! then run on the writer and see its own writes, while every other connection's reads see
-//! only committed data, and their writes wait up to [`BUSY_TIMEOUT`] and then fail with
+//! only committed data, and their writes wait up to the busy timeout ([`BUSY_TIMEOUT`] unless
+//! the runtime config's `busy_timeout_ms` says otherwise) and then fail with
 //! `database is locked`, as a second SQLite connection's would. Dropping the connection (the
 //! guest's drop, the instance's end, a trap or a timeout) rolls an open transaction back, and
 //! so does its time limit.
@@ -33,7 +34,7 @@ use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value}
 use crate::data::sqlite_file::{BUSY_TIMEOUT, Call, Reader, SqliteFile, WriterLease, off_thread};
 
 /// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
-/// default `<state-dir>/sqlite/<label>.db`).
+/// default `<state-dir>/sqlite/<label>.db`) and `busy_timeout_ms` (default 5000).
 pub const BACKEND: super::SqlBackend = super::SqlBackend {
     kind: "spin",
     open: open_backend,
@@ -43,6 +44,8 @@ pub const BACKEND: super::SqlBackend = super::SqlBackend {
 #[serde(deny_unknown_fields)]
 struct Settings {
     path: Option<std::path::PathBuf>,
+    /// How long a write waits for another connection's transaction (SQLite's busy timeout).
+    busy_timeout_ms: Option<u64>,
 }
 
 fn open_backend(
@@ -56,7 +59,18 @@ fn open_backend(
         Some(path) => table.resolve(&path),
         None => state_dir.join("sqlite").join(format!("{label}.db")),
     };
-    let database = EmbeddedDatabase::open(&path, transaction_limit)
+    let busy_timeout = match settings.busy_timeout_ms {
+        None => BUSY_TIMEOUT,
+        // SQLite counts its busy timeout in an `int` of milliseconds.
+        Some(ms) if ms <= i32::MAX as u64 => Duration::from_millis(ms),
+        Some(ms) => {
+            return Err(table.error(format!(
+                "`busy_timeout_ms = {ms}` is more than SQLite allows\n  fix: use at most {} (about 24 days)",
+                i32::MAX
+            )));
+        }
+    };
+    let database = EmbeddedDatabase::open(&path, transaction_limit, busy_timeout)
         .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
     Ok(Arc::new(database))
 }
@@ -69,10 +83,10 @@ pub struct EmbeddedDatabase {
 
 impl EmbeddedDatabase {
     /// Opens (creating if needed) the database at `path`; a transaction may hold its writer for
-    /// `transaction_limit` at most.
-    pub fn open(path: &Path, transaction_limit: Duration) -> Result<Self> {
+    /// `transaction_limit` at most, and a write waits up to `busy_timeout` for another's.
+    pub fn open(path: &Path, transaction_limit: Duration, busy_timeout: Duration) -> Result<Self> {
         Ok(Self {
-            file: SqliteFile::open(path, "SQL database", override_changes)?,
+            file: SqliteFile::open(path, "SQL database", override_changes, busy_timeout)?,
             transaction_limit,
         })
     }
@@ -259,7 +273,7 @@ fn execute_blocking(
     }
     let writer = match writer {
         Some(writer) => writer,
-        None => match file.lease_writer(BUSY_TIMEOUT) {
+        None => match file.lease_writer() {
             Ok(writer) => writer,
             Err(error) => return (Err(error.into()), None),
         },
@@ -403,7 +417,7 @@ mod tests {
     use crate::data::sqlite_file::MAX_READERS;
 
     fn open(dir: &tempfile::TempDir, limit: Duration) -> EmbeddedDatabase {
-        EmbeddedDatabase::open(&dir.path().join("t.db"), limit).unwrap()
+        EmbeddedDatabase::open(&dir.path().join("t.db"), limit, Duration::from_millis(300)).unwrap()
     }
 
     async fn count(connection: &Arc<dyn SqlConnection>) -> i64 {

@@ -164,4 +164,21 @@ mod tests {
         );
         assert!(error.contains(r#"["spin"]"#), "{error}");
     }
+
+    #[test]
+    fn a_busy_timeout_beyond_what_sqlite_counts_is_refused() {
+        let table = BackendTable {
+            kind: "spin".into(),
+            settings: toml::toml! { busy_timeout_ms = 3_000_000_000_i64 },
+            section: "sqlite_database.default".into(),
+            origin: Some("rc.toml:1".into()),
+            base_dir: ".".into(),
+        };
+        let state = tempfile::tempdir().unwrap();
+        let error = open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("more than SQLite allows"), "{error}");
+    }
 }
