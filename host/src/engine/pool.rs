@@ -24,13 +24,13 @@ use wasmtime_wasi_http::handler::{
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::Runtime;
-use super::allowed_hosts::AllowedHosts;
 use super::guest::GuestState;
 use super::guest_output::GuestLog;
-use super::outbound::{InProcessSlot, OutboundPolicy};
 use super::wagi::WagiHandler;
+use crate::allowed_hosts::AllowedHosts;
 use crate::data::Grants;
 use crate::manifest::Wagi;
+use crate::outbound_http::{InProcessSlot, OutboundPolicy};
 
 /// Spin's and `wasmtime serve`'s instance reuse defaults, per handler kind.
 const P2_REUSE: (usize, usize) = (1, 1);
@@ -459,5 +459,133 @@ impl WorkerState for PoolWorker {
             tracing::debug!(component = %self.id, "instance ended with an error: {error:?}");
         }
         drop(store);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use super::*;
+
+    /// A component that exports each of `exports` as an empty instance: only the names
+    /// matter here.
+    fn exporting(runtime: &Runtime, exports: &[&str]) -> Component {
+        let mut wat = String::from("(component\n");
+        for (index, name) in exports.iter().enumerate() {
+            wat.push_str(&format!(
+                "(instance $i{index})\n(export \"{name}\" (instance $i{index}))\n"
+            ));
+        }
+        wat.push(')');
+        Component::new(runtime.engine(), wat::parse_str(&wat).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_handler_kind_is_read_from_the_exports() {
+        let runtime = Runtime::bare();
+        let kind = |exports: &[&str], wagi: bool| {
+            handler_kind(runtime.engine(), &exporting(&runtime, exports), wagi)
+                .map_err(|e| e.to_string())
+        };
+        const P2: &str = "wasi:http/incoming-handler@0.2.3";
+        const P3: &str = "wasi:http/handler@0.3.0";
+        const RUN: &str = "wasi:cli/run@0.2.0";
+        assert_eq!(kind(&[P2], false).unwrap(), HandlerKind::P2);
+        assert_eq!(kind(&[P3], false).unwrap(), HandlerKind::P3);
+        assert_eq!(kind(&[RUN], true).unwrap(), HandlerKind::Wagi);
+        assert!(
+            kind(&[P2, P3], false)
+                .unwrap_err()
+                .contains("export one handler")
+        );
+        assert!(kind(&[RUN], false).unwrap_err().contains("type = \"wagi\""));
+        assert!(
+            kind(&[P2], true)
+                .unwrap_err()
+                .contains("exports no wasi:cli/run")
+        );
+        assert!(
+            kind(&[], false)
+                .unwrap_err()
+                .contains("exports no HTTP handler")
+        );
+    }
+
+    #[test]
+    fn an_instance_takes_requests_up_to_its_reuse_and_concurrency_limits() {
+        let worker = PoolWorker {
+            id: "c".into(),
+            max_reuse: 3,
+            max_concurrent: 2,
+            request_timeout: Duration::MAX,
+        };
+        let accepts = |concurrent, total| worker.should_accept_request(concurrent, total);
+        assert!(matches!(accepts(0, 0), ShouldAccept::Yes));
+        assert!(matches!(accepts(1, 2), ShouldAccept::Yes));
+        assert!(
+            matches!(accepts(2, 2), ShouldAccept::No),
+            "busy, but not done"
+        );
+        assert!(
+            matches!(accepts(0, 3), ShouldAccept::Never),
+            "done its time"
+        );
+        // The p2 default: a fresh instance per request.
+        let fresh = PoolWorker {
+            max_reuse: P2_REUSE.0,
+            max_concurrent: 1,
+            ..worker
+        };
+        assert!(matches!(
+            fresh.should_accept_request(0, 0),
+            ShouldAccept::Yes
+        ));
+        assert!(matches!(
+            fresh.should_accept_request(0, 1),
+            ShouldAccept::Never
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_instance_expires_by_its_idle_or_its_request_deadline() {
+        let mut expiration = Expiration {
+            idle_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(3600),
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let two_seconds_ago = Instant::now() - Duration::from_secs(2);
+        let mut poll = |status| Pin::new(&mut expiration).poll(&mut cx, status, two_seconds_ago);
+        assert!(poll(WorkerStatus::Idle).is_ready(), "idle past its timeout");
+        assert!(
+            poll(WorkerStatus::Requests).is_pending(),
+            "busy within its timeout"
+        );
+        assert!(poll(WorkerStatus::PostReturn).is_pending());
+
+        // A request past its deadline ends the instance, however recently it was idle.
+        let mut overrun = Expiration {
+            idle_timeout: Duration::from_secs(3600),
+            request_timeout: Duration::from_secs(1),
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+        };
+        let mut poll = |status| Pin::new(&mut overrun).poll(&mut cx, status, two_seconds_ago);
+        assert!(
+            poll(WorkerStatus::Requests).is_ready(),
+            "past the request deadline"
+        );
+        assert!(
+            poll(WorkerStatus::Idle).is_pending(),
+            "idle within its timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_timeout_is_a_timeout() {
+        let slow = tokio::time::sleep(Duration::from_secs(60));
+        let result = within(Some(Duration::from_millis(10)), slow).await;
+        assert!(matches!(result, Err(InvokeError::Timeout)));
+        assert_eq!(within(None, async { 7 }).await.unwrap(), 7);
     }
 }
