@@ -537,6 +537,43 @@ fn api_keys_hold_each_caller_to_its_usage_plan() {
     assert_eq!(response.status(), 429);
 }
 
+#[test]
+fn a_quota_that_cannot_be_counted_refuses_the_call_with_503() {
+    let keys = format!(
+        "[[key]]\nid = \"acme\"\nsha256 = \"{}\"\nplan = \"daily\"\n",
+        sha256_hex(b"acme-key-1"),
+    );
+    let authorizer = "[application.tool.ledge.authorizers.partners]\n\
+                      type = \"api_key\"\nkeys_file = \"api-keys.toml\"\n\
+                      plans = { daily = { quota = 100, quota_period = \"day\" } }\n";
+    let app = gateway_app("auth = \"partners\"", "", authorizer);
+    std::fs::write(app.dir.path().join("api-keys.toml"), keys).unwrap();
+    let ledge = app.up(&[]);
+    let call = || {
+        let response = client()
+            .post(ledge.at("/api/increment/calls"))
+            .header("x-api-key", "acme-key-1")
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(call().0, 200);
+    // Another process holds the counts' database locked: the count cannot be written, so
+    // the call is refused rather than let through uncounted.
+    let counts = rusqlite::Connection::open(app.dir.path().join(".ledge/host/gateway.db")).unwrap();
+    counts.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (status, body) = call();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("quota cannot be counted"), "{body}");
+    counts.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(call().0, 200);
+    assert_eq!(
+        runs(&ledge, "calls"),
+        2,
+        "the refused call never reached the guest"
+    );
+}
+
 /// Signs a request the way the HMAC authorizer checks it.
 struct Signer<'a> {
     key_id: &'a str,
