@@ -147,9 +147,13 @@ pub struct UpArgs {
     pub trusted_proxies: Vec<String>,
 
     /// How long a connection may take to send a request head, counted from when it opens or
-    /// its previous response ends (so also how long a keep-alive connection may stay idle).
+    /// from the first byte after its previous response.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub header_read_timeout: Duration,
+
+    /// How long a keep-alive connection may stay idle after a response before it is closed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
 
     /// The largest request head (request line and headers) accepted (e.g. `64KiB`); over it:
     /// 431.

@@ -470,6 +470,59 @@ pub fn get(url: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().unwrap())
 }
 
+/// A self-signed certificate for `127.0.0.1` and `localhost`, written where `ledge up` can read
+/// it, and a client that trusts it.
+pub struct TestCertificate {
+    _dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    pem: String,
+    der: Vec<u8>,
+}
+
+impl TestCertificate {
+    /// A new certificate and key.
+    pub fn new() -> Self {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        Self {
+            _dir: dir,
+            cert,
+            key,
+            pem: certified.cert.pem(),
+            der: certified.cert.der().to_vec(),
+        }
+    }
+
+    /// The `ledge up` arguments that serve HTTPS with it.
+    pub fn args(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.cert.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ]
+    }
+
+    /// The certificate, DER-encoded.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// A client that trusts it.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(self.pem.as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
 /// A `redis-server` of the test's own, on a free loopback port, without persistence; stopped
 /// when dropped.
 pub struct RedisServer {

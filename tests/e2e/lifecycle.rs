@@ -1,6 +1,6 @@
 //! Starting, restarting and stopping: the compile cache, graceful shutdown, start-up faults.
 
-use crate::harness::{AppDir, HEADER, get, run_ledge};
+use crate::harness::{AppDir, HEADER, TestCertificate, get, run_ledge};
 
 fn echo_app() -> AppDir {
     AppDir::new(&format!(
@@ -137,26 +137,11 @@ fn ledge_build_runs_each_command_and_stops_at_the_first_failure() {
 
 #[test]
 fn tls_serves_https() {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let certificate = TestCertificate::new();
     let app = echo_app();
-    let ledge = app.up(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let ledge = app.up(&certificate.args());
     assert!(ledge.url.starts_with("https://"), "{}", ledge.url);
-    let client = reqwest::blocking::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let client = certificate.client();
     let response = client.get(ledge.at("/fine")).send().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().unwrap(), "ok\n");

@@ -1,10 +1,7 @@
 //! Connection hygiene, so that clients who open connections and then dawdle cannot hold the
-//! server: how long a request head may take, how large it may be, and how many connections may
-//! be open at once.
-//!
-//! The head timeout runs from the moment a connection waits for a request (when it opens, and
-//! again after each response) until that request's head has arrived, so it also closes a
-//! keep-alive connection that stays idle that long (HTTP/1; this is how hyper counts it).
+//! server: how long a request head may take, how long a connection may stay idle, how large a
+//! head may be, and how many connections may be open at once. The two timeouts are kept by
+//! each connection's [`ConnectionClock`](super::connection_clock::ConnectionClock).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +10,19 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::connection_clock::ConnectionClock;
+
 /// The smallest head limit (hyper's smallest read buffer).
 pub const MIN_REQUEST_HEAD: usize = 8192;
 
 /// The limits every connection is served under.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// How long a connection may wait for a complete request head (and, between requests,
-    /// stay idle) before it is closed.
+    /// How long a request head may take, from the connection's opening or from its first
+    /// byte after a response, before the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle after a response before it is closed.
+    pub idle_timeout: Duration,
     /// The largest request head (request line and headers) accepted; a larger one is answered
     /// 431 and the connection closed.
     pub max_request_head: usize,
@@ -31,12 +32,17 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// The clocks of a connection that has just opened.
+    pub(super) fn clock(&self) -> Arc<ConnectionClock> {
+        ConnectionClock::start(self.header_read_timeout, self.idle_timeout)
+    }
+
     /// An HTTP/1.1 connection builder under these limits (plain TCP).
     pub(super) fn http1(&self) -> hyper::server::conn::http1::Builder {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
+            .header_read_timeout(None)
             .max_header_size(self.max_request_head)
             .keep_alive(true);
         builder
@@ -50,7 +56,7 @@ impl ConnectionLimits {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
+            .header_read_timeout(None)
             .max_buf_size(self.max_request_head.max(MIN_REQUEST_HEAD));
         builder
             .http2()

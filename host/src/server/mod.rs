@@ -2,6 +2,7 @@
 //! hand each request to the app its host and path are mapped to ([`Sites`]). Stops gracefully on SIGINT/SIGTERM.
 
 pub mod admin;
+mod connection_clock;
 mod connections;
 mod headers;
 mod request;
@@ -18,6 +19,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+
+use connection_clock::{ClockedBody, ClockedIo, ConnectionClock};
 
 pub use connections::{ConnectionLimits, MIN_REQUEST_HEAD};
 pub use headers::RouteHeaders;
@@ -92,6 +95,7 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            let clock = self.limits.clock();
             match &self.tls {
                 None => {
                     // Plain TCP is HTTP/1.1, as with Spin: no protocol sniffing per connection.
@@ -100,13 +104,13 @@ impl Server {
                         scheme,
                         certified_subject: None,
                     };
-                    let connection = http1
-                        .serve_connection(TokioIo::new(stream), handler(service.clone(), peer));
+                    let connection = http1.serve_connection(
+                        TokioIo::new(ClockedIo::new(stream, clock.clone(), false)),
+                        handler(service.clone(), peer, clock.clone()),
+                    );
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::debug!("connection from {client} ended: {error}");
-                        }
+                        serve_until_a_clock_runs_out(connection, &clock, client).await;
                         drop(slot);
                     });
                 }
@@ -137,12 +141,15 @@ impl Server {
                             certified_subject: tls::client_subject(stream.get_ref().1)
                                 .map(Arc::from),
                         };
+                        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                         let connection = builder
-                            .serve_connection(TokioIo::new(stream), handler(service.clone(), peer))
+                            .serve_connection(
+                                TokioIo::new(ClockedIo::new(stream, clock.clone(), http2)),
+                                handler(service.clone(), peer, clock.clone()),
+                            )
                             .into_owned();
-                        if let Err(error) = watcher.watch(connection).await {
-                            tracing::debug!("connection from {client} ended: {error}");
-                        }
+                        let connection = watcher.watch(connection);
+                        serve_until_a_clock_runs_out(connection, &clock, client).await;
                     });
                 }
             }
@@ -161,24 +168,49 @@ impl Server {
     }
 }
 
-/// The hyper service answering one connection's requests.
+/// A response body as the connection writes it.
+type ConnectionBody = ClockedBody<wasmtime_wasi_http::WasiBody>;
+
+/// The hyper service answering one connection's requests, each started and ended on the
+/// connection's `clock`.
 fn handler(
     service: Arc<Sites>,
     peer: Peer,
+    clock: Arc<ConnectionClock>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<wasmtime_wasi_http::WasiBody>,
+    Response = http::Response<ConnectionBody>,
     Error = std::convert::Infallible,
-    Future = impl Future<
-        Output = Result<http::Response<wasmtime_wasi_http::WasiBody>, std::convert::Infallible>,
-    > + Send,
+    Future = impl Future<Output = Result<http::Response<ConnectionBody>, std::convert::Infallible>>
+             + Send,
 > + Clone {
     let peer = Arc::new(peer);
     service_fn(move |request| {
+        let end = clock.request_started();
         let service = service.clone();
         let peer = peer.clone();
-        async move { Ok::<_, std::convert::Infallible>(service.handle(request, &peer).await) }
+        async move {
+            let response = service.handle(request, &peer).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| ClockedBody::new(body, end)))
+        }
     })
+}
+
+/// Serves `connection` (from `client`) until it ends or one of its `clock`s runs out, which
+/// closes it.
+async fn serve_until_a_clock_runs_out<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    clock: &ConnectionClock,
+    client: SocketAddr,
+) {
+    tokio::select! {
+        served = connection => if let Err(error) = served {
+            tracing::debug!("connection from {client} ended: {error}");
+        },
+        which = clock.run_out() => {
+            tracing::debug!("connection from {client} closed: its {which} timeout passed");
+        }
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
