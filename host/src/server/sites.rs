@@ -26,6 +26,27 @@ pub struct Site {
     pub service: Arc<AppService>,
 }
 
+/// The apps a listener serves now. `ledge node` replaces them whole when an app changes
+/// version: requests in flight finish on the apps they started with, new ones get the new set.
+pub struct SiteTable(arc_swap::ArcSwap<Sites>);
+
+impl SiteTable {
+    /// A table serving `sites`.
+    pub fn new(sites: Sites) -> Self {
+        Self(arc_swap::ArcSwap::from_pointee(sites))
+    }
+
+    /// The apps a new request goes to.
+    pub fn current(&self) -> Arc<Sites> {
+        self.0.load_full()
+    }
+
+    /// Serves `sites` from the next request on.
+    pub fn replace(&self, sites: Sites) {
+        self.0.store(Arc::new(sites));
+    }
+}
+
 /// The base path a request was mapped under, kept in its extensions so the guest's
 /// `spin-full-url` can show the URL as the client sent it.
 #[derive(Clone, Debug)]

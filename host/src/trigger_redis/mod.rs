@@ -27,18 +27,31 @@ pub struct Subscription {
 /// How long to wait before connecting again after the server went away.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-/// Subscribes to every channel (checking each server is reachable now) and handles messages
-/// in the background from then on.
-pub async fn subscribe(subscriptions: Vec<Subscription>) -> Result<()> {
+/// Subscribes to every channel, failing if one cannot be subscribed to, then handles their
+/// messages until the returned [`Listening`] is dropped.
+pub async fn subscribe(subscriptions: Vec<Subscription>) -> Result<Listening> {
+    let mut listeners = Vec::new();
     for subscription in subscriptions {
         let pubsub = connect(&subscription).await?;
         println!(
             "Subscribed to Redis channel `{}` at {}: component `{}`",
             subscription.channel, subscription.address, subscription.component
         );
-        tokio::spawn(listen(Arc::new(subscription), pubsub));
+        listeners.push(tokio::spawn(listen(Arc::new(subscription), pubsub)));
     }
-    Ok(())
+    Ok(Listening(listeners))
+}
+
+/// An app's subscriptions, listening until this is dropped (when the app version that made
+/// them is replaced).
+pub struct Listening(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        for listener in &self.0 {
+            listener.abort();
+        }
+    }
 }
 
 async fn connect(subscription: &Subscription) -> Result<redis::aio::PubSub> {

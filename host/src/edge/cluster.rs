@@ -1,0 +1,170 @@
+//! The connection to the NATS cluster and the JetStream buckets the edge keeps there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use async_nats::jetstream::{self, kv, object_store};
+use async_nats::{ConnectOptions, ServerAddr};
+
+use crate::cli::NatsArgs;
+
+/// The KV bucket of deployment records, one per app.
+pub const DEPLOYMENTS: &str = "ledge-deployments";
+/// The KV bucket of node reports, one per live node.
+pub const NODES: &str = "ledge-nodes";
+/// The object store of bundles, named by their SHA-256.
+pub const BUNDLES: &str = "ledge-bundles";
+/// How long a node's report lives unless it is put again: a node silent this long is gone.
+pub const NODE_REPORT_TTL: Duration = Duration::from_secs(10);
+/// How long one JetStream call may take before it fails (the client's default is 5 s).
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the cluster with its buckets, created if missing.
+pub struct Cluster {
+    /// The NATS connection.
+    pub client: async_nats::Client,
+    /// Deployment records ([`DEPLOYMENTS`]).
+    pub deployments: kv::Store,
+    /// Node reports ([`NODES`]).
+    pub nodes: kv::Store,
+    /// Bundles ([`BUNDLES`]).
+    pub bundles: object_store::ObjectStore,
+}
+
+/// Why the cluster could not be used.
+#[derive(Debug)]
+pub enum ClusterError {
+    /// No server could be reached: worth trying again later.
+    Unreachable(anyhow::Error),
+    /// A server answered but cannot serve as the cluster (no JetStream, bad credentials,
+    /// buckets that cannot be created): trying again will not help.
+    NotUsable(anyhow::Error),
+}
+
+impl ClusterError {
+    /// The error, whichever kind.
+    pub fn into_inner(self) -> anyhow::Error {
+        match self {
+            Self::Unreachable(error) | Self::NotUsable(error) => error,
+        }
+    }
+}
+
+impl Cluster {
+    /// Connects as `name` and opens the buckets, creating any that is missing. Fails with one
+    /// line naming the server when it cannot be reached or has no JetStream.
+    pub async fn connect(args: &NatsArgs, name: &str) -> Result<Self, ClusterError> {
+        let client = connect(args, name).await?;
+        Self::open(args, client)
+            .await
+            .map_err(ClusterError::NotUsable)
+    }
+
+    /// Opens (or creates) the buckets on a connected client.
+    async fn open(args: &NatsArgs, client: async_nats::Client) -> Result<Self> {
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(JETSTREAM_TIMEOUT);
+        let servers = args.urls.join(", ");
+        if let Err(error) = jetstream.query_account().await {
+            bail!(
+                "the NATS server at {servers} has no JetStream ({error}).\n  \
+                 fix: start nats-server with `-js` (or a `jetstream {{}}` block in its config)"
+            );
+        }
+        let deployments = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: DEPLOYMENTS.into(),
+                description: "ledge: which bundle each app's stages run".into(),
+                history: 16,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot open the KV bucket {DEPLOYMENTS} at {servers}"))?;
+        let nodes = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: NODES.into(),
+                description: "ledge: what each live node serves".into(),
+                history: 1,
+                max_age: NODE_REPORT_TTL,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot open the KV bucket {NODES} at {servers}"))?;
+        let bundles = jetstream
+            .create_object_store(object_store::Config {
+                bucket: BUNDLES.into(),
+                description: Some("ledge: app bundles, by SHA-256".into()),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
+        Ok(Self {
+            client,
+            deployments,
+            nodes,
+            bundles,
+        })
+    }
+}
+
+/// Connects to the first reachable server of `args.urls`, with TLS on the ring provider
+/// ledge uses everywhere and the webpki roots plus `--nats-ca`.
+async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, ClusterError> {
+    let options = options(args, name).await.map_err(ClusterError::NotUsable)?;
+    let addresses = args
+        .urls
+        .iter()
+        .map(|url| {
+            url.parse::<ServerAddr>()
+                .map_err(|e| anyhow!("--nats {url}: not a NATS URL ({e})"))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map_err(ClusterError::NotUsable)?;
+    options.connect(addresses).await.map_err(|error| {
+        ClusterError::Unreachable(anyhow!(
+            "cannot reach NATS at {}: {error}\n  fix: start nats-server there, or point --nats \
+             (LEDGE_NATS_URL) at the cluster",
+            args.urls.join(", ")
+        ))
+    })
+}
+
+/// The client's options: its name, timeouts, TLS and credentials.
+async fn options(args: &NatsArgs, name: &str) -> Result<ConnectOptions> {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(2))
+        .tls_client_config(tls_config(args)?);
+    if let Some(creds) = &args.nats_creds {
+        options = options
+            .credentials_file(creds)
+            .await
+            .with_context(|| format!("--nats-creds {}: cannot read it", creds.display()))?;
+    }
+    Ok(options)
+}
+
+fn tls_config(args: &NatsArgs) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = &args.nats_ca {
+        use rustls_pki_types::pem::PemObject as _;
+        let certificates = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| anyhow!("--nats-ca {}: {e}", ca.display()))?;
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| anyhow!("--nats-ca {}: {e}", ca.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,277 @@
+//! `ledge deploy` and `ledge status`: the operator's side of the deploy API (the cluster's
+//! buckets, see [`super::cluster`]).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use async_nats::jetstream::kv;
+use futures::TryStreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::bundle;
+use super::cluster::Cluster;
+use super::records::{DEFAULT_STAGE, Deployment, NodeReport, Version, now_millis};
+use crate::cli::{DeployArgs, StatusArgs};
+use crate::gateway::GatewayPolicies;
+use crate::manifest::App;
+
+/// How often `ledge deploy` looks at the node reports while it waits.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs `ledge deploy`: packs the app, uploads its bundle, points its default stage at it and
+/// waits until every live node serves it.
+pub async fn deploy(args: DeployArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut app = App::load(&args.from)?;
+    if args.build {
+        crate::builder::build(&app, &[])?;
+        app = App::load(&args.from)?;
+    }
+    app.check_sources()?;
+    // Refused here rather than on every node.
+    GatewayPolicies::configure(&app.gateway)?;
+    let packed = bundle::pack(&app)?;
+    let cluster = Cluster::connect(&args.nats, "ledge-deploy")
+        .await
+        .map_err(|e| e.into_inner())?;
+    if cluster.bundles.info(&packed.digest).await.is_err() {
+        let mut bytes = packed.bytes.as_slice();
+        cluster
+            .bundles
+            .put(packed.digest.as_str(), &mut bytes)
+            .await
+            .map_err(|e| anyhow!("cannot upload bundle {}: {e}", packed.digest))?;
+    }
+    let version = Version {
+        bundle: packed.digest.clone(),
+        size: packed.bytes.len() as u64,
+        app_version: app.version.clone().unwrap_or_default(),
+        deployed_at: now_millis(),
+    };
+    let (number, new) = record(&cluster.deployments, &app.name, version).await?;
+    let short = &packed.digest[..12];
+    if new {
+        println!(
+            "Deploying {} version {number} (bundle {short}, {} KiB)",
+            app.name,
+            packed.bytes.len().div_ceil(1024)
+        );
+    } else {
+        println!(
+            "{} version {number} (bundle {short}) is already deployed",
+            app.name
+        );
+    }
+    let nodes = wait_for_nodes(&cluster, &app.name, &packed.digest, args.wait).await?;
+    println!(
+        "{} version {number} is served by {nodes} node{} ({} ms)",
+        app.name,
+        if nodes == 1 { "" } else { "s" },
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// Adds `version` to `app`'s record, retrying when another deploy changed it meanwhile.
+async fn record(deployments: &kv::Store, app: &str, version: Version) -> Result<(u64, bool)> {
+    loop {
+        let entry = deployments.entry(app).await?;
+        let (mut deployment, revision) = match &entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                let deployment: Deployment = serde_json::from_slice(&entry.value)
+                    .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
+                (deployment, Some(entry.revision))
+            }
+            Some(entry) => (Deployment::default(), Some(entry.revision)),
+            None => (Deployment::default(), None),
+        };
+        deployment.app = app.to_string();
+        let (number, new) = deployment.deploy(version.clone());
+        if !new {
+            return Ok((number, false));
+        }
+        let json = serde_json::to_vec(&deployment)?;
+        let written = match revision {
+            Some(revision) => deployments
+                .update(app, json.into(), revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                }),
+            None => deployments
+                .create(app, json.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                }),
+        };
+        match written {
+            Ok(()) => return Ok((number, true)),
+            Err((true, _)) => continue,
+            Err((false, error)) => bail!("cannot record the deployment of `{app}`: {error}"),
+        }
+    }
+}
+
+/// Waits until every live node serves `bundle` for `app`, showing how many do. Fails naming
+/// each node that refused it, and why, or that did not switch in time.
+async fn wait_for_nodes(
+    cluster: &Cluster,
+    app: &str,
+    bundle: &str,
+    wait: Duration,
+) -> Result<usize> {
+    let progress = ProgressBar::new_spinner();
+    progress.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+    progress.enable_steady_tick(Duration::from_millis(100));
+    let deadline = Instant::now() + wait;
+    let outcome = loop {
+        let reports = live_nodes(&cluster.nodes).await?;
+        let serving = reports
+            .iter()
+            .filter(|r| r.apps.get(app).is_some_and(|a| a.bundle == bundle))
+            .count();
+        let refused: Vec<String> = reports
+            .iter()
+            .filter_map(|r| {
+                let failed = r.apps.get(app)?.failed.as_ref()?;
+                (failed.bundle == bundle)
+                    .then(|| format!("node {} ({}): {}", r.node, r.region, failed.error))
+            })
+            .collect();
+        progress.set_message(format!("{serving} of {} nodes serve it", reports.len()));
+        if !refused.is_empty() {
+            break Err(anyhow!(
+                "{} node{} did not switch to it:\n  {}",
+                refused.len(),
+                if refused.len() == 1 { "" } else { "s" },
+                refused.join("\n  ")
+            ));
+        }
+        if serving == reports.len() {
+            if reports.is_empty() {
+                progress.println("No node is live yet: nodes serve it when they start.");
+            }
+            break Ok(serving);
+        }
+        if Instant::now() >= deadline {
+            let late: Vec<String> = reports
+                .iter()
+                .filter(|r| r.apps.get(app).is_none_or(|a| a.bundle != bundle))
+                .map(|r| {
+                    let serves = r
+                        .apps
+                        .get(app)
+                        .map_or("nothing".into(), |a| format!("version {}", a.version));
+                    format!("node {} ({}) still serves {serves}", r.node, r.region)
+                })
+                .collect();
+            break Err(anyhow!(
+                "not every node switched within {}:\n  {}\n  fix: see those nodes' logs; \
+                 they switch once they can fetch and load the bundle",
+                humantime::format_duration(wait),
+                late.join("\n  ")
+            ));
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    progress.finish_and_clear();
+    outcome
+}
+
+/// The reports of the nodes alive now.
+async fn live_nodes(nodes: &kv::Store) -> Result<Vec<NodeReport>> {
+    let keys: Vec<String> = nodes.keys().await?.try_collect().await?;
+    let mut reports = Vec::new();
+    for key in keys {
+        if let Some(value) = nodes.get(&key).await? {
+            match serde_json::from_slice::<NodeReport>(&value) {
+                Ok(report) => reports.push(report),
+                Err(error) => tracing::warn!("the report of node `{key}` is unreadable: {error}"),
+            }
+        }
+    }
+    reports.sort_by(|a, b| (&a.region, &a.node).cmp(&(&b.region, &b.node)));
+    Ok(reports)
+}
+
+/// Runs `ledge status`: every app's deployed version, and each live node with what it serves.
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let cluster = Cluster::connect(&args.nats, "ledge-status")
+        .await
+        .map_err(|e| e.into_inner())?;
+    let mut deployments = BTreeMap::new();
+    let apps: Vec<String> = cluster.deployments.keys().await?.try_collect().await?;
+    for app in apps {
+        if let Some(value) = cluster.deployments.get(&app).await? {
+            let deployment: Deployment = serde_json::from_slice(&value)
+                .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
+            deployments.insert(app, deployment);
+        }
+    }
+    let nodes = live_nodes(&cluster.nodes).await?;
+    if args.json {
+        let status = serde_json::json!({ "apps": deployments, "nodes": nodes });
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("Apps:");
+    if deployments.is_empty() {
+        println!("  none deployed");
+    }
+    for (name, deployment) in &deployments {
+        match deployment.staged(DEFAULT_STAGE) {
+            Some((number, version)) => println!(
+                "  {name}: version {number} (bundle {}, app version {})",
+                &version.bundle[..12.min(version.bundle.len())],
+                if version.app_version.is_empty() {
+                    "-"
+                } else {
+                    &version.app_version
+                }
+            ),
+            None => println!("  {name}: no version staged"),
+        }
+    }
+    println!("Nodes:");
+    if nodes.is_empty() {
+        println!("  none live");
+    }
+    let now = now_millis();
+    for node in &nodes {
+        let apps: Vec<String> = node
+            .apps
+            .iter()
+            .map(|(name, app)| match &app.failed {
+                Some(failed) => format!(
+                    "{name} v{} (refused v{}: {})",
+                    app.version, failed.version, failed.error
+                ),
+                None => format!("{name} v{}", app.version),
+            })
+            .collect();
+        println!(
+            "  {} ({}) {} up {}s, seen {} ms ago: {}",
+            node.node,
+            node.region,
+            node.url,
+            now.saturating_sub(node.started_at) / 1000,
+            now.saturating_sub(node.reported_at),
+            if apps.is_empty() {
+                "no apps".to_string()
+            } else {
+                apps.join(", ")
+            }
+        );
+    }
+    Ok(())
+}

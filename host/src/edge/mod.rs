@@ -1,0 +1,15 @@
+//! The edge: apps deployed once and served by every `ledge node`, over NATS JetStream.
+//!
+//! What the cluster holds ([`cluster`]): the bundles (an app's manifest, components and
+//! files, packed by [`bundle`], content-addressed by SHA-256) in an Object Store; which bundle
+//! each app's stages run ([`records::Deployment`]) in a KV bucket; and each live node's report
+//! of what it serves ([`records::NodeReport`]) in another, whose entries expire when a node
+//! stops reporting. Those buckets are the deploy API: `ledge deploy` and `ledge status`
+//! ([`deploy`]) read and write them, and [`node`] watches them, whether the NATS server is a
+//! developer's single process or a cluster.
+
+pub mod bundle;
+pub mod cluster;
+pub mod deploy;
+pub mod node;
+pub mod records;

@@ -1,0 +1,472 @@
+//! `ledge node`: one edge node. It serves every app deployed to the cluster, with all that
+//! `ledge up` does, and follows the deployment records: a new version's bundle is fetched,
+//! checked, unpacked and compiled beside the running one, then the node's apps are swapped in
+//! one step, so requests in flight finish on the old version and none fails. What it serves
+//! is written to its state directory, so a restarted node serves again before it reaches NATS.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use async_nats::jetstream::kv::{Entry, Operation};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::Notify;
+
+use super::bundle;
+use super::cluster::{Cluster, ClusterError};
+use super::records::{
+    AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, Version, now_millis,
+};
+use crate::cli::{NatsArgs, NodeArgs};
+use crate::manifest::App;
+use crate::server::{Site, SiteTable, Sites};
+use crate::serving::{self, AppDirs, Host, LoadedApp, Seed};
+
+/// How often a node puts its report, well inside [`super::cluster::NODE_REPORT_TTL`].
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// How long to wait before trying NATS again.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// The file in the state directory naming what the node serves.
+const SERVED_FILE: &str = "served.json";
+
+/// Runs `ledge node` until a shutdown signal.
+pub async fn run(args: NodeArgs) -> Result<()> {
+    let started = Instant::now();
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", args.region, host_name()));
+    if let Some(bad) = name
+        .chars()
+        .chain(args.region.chars())
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        bail!(
+            "node `{name}` in region `{}`: `{bad}` cannot be in a node or region name\n  \
+             fix: use letters, digits, `-` and `_`",
+            args.region
+        );
+    }
+    std::fs::create_dir_all(args.state_dir.join("bundles")).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            args.state_dir.display()
+        )
+    })?;
+    let cache_dir = serving::compile_cache_dir(&args.serve, &args.state_dir)?;
+    let host = Host::start(args.serve, cache_dir).await?;
+    let node = Arc::new(Node {
+        name,
+        region: args.region,
+        state_dir: args.state_dir,
+        host,
+        sites: Arc::new(SiteTable::new(Sites::new(Vec::new())?)),
+        apps: Mutex::default(),
+        url: OnceLock::new(),
+        started_at: now_millis(),
+        changed: Notify::new(),
+    });
+    node.serve_what_was_served().await;
+
+    let server = node.host.bind().await?;
+    let url = format!("{}://{}", server.scheme(), server.local_addr()?);
+    println!("Serving {url}");
+    println!("Node {} in region {}", node.name, node.region);
+    let _ = node.url.set(url);
+    node.host.print_observers();
+    tracing::info!("ready in {} ms", started.elapsed().as_millis());
+
+    let cluster = match Cluster::connect(&args.nats, &node.name).await {
+        Ok(cluster) => Some(cluster),
+        Err(ClusterError::NotUsable(error)) => return Err(error),
+        Err(ClusterError::Unreachable(error)) => {
+            tracing::warn!("{error:#}; serving what this node served before, trying again");
+            None
+        }
+    };
+    let following = tokio::spawn(node.clone().follow(args.nats, cluster));
+    let served = server.serve(node.sites.clone()).await;
+    following.abort();
+    served
+}
+
+/// The node's state, shared by the request path (through `sites`) and the follower.
+struct Node {
+    name: String,
+    region: String,
+    state_dir: PathBuf,
+    host: Host,
+    /// What requests are answered with.
+    sites: Arc<SiteTable>,
+    /// Every app, by name: what it serves and what it failed to switch to.
+    apps: Mutex<BTreeMap<String, NodeApp>>,
+    /// Where it serves, once bound.
+    url: OnceLock<String>,
+    started_at: u64,
+    /// Woken when an app changed, so the report goes out at once.
+    changed: Notify,
+}
+
+/// One app on this node.
+#[derive(Default)]
+struct NodeApp {
+    serving: Option<Served>,
+    failed: Option<Failure>,
+}
+
+/// A version being served.
+struct Served {
+    version: u64,
+    bundle: String,
+    app: App,
+    loaded: LoadedApp,
+}
+
+/// What [`SERVED_FILE`] holds: each app's version and bundle.
+#[derive(Default, Serialize, Deserialize)]
+struct ServedFile {
+    apps: BTreeMap<String, ServedVersion>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServedVersion {
+    version: u64,
+    bundle: String,
+}
+
+impl Node {
+    /// Loads the versions named in the state directory, from their unpacked bundles.
+    async fn serve_what_was_served(&self) {
+        let Ok(text) = std::fs::read_to_string(self.state_dir.join(SERVED_FILE)) else {
+            return;
+        };
+        let served: ServedFile = match serde_json::from_str(&text) {
+            Ok(served) => served,
+            Err(error) => {
+                tracing::warn!("{SERVED_FILE} is unreadable, serving nothing until NATS: {error}");
+                return;
+            }
+        };
+        for (name, version) in served.apps {
+            let manifest = self.state_dir.join("bundles").join(&version.bundle);
+            let loaded = async {
+                let manifest = bundle::manifest_in(&manifest, &version.bundle)?;
+                self.load(&name, &manifest, &version.bundle).await
+            };
+            match loaded.await {
+                Ok((app, loaded)) => {
+                    let served = Served {
+                        version: version.version,
+                        bundle: version.bundle,
+                        app,
+                        loaded,
+                    };
+                    if let Err(error) = self.install(&name, served) {
+                        tracing::warn!("app `{name}`: {error:#}");
+                    }
+                }
+                Err(error) => tracing::warn!("app `{name}` is not served: {error:#}"),
+            }
+        }
+    }
+
+    /// Follows the cluster: reports what this node serves and switches apps as their
+    /// deployment records change, reconnecting whenever the link is lost.
+    async fn follow(self: Arc<Self>, nats: NatsArgs, mut cluster: Option<Cluster>) {
+        loop {
+            let connected = match cluster.take() {
+                Some(cluster) => cluster,
+                None => match Cluster::connect(&nats, &self.name).await {
+                    Ok(cluster) => cluster,
+                    Err(error) => {
+                        tracing::debug!("{:#}", error.into_inner());
+                        tokio::time::sleep(RECONNECT_DELAY).await;
+                        continue;
+                    }
+                },
+            };
+            tracing::info!("following the cluster at {}", nats.urls.join(", "));
+            let reporting = tokio::spawn(self.clone().report(connected.nodes.clone()));
+            if let Err(error) = self.watch(&connected).await {
+                tracing::warn!("lost the deployment records: {error:#}; following again");
+            }
+            reporting.abort();
+            tokio::time::sleep(RECONNECT_DELAY).await;
+        }
+    }
+
+    /// Applies every deployment record, then each change, until the watch ends.
+    async fn watch(&self, cluster: &Cluster) -> Result<()> {
+        let mut records = cluster.deployments.watch_all().await?;
+        while let Some(entry) = records.next().await {
+            self.apply(cluster, entry?).await;
+        }
+        bail!("the watch ended")
+    }
+
+    /// Serves what one deployment record says, or stops serving a deleted app.
+    async fn apply(&self, cluster: &Cluster, entry: Entry) {
+        let name = entry.key.clone();
+        if matches!(entry.operation, Operation::Delete | Operation::Purge) {
+            self.remove(&name);
+            return;
+        }
+        let deployment: Deployment = match serde_json::from_slice(&entry.value) {
+            Ok(deployment) => deployment,
+            Err(error) => {
+                tracing::warn!("the deployment record of `{name}` is unreadable: {error}");
+                return;
+            }
+        };
+        let Some((number, version)) = deployment.staged(DEFAULT_STAGE) else {
+            return;
+        };
+        if self.serves(&name, &version.bundle) {
+            return;
+        }
+        let started = Instant::now();
+        match self.fetch_and_load(cluster, &name, version).await {
+            Ok((app, loaded)) => {
+                let served = Served {
+                    version: number,
+                    bundle: version.bundle.clone(),
+                    app,
+                    loaded,
+                };
+                match self.install(&name, served) {
+                    Ok(()) => tracing::info!(
+                        "app `{name}`: serving version {number} after {} ms",
+                        started.elapsed().as_millis()
+                    ),
+                    Err(error) => self.refuse(&name, number, version, &error),
+                }
+            }
+            Err(error) => self.refuse(&name, number, version, &error),
+        }
+    }
+
+    /// Fetches, checks and unpacks `version`'s bundle, then loads it beside what is served.
+    async fn fetch_and_load(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        version: &Version,
+    ) -> Result<(App, LoadedApp)> {
+        let bundles = self.state_dir.join("bundles");
+        let manifest = match bundle::manifest_in(&bundles.join(&version.bundle), &version.bundle) {
+            Ok(manifest) => manifest,
+            Err(_) => {
+                let mut object = cluster
+                    .bundles
+                    .get(&version.bundle)
+                    .await
+                    .map_err(|e| anyhow!("cannot fetch bundle {}: {e}", version.bundle))?;
+                let mut bytes = Vec::new();
+                object
+                    .read_to_end(&mut bytes)
+                    .await
+                    .with_context(|| format!("cannot fetch bundle {}", version.bundle))?;
+                let digest = version.bundle.clone();
+                tokio::task::spawn_blocking(move || bundle::unpack(&bytes, &digest, &bundles))
+                    .await??
+            }
+        };
+        self.load(name, &manifest, &version.bundle).await
+    }
+
+    /// Loads the app in `manifest` (compiling its components) on a blocking thread, so the
+    /// requests being served keep their workers.
+    async fn load(&self, name: &str, manifest: &Path, bundle: &str) -> Result<(App, LoadedApp)> {
+        let mut app = App::load(manifest)?;
+        if app.name != name {
+            bail!(
+                "bundle {bundle} holds app `{}`, not `{name}`; it is not served",
+                app.name
+            );
+        }
+        let gateway = serving::gateway_policies(&mut app, &self.host.args)?;
+        let dirs = AppDirs {
+            state: self.state_dir.join("apps").join(name),
+            staging: self.state_dir.join("staging").join(bundle),
+        };
+        crate::sources::fetch_remote_sources(&mut app, &dirs.state).await?;
+        app.check_sources()?;
+        let runtime = tokio::runtime::Handle::current();
+        let loaded = tokio::task::block_in_place(|| {
+            runtime.block_on(serving::load_app(
+                &self.host,
+                &app,
+                gateway,
+                &dirs,
+                &Seed::default(),
+            ))
+        })?;
+        Ok((app, loaded))
+    }
+
+    /// Whether `name` is served from `bundle` already.
+    fn serves(&self, name: &str, bundle: &str) -> bool {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.get(name)
+            .and_then(|app| app.serving.as_ref())
+            .is_some_and(|served| served.bundle == bundle)
+    }
+
+    /// Serves `served` as app `name` from the next request on, then records it. Refused,
+    /// with nothing changed, when it cannot share the listener with the other apps.
+    fn install(&self, name: &str, served: Served) -> Result<()> {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = apps
+            .entry(name.to_string())
+            .or_default()
+            .serving
+            .replace(served);
+        if let Err(error) = self.publish(&apps) {
+            let entry = apps.get_mut(name).expect("inserted above");
+            entry.serving = previous;
+            return Err(error);
+        }
+        let entry = apps.get_mut(name).expect("inserted above");
+        entry.failed = None;
+        self.save(&apps);
+        drop(apps);
+        // The old version is dropped here, its requests in flight still holding what they
+        // need.
+        drop(previous);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Stops serving `name`.
+    fn remove(&self, name: &str) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if apps.remove(name).is_some() {
+            if let Err(error) = self.publish(&apps) {
+                tracing::warn!("after removing app `{name}`: {error:#}");
+            }
+            self.save(&apps);
+            tracing::info!("app `{name}`: no longer deployed");
+            self.changed.notify_one();
+        }
+    }
+
+    /// Records that version `number` of `name` was not switched to, and why.
+    fn refuse(&self, name: &str, number: u64, version: &Version, error: &anyhow::Error) {
+        let error = format!("{error:#}");
+        tracing::error!("app `{name}`: version {number} is not served: {error}");
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.entry(name.to_string()).or_default().failed = Some(Failure {
+            version: number,
+            bundle: version.bundle.clone(),
+            error,
+        });
+        self.changed.notify_one();
+    }
+
+    /// Makes `apps` what the listener serves.
+    fn publish(&self, apps: &BTreeMap<String, NodeApp>) -> Result<()> {
+        let sites = apps
+            .values()
+            .filter_map(|app| app.serving.as_ref())
+            .map(|served| Site {
+                manifest: served.app.manifest_path.clone(),
+                domains: served.app.gateway.domains.clone(),
+                service: served.loaded.service.clone(),
+            })
+            .collect();
+        self.sites.replace(Sites::new(sites)?);
+        Ok(())
+    }
+
+    /// Writes what is served to the state directory, for the next start.
+    fn save(&self, apps: &BTreeMap<String, NodeApp>) {
+        let file = ServedFile {
+            apps: apps
+                .iter()
+                .filter_map(|(name, app)| {
+                    let served = app.serving.as_ref()?;
+                    let version = ServedVersion {
+                        version: served.version,
+                        bundle: served.bundle.clone(),
+                    };
+                    Some((name.clone(), version))
+                })
+                .collect(),
+        };
+        let path = self.state_dir.join(SERVED_FILE);
+        let partial = path.with_extension("json.partial");
+        let written = serde_json::to_vec_pretty(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|json| std::fs::write(&partial, json))
+            .and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(error) = written {
+            tracing::warn!("cannot write {}: {error}", path.display());
+        }
+    }
+
+    /// This node's report.
+    fn report_now(&self) -> NodeReport {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        NodeReport {
+            node: self.name.clone(),
+            region: self.region.clone(),
+            url: self.url.get().cloned().unwrap_or_default(),
+            started_at: self.started_at,
+            reported_at: now_millis(),
+            apps: apps
+                .iter()
+                .map(|(name, app)| {
+                    let (version, bundle) = app
+                        .serving
+                        .as_ref()
+                        .map_or((0, String::new()), |s| (s.version, s.bundle.clone()));
+                    let report = AppReport {
+                        version,
+                        bundle,
+                        failed: app.failed.clone(),
+                    };
+                    (name.clone(), report)
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts this node's report every [`REPORT_EVERY`], and at once after each change.
+    async fn report(self: Arc<Self>, nodes: async_nats::jetstream::kv::Store) {
+        loop {
+            let report = self.report_now();
+            match serde_json::to_vec(&report) {
+                Ok(json) => {
+                    if let Err(error) = nodes.put(&self.name, json.into()).await {
+                        tracing::debug!("cannot report to the cluster: {error}");
+                    }
+                }
+                Err(error) => tracing::warn!("cannot encode the node report: {error}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(REPORT_EVERY) => {}
+                () = self.changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// This machine's host name, for the default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .map_or_else(
+            || "node".to_string(),
+            |name| {
+                name.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect()
+            },
+        )
+}

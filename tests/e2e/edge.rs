@@ -1,0 +1,224 @@
+//! The edge: `ledge deploy` to a NATS JetStream cluster, `ledge node`s serving what is
+//! deployed, version swaps that fail no request, warm restarts without NATS, and refusals.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Ledge, NatsServer, client, free_port, get, guests, run_ledge};
+
+/// An app as a user keeps it: its own directory, its `.wasm` and its files inside it.
+fn edge_app(dir: &Path, site_version: &str) {
+    std::fs::write(
+        dir.join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"edge-app\"\nversion = \"1.0.0\"\n\
+         [[trigger.http]]\nroute = \"/echo/...\"\ncomponent = \"echo\"\n\
+         [component.echo]\nsource = \"echo.wasm\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"site\"\n\
+         [component.site]\nsource = { url = \"https://example.com/spin_static_fs.wasm\", \
+         digest = \"sha256:ef88708817e107bf49985c7cefe4dd1f199bf26f6727819183d5c996baa3d148\" }\n\
+         files = [{ source = \"site\", destination = \"/\" }]\n\
+         [component.site.tool.ledge]\nstatic_files = { cache_control = \"no-cache\" }\n",
+    )
+    .unwrap();
+    std::fs::copy(&guests().echo_p2, dir.join("echo.wasm")).unwrap();
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/version.txt"), site_version).unwrap();
+}
+
+fn deploy(app: &Path, nats: &NatsServer) -> (bool, String, String) {
+    let manifest = app.join("spin.toml");
+    let (status, stdout, stderr) = run_ledge(&[
+        "deploy",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--nats",
+        &nats.url(),
+        "--wait",
+        "60s",
+    ]);
+    (status.success(), stdout, stderr)
+}
+
+fn status(nats: &NatsServer) -> serde_json::Value {
+    let (status, stdout, stderr) = run_ledge(&["status", "--json", "--nats", &nats.url()]);
+    assert!(status.success(), "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Waits until `check` holds for `ledge status`, or fails with the last status seen.
+fn wait_for_status(nats: &NatsServer, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = status(nats);
+        if check(&status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn node(nats: &str, region: &str, name: &str, state: &Path) -> Ledge {
+    Ledge::node(&[
+        "--region",
+        region,
+        "--name",
+        name,
+        "--nats",
+        nats,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_request() {
+    let nats = NatsServer::start();
+    let states = tempfile::tempdir().unwrap();
+    let hub = node(&nats.url(), "hub", "hub-1", &states.path().join("hub-1"));
+    let eu = node(&nats.url(), "eu", "eu-1", &states.path().join("eu-1"));
+    wait_for_status(&nats, "saw both nodes", |s| {
+        s["nodes"].as_array().unwrap().len() == 2
+    });
+
+    let app = tempfile::tempdir().unwrap();
+    edge_app(app.path(), "v1");
+    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("edge-app version 1 is served by 2 nodes"),
+        "{stdout}"
+    );
+    for node in [&hub, &eu] {
+        assert_eq!(get(&node.at("/version.txt")), (200, "v1".into()));
+        assert_eq!(get(&node.at("/echo/hi")).0, 200);
+    }
+
+    // A changed file is a new version; requests during the swap all succeed.
+    let hammering = Arc::new(AtomicBool::new(true));
+    let hammer = {
+        let (url, hammering) = (hub.at("/version.txt"), hammering.clone());
+        std::thread::spawn(move || {
+            let client = client();
+            let mut seen = Vec::new();
+            while hammering.load(Ordering::Relaxed) {
+                let response = client.get(&url).send().unwrap();
+                seen.push((response.status().as_u16(), response.text().unwrap()));
+            }
+            seen
+        })
+    };
+    edge_app(app.path(), "v2");
+    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("edge-app version 2 is served by 2 nodes"),
+        "{stdout}"
+    );
+    hammering.store(false, Ordering::Relaxed);
+    let seen = hammer.join().unwrap();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|(status, body)| *status == 200 && (body == "v1" || body == "v2")),
+        "a request failed during the swap: {:?}",
+        seen.iter().find(|(status, _)| *status != 200)
+    );
+    for node in [&hub, &eu] {
+        assert_eq!(get(&node.at("/version.txt")), (200, "v2".into()));
+    }
+
+    // The same app again is no new version.
+    let (deployed, stdout, _) = deploy(app.path(), &nats);
+    assert!(deployed && stdout.contains("version 2 (bundle"), "{stdout}");
+    assert!(stdout.contains("is already deployed"), "{stdout}");
+    let (_, text, _) = run_ledge(&["status", "--nats", &nats.url()]);
+    assert!(text.contains("edge-app: version 2"), "{text}");
+    assert!(
+        text.contains("hub-1 (hub)") && text.contains("eu-1 (eu)"),
+        "{text}"
+    );
+
+    // A bundle whose content does not match its digest is refused; v2 stays served.
+    let corrupt = corrupt_deployment(&nats);
+    wait_for_status(&nats, "reported the corrupted bundle", |s| {
+        s["nodes"].as_array().unwrap().iter().all(|node| {
+            node["apps"]["edge-app"]["failed"]["error"]
+                .as_str()
+                .is_some_and(|error| error.contains("is corrupted"))
+        })
+    });
+    for node in [&hub, &eu] {
+        assert_eq!(get(&node.at("/version.txt")), (200, "v2".into()));
+    }
+    assert!(
+        !states.path().join("eu-1/bundles").join(&corrupt).exists(),
+        "nothing of a corrupted bundle is kept"
+    );
+
+    // A node restarted with its state dir serves before it reaches NATS.
+    eu.kill();
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let eu = node(&nowhere, "eu", "eu-1", &states.path().join("eu-1"));
+    assert_eq!(get(&eu.at("/version.txt")), (200, "v2".into()));
+    assert_eq!(get(&eu.at("/echo/hi")).0, 200);
+    drop(hub);
+}
+
+/// Records a version 3 whose bundle's bytes do not hash to its name; returns that name.
+fn corrupt_deployment(nats: &NatsServer) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let bundles = jetstream.get_object_store("ledge-bundles").await.unwrap();
+        let name = "0".repeat(64);
+        bundles
+            .put(name.as_str(), &mut &b"not the bundle it claims to be"[..])
+            .await
+            .unwrap();
+        let deployments = jetstream.get_key_value("ledge-deployments").await.unwrap();
+        let record = deployments.get("edge-app").await.unwrap().unwrap();
+        let mut record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        record["versions"]["3"] = serde_json::json!({
+            "bundle": name, "size": 30, "app_version": "1.0.0", "deployed_at": 0
+        });
+        record["stages"]["default"]["version"] = 3.into();
+        deployments
+            .put("edge-app", serde_json::to_vec(&record).unwrap().into())
+            .await
+            .unwrap();
+        name
+    })
+}
+
+#[test]
+fn a_nats_server_without_jetstream_is_refused_in_one_line() {
+    let nats = NatsServer::without_jetstream();
+    let state = tempfile::tempdir().unwrap();
+    let (status, _, stderr) = run_ledge(&[
+        "node",
+        "--region",
+        "hub",
+        "--nats",
+        &nats.url(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("has no JetStream"), "{stderr}");
+    assert!(
+        stderr.contains("fix: start nats-server with `-js`"),
+        "{stderr}"
+    );
+
+    let app = tempfile::tempdir().unwrap();
+    edge_app(app.path(), "v1");
+    let (deployed, _, stderr) = deploy(app.path(), &nats);
+    assert!(!deployed);
+    assert!(stderr.contains("has no JetStream"), "{stderr}");
+}
