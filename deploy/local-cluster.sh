@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A whole ledge cluster on one machine, on loopback: a hub of three JetStream nats-servers, a
-# leaf nats-server for each of the regions `eu` and `us`, and one `ledge node` per region
+# A whole ledge cluster on one machine, on loopback: a hub of three JetStream nats-servers
+# (domain `hub`), a leaf nats-server with its own JetStream domain for each of the regions `eu`
+# and `us`, and one `ledge node` per region
 # (hub, eu, us) on ports 3001-3003. State goes under $LEDGE_CLUSTER_DIR (default
 # ./.ledge-cluster). Ctrl-C stops everything. Then, from an app directory:
 #   ledge deploy --nats nats://127.0.0.1:4222
@@ -22,7 +23,7 @@ for i in 0 1 2; do
   cat >"$dir/$name.conf" <<CONF
 server_name: $name
 listen: 127.0.0.1:$((4222 + i))
-jetstream { store_dir: "$dir/$name", sync_interval: always }
+jetstream { store_dir: "$dir/$name", domain: hub, sync_interval: always }
 cluster { name: hub, listen: 127.0.0.1:$((6222 + i)), routes: [$routes] }
 leafnodes { listen: 127.0.0.1:$((7422 + i)) }
 CONF
@@ -35,6 +36,7 @@ for region in eu us; do
   cat >"$dir/leaf-$region.conf" <<CONF
 server_name: leaf-$region
 listen: 127.0.0.1:$port
+jetstream { store_dir: "$dir/leaf-$region", domain: $region, sync_interval: always }
 leafnodes { remotes: [ { urls: ["nats-leaf://127.0.0.1:7422", "nats-leaf://127.0.0.1:7423", "nats-leaf://127.0.0.1:7424"] } ] }
 CONF
   nats-server -c "$dir/leaf-$region.conf" >"$dir/leaf-$region.log" 2>&1 &
@@ -47,10 +49,10 @@ sleep 2 # the hub elects its JetStream meta leader
   --nats nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224 &
 pids+=($!)
 "$ledge" node --region eu --name eu-1 --listen 127.0.0.1:3002 --state-dir "$dir/node-eu-1" \
-  --nats nats://127.0.0.1:4232 &
+  --nats nats://127.0.0.1:4232 --hub-domain hub &
 pids+=($!)
 "$ledge" node --region us --name us-1 --listen 127.0.0.1:3003 --state-dir "$dir/node-us-1" \
-  --nats nats://127.0.0.1:4242 &
+  --nats nats://127.0.0.1:4242 --hub-domain hub &
 pids+=($!)
 echo "cluster up: nodes on http://127.0.0.1:3001 (hub), :3002 (eu), :3003 (us); Ctrl-C stops it"
 wait

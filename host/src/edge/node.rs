@@ -10,14 +10,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use async_nats::jetstream::kv::{Entry, Operation};
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
+use async_nats::jetstream::kv::Operation;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::Notify;
 
 use super::bundle;
-use super::cluster::{Cluster, ClusterError};
+use super::cluster::{Cluster, ClusterError, DEPLOYMENTS};
+use super::counts::SharedCounts;
 use super::records::{
     AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, Version, now_millis,
 };
@@ -30,6 +32,12 @@ use crate::serving::{self, AppDirs, Host, LoadedApp, Seed};
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// How long to wait before trying NATS again.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long to wait before watching the deployment records again.
+const WATCH_AGAIN_AFTER: Duration = Duration::from_millis(100);
+/// How often a node checks that its watch of the deployment records keeps up.
+const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
+/// How long a watch may lag the hub before it is made anew.
+const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// The file in the state directory naming what the node serves.
 const SERVED_FILE: &str = "served.json";
 
@@ -58,7 +66,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         )
     })?;
     let cache_dir = serving::compile_cache_dir(&args.serve, &args.state_dir)?;
-    let host = Host::start(args.serve, cache_dir).await?;
+    let mut host = Host::start(args.serve, cache_dir).await?;
+    let counts = Arc::new(SharedCounts::default());
+    let app_counts = counts.clone();
+    host.shared_counts = Some(Box::new(move |app: &str| app_counts.for_app(app)));
     let node = Arc::new(Node {
         name,
         region: args.region,
@@ -69,6 +80,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         url: OnceLock::new(),
         started_at: now_millis(),
         changed: Notify::new(),
+        counts,
     });
     node.serve_what_was_served().await;
 
@@ -109,6 +121,8 @@ struct Node {
     started_at: u64,
     /// Woken when an app changed, so the report goes out at once.
     changed: Notify,
+    /// The quota counts every node shares, counted in the cluster once it is reached.
+    counts: Arc<SharedCounts>,
 }
 
 /// One app on this node.
@@ -175,47 +189,99 @@ impl Node {
     }
 
     /// Follows the cluster: reports what this node serves and switches apps as their
-    /// deployment records change, reconnecting whenever the link is lost.
-    async fn follow(self: Arc<Self>, nats: NatsArgs, mut cluster: Option<Cluster>) {
-        loop {
-            let connected = match cluster.take() {
-                Some(cluster) => cluster,
-                None => match Cluster::connect(&nats, &self.name).await {
-                    Ok(cluster) => cluster,
+    /// deployment records change, watching them again whenever the watch ends or stalls.
+    async fn follow(self: Arc<Self>, nats: NatsArgs, cluster: Option<Cluster>) {
+        let cluster = match cluster {
+            Some(cluster) => cluster,
+            None => loop {
+                match Cluster::connect(&nats, &self.name).await {
+                    Ok(cluster) => break cluster,
                     Err(error) => {
                         tracing::debug!("{:#}", error.into_inner());
                         tokio::time::sleep(RECONNECT_DELAY).await;
-                        continue;
                     }
-                },
-            };
-            tracing::info!("following the cluster at {}", nats.urls.join(", "));
-            let reporting = tokio::spawn(self.clone().report(connected.nodes.clone()));
-            if let Err(error) = self.watch(&connected).await {
+                }
+            },
+        };
+        tracing::info!("following the cluster at {}", nats.urls.join(", "));
+        // The client reconnects by itself from here on; the watch is made anew whenever it
+        // ends or stalls.
+        self.counts.connect(cluster.counts.clone());
+        let _reporting = AbortOnDrop(tokio::spawn(self.clone().report(cluster.nodes.clone())));
+        loop {
+            if let Err(error) = self.watch(&cluster).await {
                 tracing::warn!("lost the deployment records: {error:#}; following again");
             }
-            reporting.abort();
-            tokio::time::sleep(RECONNECT_DELAY).await;
+            tokio::time::sleep(WATCH_AGAIN_AFTER).await;
         }
     }
 
-    /// Applies every deployment record, then each change, until the watch ends.
+    /// Applies every deployment record, then each change, until the watch ends or falls
+    /// behind. The records are read by an ordered pull consumer: a push consumer (what a KV
+    /// watch uses) starts delivering before its subscriber's interest has crossed a leaf
+    /// connection, and the records it sends meanwhile are lost. A watch can also stall after the
+    /// hub comes back, so every [`WATCHDOG_EVERY`] the records' last revision at the hub is
+    /// compared with the last one delivered: behind for [`STALL_LIMIT`], the watch is given up
+    /// and made anew.
     async fn watch(&self, cluster: &Cluster) -> Result<()> {
-        let mut records = cluster.deployments.watch_all().await?;
-        while let Some(entry) = records.next().await {
-            self.apply(cluster, entry?).await;
+        let prefix = format!("$KV.{DEPLOYMENTS}.");
+        let consumer = cluster
+            .deployments
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{prefix}>"),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                replay_policy: ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await?;
+        let mut records = consumer.messages().await?;
+        let mut delivered = 0;
+        let mut behind_since: Option<Instant> = None;
+        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        loop {
+            tokio::select! {
+                message = records.next() => {
+                    let Some(message) = message else {
+                        bail!("the watch ended");
+                    };
+                    let message = message?;
+                    let revision = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+                    delivered = delivered.max(revision);
+                    let Some(app) = message.subject.strip_prefix(prefix.as_str()) else {
+                        continue;
+                    };
+                    let deleted = message
+                        .headers
+                        .as_ref()
+                        .and_then(|headers| headers.get("KV-Operation"))
+                        .and_then(|operation| operation.as_str().parse::<Operation>().ok())
+                        .is_some_and(|operation| operation != Operation::Put);
+                    match deleted {
+                        true => self.remove(app),
+                        false => self.apply(cluster, app, &message.payload).await,
+                    }
+                }
+                _ = watchdog.tick() => {
+                    let mut stream = cluster.deployments.stream.clone();
+                    let Ok(info) = stream.info().await else {
+                        // The hub does not answer: nothing newer can be missed meanwhile.
+                        continue;
+                    };
+                    let last = info.state.last_sequence;
+                    if last <= delivered {
+                        behind_since = None;
+                    } else if behind_since.get_or_insert_with(Instant::now).elapsed() >= STALL_LIMIT {
+                        bail!("the watch is stuck at revision {delivered}, the hub is at {last}");
+                    }
+                }
+            }
         }
-        bail!("the watch ended")
     }
 
-    /// Serves what one deployment record says, or stops serving a deleted app.
-    async fn apply(&self, cluster: &Cluster, entry: Entry) {
-        let name = entry.key.clone();
-        if matches!(entry.operation, Operation::Delete | Operation::Purge) {
-            self.remove(&name);
-            return;
-        }
-        let deployment: Deployment = match serde_json::from_slice(&entry.value) {
+    /// Serves what app `name`'s deployment record says.
+    async fn apply(&self, cluster: &Cluster, name: &str, record: &[u8]) {
+        let deployment: Deployment = match serde_json::from_slice(record) {
             Ok(deployment) => deployment,
             Err(error) => {
                 tracing::warn!("the deployment record of `{name}` is unreadable: {error}");
@@ -225,11 +291,11 @@ impl Node {
         let Some((number, version)) = deployment.staged(DEFAULT_STAGE) else {
             return;
         };
-        if self.serves(&name, &version.bundle) {
+        if self.serves(name, &version.bundle) {
             return;
         }
         let started = Instant::now();
-        match self.fetch_and_load(cluster, &name, version).await {
+        match self.fetch_and_load(cluster, name, version).await {
             Ok((app, loaded)) => {
                 let served = Served {
                     version: number,
@@ -237,15 +303,15 @@ impl Node {
                     app,
                     loaded,
                 };
-                match self.install(&name, served) {
+                match self.install(name, served) {
                     Ok(()) => tracing::info!(
                         "app `{name}`: serving version {number} after {} ms",
                         started.elapsed().as_millis()
                     ),
-                    Err(error) => self.refuse(&name, number, version, &error),
+                    Err(error) => self.refuse(name, number, version, &error),
                 }
             }
-            Err(error) => self.refuse(&name, number, version, &error),
+            Err(error) => self.refuse(name, number, version, &error),
         }
     }
 
@@ -452,6 +518,15 @@ impl Node {
                 () = self.changed.notified() => {}
             }
         }
+    }
+}
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

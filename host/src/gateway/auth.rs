@@ -26,6 +26,7 @@ use super::policy::{
     Admitted, Configure, Policy, RoutePolicyKind, Screening, Stage, Table, Verdict,
 };
 use super::throttle::retry_after;
+use crate::data::kv::SharedStore;
 use crate::engine::ComponentPool;
 use crate::manifest::{AuthorizerSettings, ManifestError};
 use crate::reply::text;
@@ -48,11 +49,19 @@ pub enum Authorizer {
     Component(Arc<ComponentAuthorizer>),
 }
 
-/// Loads every authorizer of the app (JWKS fetched, quota counts kept under `state_dir`,
-/// deciding components from `pools`).
+/// Where the API-key authorizers count quotas.
+pub enum QuotaCounts<'a> {
+    /// In the host's own store under this state directory (`ledge up`).
+    StateDir(&'a Path),
+    /// In this store (under `ledge node`, the cluster's, shared by every node).
+    Shared(SharedStore),
+}
+
+/// Loads every authorizer of the app (JWKS fetched, quota counts kept in `counts`, deciding
+/// components from `pools`).
 pub async fn load_all(
     settings: &BTreeMap<String, AuthorizerSettings>,
-    state_dir: &Path,
+    counts: QuotaCounts<'_>,
     pools: &BTreeMap<String, Arc<ComponentPool>>,
 ) -> Result<BTreeMap<String, Arc<Authorizer>>> {
     let mut authorizers = BTreeMap::new();
@@ -64,14 +73,17 @@ pub async fn load_all(
                 Authorizer::Jwt(JwtAuthorizer::load(name, jwt.clone()).await?)
             }
             AuthorizerSettings::ApiKey(keys) => {
-                let counts = match &quota_counts {
+                let store = match &quota_counts {
                     Some(store) => Arc::clone(store),
                     None => {
-                        let store = crate::data::host_store(state_dir, "gateway")?;
+                        let store = match &counts {
+                            QuotaCounts::StateDir(dir) => crate::data::host_store(dir, "gateway")?,
+                            QuotaCounts::Shared(store) => store.clone(),
+                        };
                         quota_counts.insert(store).clone()
                     }
                 };
-                Authorizer::ApiKey(ApiKeyAuthorizer::new(name, keys.clone(), counts))
+                Authorizer::ApiKey(ApiKeyAuthorizer::new(name, keys.clone(), store))
             }
             AuthorizerSettings::Hmac(hmac) => {
                 Authorizer::Hmac(Arc::new(HmacAuthorizer::new(name, hmac.clone())))

@@ -32,7 +32,6 @@ mod waf;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -44,6 +43,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use self::access_log::{AccessLog, Record};
 use self::auth::Authorizer;
+pub use self::auth::QuotaCounts;
 pub use self::identity::{IDENTITY_PREFIX, Identity};
 pub use self::policy::Admitted;
 use self::policy::{AppPolicy, AppPolicyKind, Configure, Policy, RoutePolicyKind, Screening};
@@ -158,14 +158,14 @@ pub struct Gateway {
 
 impl Gateway {
     /// Puts `policies` to work: loads the authorizers of `settings` (keys, quota counts kept
-    /// in `state_dir`, deciding components from `pools`) and builds each route's guard.
+    /// in `counts`, deciding components from `pools`) and builds each route's guard.
     pub async fn build(
         policies: GatewayPolicies,
         settings: &GatewaySettings,
-        state_dir: &Path,
+        counts: QuotaCounts<'_>,
         pools: &BTreeMap<String, Arc<ComponentPool>>,
     ) -> Result<Self> {
-        let authorizers = Arc::new(auth::load_all(&settings.authorizers, state_dir, pools).await?);
+        let authorizers = Arc::new(auth::load_all(&settings.authorizers, counts, pools).await?);
         let guards = policies
             .routes
             .into_iter()

@@ -2,6 +2,7 @@
 //! and what a guarded route answers before any guest runs.
 
 use std::net::IpAddr;
+use std::path::Path;
 
 use http::{Method, StatusCode, header};
 
@@ -41,7 +42,7 @@ async fn guard(text: &str, route: &str) -> Arc<RouteGuard> {
     let gateway = Gateway::build(
         policies,
         &GatewaySettings::default(),
-        Path::new("."),
+        QuotaCounts::StateDir(Path::new(".")),
         &BTreeMap::new(),
     )
     .await
@@ -210,7 +211,8 @@ async fn the_gateway_derives_the_client_address_and_strips_forged_headers() {
     .unwrap();
     let app = App::load(&file).unwrap();
     let policies = GatewayPolicies::configure(&app.gateway).unwrap();
-    let gateway = Gateway::build(policies, &app.gateway, dir.path(), &BTreeMap::new())
+    let counts = QuotaCounts::StateDir(dir.path());
+    let gateway = Gateway::build(policies, &app.gateway, counts, &BTreeMap::new())
         .await
         .unwrap();
     assert_eq!(gateway.summary(), "trusted proxies 127.0.0.0/8");

@@ -478,7 +478,7 @@ mod tests {
         let gateway = Gateway::build(
             policies,
             &settings,
-            std::path::Path::new("."),
+            crate::gateway::QuotaCounts::StateDir(std::path::Path::new(".")),
             &BTreeMap::new(),
         )
         .await

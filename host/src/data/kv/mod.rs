@@ -108,7 +108,7 @@ pub fn check_sizes(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
 }
 
 /// Parses a stored counter: the decimal text of an i64 (what `increment` writes).
-fn parse_counter(value: Option<Vec<u8>>) -> Result<i64, KvError> {
+pub fn parse_counter(value: Option<Vec<u8>>) -> Result<i64, KvError> {
     match value {
         None => Ok(0),
         Some(bytes) => std::str::from_utf8(&bytes)
