@@ -35,9 +35,9 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// How long to wait before watching the deployment records again.
 const WATCH_AGAIN_AFTER: Duration = Duration::from_millis(100);
 /// How often a node checks that its watch of the deployment records keeps up.
-const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
+const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
 /// How long a watch may lag the hub before it is made anew.
-const STALL_LIMIT: Duration = Duration::from_secs(2);
+const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// The file in the state directory naming what the node serves.
 const SERVED_FILE: &str = "served.json";
 
