@@ -60,8 +60,17 @@ fn wait_for_status(nats: &NatsServer, what: &str, check: impl Fn(&serde_json::Va
     }
 }
 
-/// A node of `region` following the hub at `nats`, or, given `leaf`, a region's leaf server.
-fn node(nats: &str, leaf: bool, region: &str, name: &str, state: &Path) -> Ledge {
+/// Waits until `count` nodes report.
+fn wait_for_live_nodes(nats: &NatsServer, count: usize) {
+    wait_for_status(nats, &format!("saw {count} live nodes"), |s| {
+        s["nodes"].as_array().unwrap().len() == count
+    });
+}
+
+/// Node `name` of `region` following the hub at `nats`, or, given `leaf`, a region's leaf
+/// server; its state directory is `<states>/<name>`.
+fn node(nats: &str, leaf: bool, region: &str, name: &str, states: &Path) -> Ledge {
+    let state = states.join(name);
     let mut args = vec![
         "--region",
         region,
@@ -83,23 +92,9 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     let mut nats = NatsServer::start();
     let eu_leaf = NatsServer::leaf_of(&nats, "eu");
     let states = tempfile::tempdir().unwrap();
-    let hub = node(
-        &nats.url(),
-        false,
-        "hub",
-        "hub-1",
-        &states.path().join("hub-1"),
-    );
-    let eu = node(
-        &eu_leaf.url(),
-        true,
-        "eu",
-        "eu-1",
-        &states.path().join("eu-1"),
-    );
-    wait_for_status(&nats, "saw both nodes", |s| {
-        s["nodes"].as_array().unwrap().len() == 2
-    });
+    let hub = node(&nats.url(), false, "hub", "hub-1", states.path());
+    let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
+    wait_for_live_nodes(&nats, 2);
 
     let app = tempfile::tempdir().unwrap();
     edge_app(app.path(), "v1");
@@ -165,9 +160,7 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
         assert_eq!(get(&node.at("/version.txt")), (200, "v2".into()));
     }
     nats.restart();
-    wait_for_status(&nats, "saw both nodes again", |s| {
-        s["nodes"].as_array().unwrap().len() == 2
-    });
+    wait_for_live_nodes(&nats, 2);
     edge_app(app.path(), "v3");
     let (deployed, stdout, stderr) = deploy(app.path(), &nats);
     assert!(deployed, "{stdout}\n{stderr}");
@@ -199,7 +192,7 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     // A node restarted with its state dir serves before it reaches NATS.
     eu.kill();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
-    let eu = node(&nowhere, true, "eu", "eu-1", &states.path().join("eu-1"));
+    let eu = node(&nowhere, true, "eu", "eu-1", states.path());
     assert_eq!(get(&eu.at("/version.txt")), (200, "v3".into()));
     assert_eq!(get(&eu.at("/echo/hi")).0, 200);
     drop(hub);
@@ -266,23 +259,9 @@ fn a_nats_server_without_jetstream_is_refused_in_one_line() {
 fn an_api_key_quota_is_counted_across_every_node() {
     let nats = NatsServer::start();
     let states = tempfile::tempdir().unwrap();
-    let one = node(
-        &nats.url(),
-        false,
-        "hub",
-        "hub-1",
-        &states.path().join("hub-1"),
-    );
-    let two = node(
-        &nats.url(),
-        false,
-        "hub",
-        "hub-2",
-        &states.path().join("hub-2"),
-    );
-    wait_for_status(&nats, "saw both nodes", |s| {
-        s["nodes"].as_array().unwrap().len() == 2
-    });
+    let one = node(&nats.url(), false, "hub", "hub-1", states.path());
+    let two = node(&nats.url(), false, "hub", "hub-2", states.path());
+    wait_for_live_nodes(&nats, 2);
     let app = tempfile::tempdir().unwrap();
     std::fs::write(
         app.path().join("spin.toml"),

@@ -88,27 +88,39 @@ impl Cluster {
     /// Opens (or creates) the buckets.
     async fn open(urls: &[String], jetstream: &jetstream::Context) -> Result<Self> {
         let servers = urls.join(", ");
-        let deployments = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: DEPLOYMENTS.into(),
-                description: "ledge: which bundle each app's stages run".into(),
-                history: 16,
+        let bucket = |bucket: &'static str, description: &str, history: i64, max_age| {
+            let config = kv::Config {
+                bucket: bucket.into(),
+                description: format!("ledge: {description}"),
+                history,
+                max_age,
                 storage: jetstream::stream::StorageType::File,
                 ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot open the KV bucket {DEPLOYMENTS} at {servers}"))?;
-        let nodes = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: NODES.into(),
-                description: "ledge: what each live node serves".into(),
-                history: 1,
-                max_age: NODE_REPORT_TTL,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot open the KV bucket {NODES} at {servers}"))?;
+            };
+            let servers = servers.clone();
+            async move {
+                jetstream
+                    .create_or_update_key_value(config)
+                    .await
+                    .with_context(|| format!("cannot open the KV bucket {bucket} at {servers}"))
+            }
+        };
+        let forever = Duration::ZERO;
+        let deployments = bucket(
+            DEPLOYMENTS,
+            "which bundle each app's stages run",
+            16,
+            forever,
+        );
+        let deployments = deployments.await?;
+        let nodes = bucket(NODES, "what each live node serves", 1, NODE_REPORT_TTL).await?;
+        let counts = bucket(
+            COUNTS,
+            "counts every node shares (API-key quotas)",
+            1,
+            forever,
+        );
+        let counts = counts.await?;
         let bundles = jetstream
             .create_object_store(object_store::Config {
                 bucket: BUNDLES.into(),
@@ -118,16 +130,6 @@ impl Cluster {
             })
             .await
             .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
-        let counts = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: COUNTS.into(),
-                description: "ledge: counts every node shares (API-key quotas)".into(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot open the KV bucket {COUNTS} at {servers}"))?;
         Ok(Self {
             deployments,
             nodes,

@@ -144,20 +144,25 @@ pub type SharedDatabase = Arc<dyn SqlDatabase>;
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_unsupported_type_is_refused_with_the_one_to_use() {
+    /// What opening `[sqlite_database.default]` of `kind` with `settings` says.
+    fn open_error(kind: &str, settings: toml::Table) -> String {
         let table = BackendTable {
-            kind: "libsql".into(),
-            settings: toml::Table::new(),
+            kind: kind.into(),
+            settings,
             section: "sqlite_database.default".into(),
             origin: Some("rc.toml:1".into()),
             base_dir: ".".into(),
         };
         let state = tempfile::tempdir().unwrap();
-        let error = open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
+        open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
             .err()
             .unwrap()
-            .to_string();
+            .to_string()
+    }
+
+    #[test]
+    fn an_unsupported_type_is_refused_with_the_one_to_use() {
+        let error = open_error("libsql", toml::Table::new());
         assert!(
             error.contains("`type = \"libsql\"` is not a SQL backend"),
             "{error}"
@@ -167,18 +172,7 @@ mod tests {
 
     #[test]
     fn a_busy_timeout_beyond_what_sqlite_counts_is_refused() {
-        let table = BackendTable {
-            kind: "spin".into(),
-            settings: toml::toml! { busy_timeout_ms = 3_000_000_000_i64 },
-            section: "sqlite_database.default".into(),
-            origin: Some("rc.toml:1".into()),
-            base_dir: ".".into(),
-        };
-        let state = tempfile::tempdir().unwrap();
-        let error = open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
-            .err()
-            .unwrap()
-            .to_string();
+        let error = open_error("spin", toml::toml! { busy_timeout_ms = 3_000_000_000_i64 });
         assert!(error.contains("more than SQLite allows"), "{error}");
     }
 }
