@@ -108,8 +108,8 @@ impl Host {
     }
 
     /// Flushes the traces still buffered.
-    pub async fn shutdown(self) -> Result<()> {
-        if let Some(traces) = self.traces {
+    pub async fn shutdown(&self) -> Result<()> {
+        if let Some(traces) = self.traces.clone() {
             tokio::task::spawn_blocking(move || traces.shutdown()).await?;
         }
         Ok(())

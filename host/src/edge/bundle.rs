@@ -79,11 +79,12 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &Path, bytes: &[u8]) -> Res
 /// Checks `bytes` against `digest` and unpacks them into `<bundles>/<digest>` (kept if it is
 /// already there). Returns the manifest's path in it.
 pub fn unpack(bytes: &[u8], digest: &str, bundles: &Path) -> Result<PathBuf> {
+    check_digest(digest)?;
     let actual = hex::encode(Sha256::digest(bytes));
     if actual != digest {
         bail!(
             "bundle {digest} is corrupted: its content hashes to {actual}; it is not served \
-             (deploy the app again)"
+             (`ledge deploy` uploads it again)"
         );
     }
     let target = bundles.join(digest);
@@ -97,6 +98,12 @@ pub fn unpack(bytes: &[u8], digest: &str, bundles: &Path) -> Result<PathBuf> {
         let mut archive = tar::Archive::new(bytes);
         for entry in archive.entries()? {
             let mut entry = entry?;
+            // A bundle holds files and directories only: a link could point a component or
+            // a mounted file anywhere on the node.
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                bail!("bundle {digest}: an entry is not a plain file; it is not served");
+            }
             if !entry.unpack_in(&partial)? {
                 bail!("bundle {digest}: an entry points outside the bundle; it is not served");
             }
@@ -109,6 +116,7 @@ pub fn unpack(bytes: &[u8], digest: &str, bundles: &Path) -> Result<PathBuf> {
 
 /// The manifest of the bundle unpacked in `dir`, after checking its format.
 pub fn manifest_in(dir: &Path, digest: &str) -> Result<PathBuf> {
+    check_digest(digest)?;
     let mut text = String::new();
     std::fs::File::open(dir.join(INDEX))
         .and_then(|mut file| file.read_to_string(&mut text))
@@ -123,7 +131,23 @@ pub fn manifest_in(dir: &Path, digest: &str) -> Result<PathBuf> {
             index.format
         );
     }
+    let plain = index.manifest.components().count() == 1
+        && matches!(
+            index.manifest.components().next(),
+            Some(std::path::Component::Normal(_))
+        );
+    if !plain {
+        bail!("bundle {digest}: its manifest is not a file at its root; it is not served");
+    }
     Ok(dir.join(index.manifest))
+}
+
+/// Checks that `digest` is a SHA-256 in hex, as a bundle's name must be (it names a directory).
+pub fn check_digest(digest: &str) -> Result<()> {
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("`{digest}` is not a bundle digest (64 hex digits); it is not served");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,7 +210,9 @@ mod tests {
             manifest: "spin.toml".into(),
         };
         std::fs::write(dir.path().join(INDEX), serde_json::to_vec(&index).unwrap()).unwrap();
-        let error = manifest_in(dir.path(), "abc").unwrap_err().to_string();
+        let error = manifest_in(dir.path(), &"a".repeat(64))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("newer than this ledge reads"), "{error}");
     }
 

@@ -1,11 +1,16 @@
 //! The connection to the NATS cluster and the JetStream buckets the edge keeps there.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
+use async_nats::jetstream::context::AccountErrorKind;
 use async_nats::jetstream::{self, kv, object_store};
-use async_nats::{ConnectOptions, ServerAddr};
+use async_nats::{ConnectErrorKind, ConnectOptions, ServerAddr};
+use bytes::Bytes;
+use futures::StreamExt as _;
 
 use super::counts::COUNTS;
 use crate::cli::NatsArgs;
@@ -66,7 +71,11 @@ impl Cluster {
         jetstream.set_timeout(JETSTREAM_TIMEOUT);
         if let Err(error) = jetstream.query_account().await {
             let servers = args.urls.join(", ");
+            let timed_out = error.kind() == AccountErrorKind::TimedOut;
             let error = match &args.hub_domain {
+                None if timed_out => ClusterError::Unreachable(anyhow!(
+                    "JetStream at {servers} does not answer yet ({error})"
+                )),
                 Some(domain) => ClusterError::Unreachable(anyhow!(
                     "the hub's JetStream (domain `{domain}`) does not answer through {servers} \
                      ({error})"
@@ -139,6 +148,63 @@ impl Cluster {
     }
 }
 
+/// An ordered pull consumer of `store`: each key's latest entry, then every change. A KV watch
+/// (and `kv::Store::keys`) uses a push consumer, which starts sending before its subscription's
+/// interest has crossed a leaf connection; what it sends meanwhile is lost, so a node behind a
+/// leaf saw nothing. A pull consumer asks for each batch on an inbox it already listens to.
+pub async fn follow_bucket(store: &kv::Store) -> Result<pull::Ordered> {
+    let consumer = store
+        .stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("$KV.{}.>", store.name),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            replay_policy: ReplayPolicy::Instant,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+/// The key `message` (from [`follow_bucket`]) is about, and whether it was deleted.
+pub fn key_of<'a>(store: &kv::Store, message: &'a jetstream::Message) -> Option<(&'a str, bool)> {
+    let key = message
+        .subject
+        .strip_prefix("$KV.")?
+        .strip_prefix(store.name.as_str())?
+        .strip_prefix('.')?;
+    let deleted = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get("KV-Operation"))
+        .and_then(|operation| operation.as_str().parse::<kv::Operation>().ok())
+        .is_some_and(|operation| operation != kv::Operation::Put);
+    Some((key, deleted))
+}
+
+/// Every key's latest value in `store`, deleted keys left out.
+pub async fn latest_values(store: &kv::Store) -> Result<BTreeMap<String, Bytes>> {
+    let mut stream = store.stream.clone();
+    if stream.info().await?.state.messages == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let mut messages = follow_bucket(store).await?;
+    let mut values = BTreeMap::new();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let pending = message.info().map_err(|e| anyhow!("{e}"))?.pending;
+        if let Some((key, deleted)) = key_of(store, &message) {
+            match deleted {
+                true => values.remove(key),
+                false => values.insert(key.to_string(), message.payload.clone()),
+            };
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(values)
+}
+
 /// Connects to the first reachable server of `args.urls`, with TLS on the ring provider
 /// ledge uses everywhere and the webpki roots plus `--nats-ca`.
 async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, ClusterError> {
@@ -152,13 +218,22 @@ async fn connect(args: &NatsArgs, name: &str) -> Result<async_nats::Client, Clus
         })
         .collect::<Result<Vec<_>>>()
         .map_err(ClusterError::NotUsable)?;
-    options.connect(addresses).await.map_err(|error| {
-        ClusterError::Unreachable(anyhow!(
-            "cannot reach NATS at {}: {error}\n  fix: start nats-server there, or point --nats \
-             (LEDGE_NATS_URL) at the cluster",
-            args.urls.join(", ")
-        ))
-    })
+    let servers = args.urls.join(", ");
+    options
+        .connect(addresses)
+        .await
+        .map_err(|error| match error.kind() {
+            ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+                ClusterError::NotUsable(anyhow!(
+                    "NATS at {servers} refused ledge's credentials: {error}\n  fix: give the \
+                 cluster's credentials with --nats-creds (LEDGE_NATS_CREDS)"
+                ))
+            }
+            _ => ClusterError::Unreachable(anyhow!(
+                "cannot reach NATS at {servers}: {error}\n  fix: start nats-server there, or point \
+             --nats (LEDGE_NATS_URL) at the cluster"
+            )),
+        })
 }
 
 /// The client's options: its name, timeouts, TLS and credentials.

@@ -7,17 +7,16 @@
 
 use std::sync::Arc;
 
+use super::cluster::latest_values;
 use arc_swap::ArcSwapOption;
 use async_nats::jetstream::kv;
-use futures::TryStreamExt as _;
 
 use crate::data::kv::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
 
 /// The KV bucket of shared counts.
 pub const COUNTS: &str = "ledge-counts";
 
-/// The shared counts bucket, once the node has reached the cluster (replaced on each
-/// reconnection).
+/// The shared counts bucket, once the node has reached the cluster.
 #[derive(Default)]
 pub struct SharedCounts {
     bucket: ArcSwapOption<kv::Store>,
@@ -90,15 +89,11 @@ impl KvStore for AppCounts {
 
     async fn keys(&self) -> Result<Vec<String>, KvError> {
         let bucket = self.shared.bucket()?;
-        let keys: Vec<String> = bucket
+        let values = latest_values(&bucket)
+            .await
+            .map_err(|e| backend(format!("{e:#}")))?;
+        let mut keys: Vec<String> = values
             .keys()
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        let mut keys: Vec<String> = keys
-            .iter()
             .filter_map(|key| key.strip_prefix(&self.prefix))
             .filter_map(decode_key)
             .collect();

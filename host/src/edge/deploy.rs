@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use async_nats::jetstream::kv;
-use futures::TryStreamExt as _;
+use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest as _, Sha256};
 
 use super::bundle;
-use super::cluster::Cluster;
+use super::cluster::{Cluster, latest_values};
 use super::records::{DEFAULT_STAGE, Deployment, NodeReport, Version, now_millis};
 use crate::cli::{DeployArgs, StatusArgs};
 use crate::gateway::GatewayPolicies;
@@ -28,6 +29,18 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         crate::builder::build(&app, &[])?;
         app = App::load(&args.from)?;
     }
+    if let Some(bad) = app
+        .name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        bail!(
+            "{}: the app name `{}` has `{bad}`, which a deployed app's name cannot have\n  \
+             fix: name it with letters, digits, `-` and `_` under [application]",
+            app.manifest_path.display(),
+            app.name
+        );
+    }
     app.check_sources()?;
     // Refused here rather than on every node.
     GatewayPolicies::configure(&app.gateway)?;
@@ -35,7 +48,14 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     let cluster = Cluster::connect(&args.nats, "ledge-deploy")
         .await
         .map_err(|e| e.into_inner())?;
-    if cluster.bundles.info(&packed.digest).await.is_err() {
+    // The object store's own digest of what it holds under this name: upload unless it is
+    // exactly this bundle (a deleted or damaged object is replaced).
+    let stored = format!(
+        "SHA-256={}",
+        base64::engine::general_purpose::URL_SAFE.encode(Sha256::digest(&packed.bytes))
+    );
+    let held = cluster.bundles.info(&packed.digest).await;
+    if !held.is_ok_and(|info| !info.deleted && info.digest.as_deref() == Some(&stored)) {
         let mut bytes = packed.bytes.as_slice();
         cluster
             .bundles
@@ -190,14 +210,11 @@ async fn wait_for_nodes(
 
 /// The reports of the nodes alive now.
 async fn live_nodes(nodes: &kv::Store) -> Result<Vec<NodeReport>> {
-    let keys: Vec<String> = nodes.keys().await?.try_collect().await?;
     let mut reports = Vec::new();
-    for key in keys {
-        if let Some(value) = nodes.get(&key).await? {
-            match serde_json::from_slice::<NodeReport>(&value) {
-                Ok(report) => reports.push(report),
-                Err(error) => tracing::warn!("the report of node `{key}` is unreadable: {error}"),
-            }
+    for (key, value) in latest_values(nodes).await? {
+        match serde_json::from_slice::<NodeReport>(&value) {
+            Ok(report) => reports.push(report),
+            Err(error) => tracing::warn!("the report of node `{key}` is unreadable: {error}"),
         }
     }
     reports.sort_by(|a, b| (&a.region, &a.node).cmp(&(&b.region, &b.node)));
@@ -210,13 +227,10 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         .await
         .map_err(|e| e.into_inner())?;
     let mut deployments = BTreeMap::new();
-    let apps: Vec<String> = cluster.deployments.keys().await?.try_collect().await?;
-    for app in apps {
-        if let Some(value) = cluster.deployments.get(&app).await? {
-            let deployment: Deployment = serde_json::from_slice(&value)
-                .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
-            deployments.insert(app, deployment);
-        }
+    for (app, value) in latest_values(&cluster.deployments).await? {
+        let deployment: Deployment = serde_json::from_slice(&value)
+            .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
+        deployments.insert(app, deployment);
     }
     let nodes = live_nodes(&cluster.nodes).await?;
     if args.json {

@@ -10,19 +10,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
-use async_nats::jetstream::kv::Operation;
+use arc_swap::ArcSwapOption;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::Notify;
 
 use super::bundle;
-use super::cluster::{Cluster, ClusterError, DEPLOYMENTS};
+use super::cluster::{Cluster, ClusterError, follow_bucket, key_of};
 use super::counts::SharedCounts;
-use super::records::{
-    AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, Version, now_millis,
-};
+use super::records::{AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, now_millis};
 use crate::cli::{NatsArgs, NodeArgs};
 use crate::manifest::App;
 use crate::server::{Site, SiteTable, Sites};
@@ -38,6 +35,10 @@ const WATCH_AGAIN_AFTER: Duration = Duration::from_millis(100);
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
 /// How long a watch may lag the hub before it is made anew.
 const STALL_LIMIT: Duration = Duration::from_secs(1);
+/// How long a bundle may take to fetch.
+const FETCH_LIMIT: Duration = Duration::from_secs(60);
+/// How long after a refusal a version is tried again.
+const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(10);
 /// The file in the state directory naming what the node serves.
 const SERVED_FILE: &str = "served.json";
 
@@ -81,6 +82,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         started_at: now_millis(),
         changed: Notify::new(),
         counts,
+        reports: ArcSwapOption::empty(),
     });
     node.serve_what_was_served().await;
 
@@ -103,6 +105,11 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let following = tokio::spawn(node.clone().follow(args.nats, cluster));
     let served = server.serve(node.sites.clone()).await;
     following.abort();
+    // Gone at once from the live nodes, so no deploy waits for this one.
+    if let Some(nodes) = node.reports.load_full() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), nodes.delete(&node.name)).await;
+    }
+    node.host.shutdown().await?;
     served
 }
 
@@ -123,6 +130,8 @@ struct Node {
     changed: Notify,
     /// The quota counts every node shares, counted in the cluster once it is reached.
     counts: Arc<SharedCounts>,
+    /// Where this node reports, once the cluster is reached.
+    reports: ArcSwapOption<async_nats::jetstream::kv::Store>,
 }
 
 /// One app on this node.
@@ -130,6 +139,8 @@ struct Node {
 struct NodeApp {
     serving: Option<Served>,
     failed: Option<Failure>,
+    /// When `failed` was last tried.
+    failed_at: Option<Instant>,
 }
 
 /// A version being served.
@@ -207,6 +218,7 @@ impl Node {
         // The client reconnects by itself from here on; the watch is made anew whenever it
         // ends or stalls.
         self.counts.connect(cluster.counts.clone());
+        self.reports.store(Some(Arc::new(cluster.nodes.clone())));
         let _reporting = AbortOnDrop(tokio::spawn(self.clone().report(cluster.nodes.clone())));
         loop {
             if let Err(error) = self.watch(&cluster).await {
@@ -217,28 +229,17 @@ impl Node {
     }
 
     /// Applies every deployment record, then each change, until the watch ends or falls
-    /// behind. The records are read by an ordered pull consumer: a push consumer (what a KV
-    /// watch uses) starts delivering before its subscriber's interest has crossed a leaf
-    /// connection, and the records it sends meanwhile are lost. A watch can also stall after the
-    /// hub comes back, so every [`WATCHDOG_EVERY`] the records' last revision at the hub is
+    /// behind ([`follow_bucket`] says why it is no KV watch). A watch can stall after the hub
+    /// comes back, so every [`WATCHDOG_EVERY`] the records' last revision at the hub is
     /// compared with the last one delivered: behind for [`STALL_LIMIT`], the watch is given up
     /// and made anew.
     async fn watch(&self, cluster: &Cluster) -> Result<()> {
-        let prefix = format!("$KV.{DEPLOYMENTS}.");
-        let consumer = cluster
-            .deployments
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: format!("{prefix}>"),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                replay_policy: ReplayPolicy::Instant,
-                ..Default::default()
-            })
-            .await?;
-        let mut records = consumer.messages().await?;
+        let mut records = follow_bucket(&cluster.deployments).await?;
         let mut delivered = 0;
+        let mut delivered_at_last_check = 0;
         let mut behind_since: Option<Instant> = None;
         let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = records.next() => {
@@ -248,21 +249,22 @@ impl Node {
                     let message = message?;
                     let revision = message.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
                     delivered = delivered.max(revision);
-                    let Some(app) = message.subject.strip_prefix(prefix.as_str()) else {
+                    let Some((app, deleted)) = key_of(&cluster.deployments, &message) else {
                         continue;
                     };
-                    let deleted = message
-                        .headers
-                        .as_ref()
-                        .and_then(|headers| headers.get("KV-Operation"))
-                        .and_then(|operation| operation.as_str().parse::<Operation>().ok())
-                        .is_some_and(|operation| operation != Operation::Put);
                     match deleted {
                         true => self.remove(app),
                         false => self.apply(cluster, app, &message.payload).await,
                     }
                 }
                 _ = watchdog.tick() => {
+                    self.retry_refused(cluster).await;
+                    if delivered > delivered_at_last_check {
+                        // Still delivering: not stuck, however far behind.
+                        delivered_at_last_check = delivered;
+                        behind_since = None;
+                        continue;
+                    }
                     let mut stream = cluster.deployments.stream.clone();
                     let Ok(info) = stream.info().await else {
                         // The hub does not answer: nothing newer can be missed meanwhile.
@@ -291,15 +293,21 @@ impl Node {
         let Some((number, version)) = deployment.staged(DEFAULT_STAGE) else {
             return;
         };
-        if self.serves(name, &version.bundle) {
+        self.switch(cluster, name, number, &version.bundle).await;
+    }
+
+    /// Serves version `number` (bundle `bundle`) of app `name`, unless it does already;
+    /// records a refusal when it cannot.
+    async fn switch(&self, cluster: &Cluster, name: &str, number: u64, bundle: &str) {
+        if self.serves(name, bundle) {
             return;
         }
         let started = Instant::now();
-        match self.fetch_and_load(cluster, name, version).await {
+        match self.fetch_and_load(cluster, name, bundle).await {
             Ok((app, loaded)) => {
                 let served = Served {
                     version: number,
-                    bundle: version.bundle.clone(),
+                    bundle: bundle.to_string(),
                     app,
                     loaded,
                 };
@@ -308,40 +316,63 @@ impl Node {
                         "app `{name}`: serving version {number} after {} ms",
                         started.elapsed().as_millis()
                     ),
-                    Err(error) => self.refuse(name, number, version, &error),
+                    Err(error) => self.refuse(name, number, bundle, &error),
                 }
             }
-            Err(error) => self.refuse(name, number, version, &error),
+            Err(error) => self.refuse(name, number, bundle, &error),
         }
     }
 
-    /// Fetches, checks and unpacks `version`'s bundle, then loads it beside what is served.
+    /// Tries again each version refused [`RETRY_REFUSED_AFTER`] ago or more: what failed may
+    /// have been passing (a timeout, a source URL down, a domain another app gave up).
+    async fn retry_refused(&self, cluster: &Cluster) {
+        let due: Vec<(String, u64, String)> = {
+            let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            apps.iter_mut()
+                .filter_map(|(name, app)| {
+                    let failed = app.failed.as_ref()?;
+                    let at = app.failed_at.as_mut()?;
+                    if at.elapsed() < RETRY_REFUSED_AFTER {
+                        return None;
+                    }
+                    *at = Instant::now();
+                    Some((name.clone(), failed.version, failed.bundle.clone()))
+                })
+                .collect()
+        };
+        for (name, number, bundle) in due {
+            self.switch(cluster, &name, number, &bundle).await;
+        }
+    }
+
+    /// Fetches, checks and unpacks `bundle`, then loads it beside what is served.
     async fn fetch_and_load(
         &self,
         cluster: &Cluster,
         name: &str,
-        version: &Version,
+        bundle: &str,
     ) -> Result<(App, LoadedApp)> {
+        bundle::check_digest(bundle)?;
         let bundles = self.state_dir.join("bundles");
-        let manifest = match bundle::manifest_in(&bundles.join(&version.bundle), &version.bundle) {
+        let manifest = match bundle::manifest_in(&bundles.join(bundle), bundle) {
             Ok(manifest) => manifest,
             Err(_) => {
-                let mut object = cluster
-                    .bundles
-                    .get(&version.bundle)
+                let fetch = async {
+                    let mut object = cluster.bundles.get(bundle).await?;
+                    let mut bytes = Vec::new();
+                    object.read_to_end(&mut bytes).await?;
+                    Ok::<_, anyhow::Error>(bytes)
+                };
+                let bytes = tokio::time::timeout(FETCH_LIMIT, fetch)
                     .await
-                    .map_err(|e| anyhow!("cannot fetch bundle {}: {e}", version.bundle))?;
-                let mut bytes = Vec::new();
-                object
-                    .read_to_end(&mut bytes)
-                    .await
-                    .with_context(|| format!("cannot fetch bundle {}", version.bundle))?;
-                let digest = version.bundle.clone();
+                    .map_err(|_| anyhow!("fetching bundle {bundle} took over {FETCH_LIMIT:?}"))?
+                    .with_context(|| format!("cannot fetch bundle {bundle}"))?;
+                let digest = bundle.to_string();
                 tokio::task::spawn_blocking(move || bundle::unpack(&bytes, &digest, &bundles))
                     .await??
             }
         };
-        self.load(name, &manifest, &version.bundle).await
+        self.load(name, &manifest, bundle).await
     }
 
     /// Loads the app in `manifest` (compiling its components) on a blocking thread, so the
@@ -398,6 +429,7 @@ impl Node {
         }
         let entry = apps.get_mut(name).expect("inserted above");
         entry.failed = None;
+        entry.failed_at = None;
         self.save(&apps);
         drop(apps);
         // The old version is dropped here, its requests in flight still holding what they
@@ -421,15 +453,17 @@ impl Node {
     }
 
     /// Records that version `number` of `name` was not switched to, and why.
-    fn refuse(&self, name: &str, number: u64, version: &Version, error: &anyhow::Error) {
+    fn refuse(&self, name: &str, number: u64, bundle: &str, error: &anyhow::Error) {
         let error = format!("{error:#}");
         tracing::error!("app `{name}`: version {number} is not served: {error}");
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        apps.entry(name.to_string()).or_default().failed = Some(Failure {
+        let app = apps.entry(name.to_string()).or_default();
+        app.failed = Some(Failure {
             version: number,
-            bundle: version.bundle.clone(),
+            bundle: bundle.to_string(),
             error,
         });
+        app.failed_at = Some(Instant::now());
         self.changed.notify_one();
     }
 
