@@ -23,6 +23,8 @@ pub const NODES: &str = "ledge-nodes";
 pub const BUNDLES: &str = "ledge-bundles";
 /// How long a node's report lives unless it is put again: a node silent this long is gone.
 pub const NODE_REPORT_TTL: Duration = Duration::from_secs(10);
+/// How long reading a whole bucket may take.
+const READ_LIMIT: Duration = Duration::from_secs(10);
 /// How long one JetStream call may take before it fails (the client's default is 5 s).
 const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -187,22 +189,27 @@ pub async fn latest_values(store: &kv::Store) -> Result<BTreeMap<String, Bytes>>
     if stream.info().await?.state.messages == 0 {
         return Ok(BTreeMap::new());
     }
-    let mut messages = follow_bucket(store).await?;
-    let mut values = BTreeMap::new();
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        let pending = message.info().map_err(|e| anyhow!("{e}"))?.pending;
-        if let Some((key, deleted)) = key_of(store, &message) {
-            match deleted {
-                true => values.remove(key),
-                false => values.insert(key.to_string(), message.payload.clone()),
-            };
+    let read = async {
+        let mut messages = follow_bucket(store).await?;
+        let mut values = BTreeMap::new();
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let pending = message.info().map_err(|e| anyhow!("{e}"))?.pending;
+            if let Some((key, deleted)) = key_of(store, &message) {
+                match deleted {
+                    true => values.remove(key),
+                    false => values.insert(key.to_string(), message.payload.clone()),
+                };
+            }
+            if pending == 0 {
+                break;
+            }
         }
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(values)
+        Ok(values)
+    };
+    tokio::time::timeout(READ_LIMIT, read)
+        .await
+        .map_err(|_| anyhow!("reading the bucket {} took over {READ_LIMIT:?}", store.name))?
 }
 
 /// Connects to the first reachable server of `args.urls`, with TLS on the ring provider
