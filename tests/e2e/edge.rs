@@ -253,6 +253,17 @@ fn a_nats_server_without_jetstream_is_refused_in_one_line() {
     let (deployed, _, stderr) = deploy(app.path(), &nats);
     assert!(!deployed);
     assert!(stderr.contains("has no JetStream"), "{stderr}");
+
+    // An app name that cannot be a key is refused before anything is uploaded.
+    let manifest = app.path().join("spin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("\"edge-app\"", "\"edge app\"")).unwrap();
+    let (deployed, _, stderr) = deploy(app.path(), &nats);
+    assert!(!deployed);
+    assert!(
+        stderr.contains("the app name `edge app` has ` `"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -304,4 +315,10 @@ fn an_api_key_quota_is_counted_across_every_node() {
         assert_eq!(status, 429, "{body}");
         assert!(body.contains("quota of 3 requests per day"), "{body}");
     }
+
+    // A node that stops takes its report with it (reports would otherwise live 10 s).
+    assert!(two.terminate().success());
+    let nodes = status(&nats)["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0]["node"], "hub-1");
 }
