@@ -41,6 +41,22 @@ fn deploy(app: &Path, nats: &NatsServer) -> (bool, String, String) {
     (status.success(), stdout, stderr)
 }
 
+/// Writes the app with its site at version `number` (`v<number>`), deploys it, and checks that
+/// every one of `nodes` serves it.
+fn deploy_version(app: &Path, nats: &NatsServer, number: u32, nodes: &[&Ledge]) {
+    edge_app(app, &format!("v{number}"));
+    let (deployed, stdout, stderr) = deploy(app, nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    let served = format!(
+        "edge-app version {number} is served by {} nodes",
+        nodes.len()
+    );
+    assert!(stdout.contains(&served), "{stdout}");
+    for node in nodes {
+        assert_eq!(get(&node.at("/version.txt")), (200, format!("v{number}")));
+    }
+}
+
 fn status(nats: &NatsServer) -> serde_json::Value {
     let (status, stdout, stderr) = run_ledge(&["status", "--json", "--nats", &nats.url()]);
     assert!(status.success(), "{stderr}");
@@ -97,15 +113,8 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     wait_for_live_nodes(&nats, 2);
 
     let app = tempfile::tempdir().unwrap();
-    edge_app(app.path(), "v1");
-    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
-    assert!(deployed, "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("edge-app version 1 is served by 2 nodes"),
-        "{stdout}"
-    );
+    deploy_version(app.path(), &nats, 1, &[&hub, &eu]);
     for node in [&hub, &eu] {
-        assert_eq!(get(&node.at("/version.txt")), (200, "v1".into()));
         assert_eq!(get(&node.at("/echo/hi")).0, 200);
     }
 
@@ -161,16 +170,7 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     }
     nats.restart();
     wait_for_live_nodes(&nats, 2);
-    edge_app(app.path(), "v3");
-    let (deployed, stdout, stderr) = deploy(app.path(), &nats);
-    assert!(deployed, "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("edge-app version 3 is served by 2 nodes"),
-        "{stdout}"
-    );
-    for node in [&hub, &eu] {
-        assert_eq!(get(&node.at("/version.txt")), (200, "v3".into()));
-    }
+    deploy_version(app.path(), &nats, 3, &[&hub, &eu]);
 
     // A bundle whose content does not match its digest is refused; v3 stays served.
     let corrupt = corrupt_deployment(&nats);
