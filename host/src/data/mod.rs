@@ -8,6 +8,7 @@
 
 pub mod bindings;
 pub mod kv;
+pub mod replica;
 pub mod runtime_config;
 pub mod sqlite;
 mod sqlite_file;
@@ -25,6 +26,8 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::manifest::App;
 use kv::{SharedStore, SqliteStore};
+use replica::Replication;
+use replica::bookmark::Consistency;
 use runtime_config::{BackendTable, RuntimeConfig, VariablesProviderConfig};
 use sqlite::SharedDatabase;
 use variables::{ComponentVariables, Provider};
@@ -41,6 +44,26 @@ pub struct Grants {
     pub sqlite: BTreeMap<String, SharedDatabase>,
     /// The component's variables.
     pub variables: Arc<ComponentVariables>,
+}
+
+/// Where and how an app's stores and databases are opened.
+#[derive(Clone, Copy)]
+pub struct Opening<'a> {
+    /// Where the embedded backends keep their files unless the runtime config says where.
+    pub state_dir: &'a Path,
+    /// Under `ledge node`: the app's name and the cluster its embedded stores and databases
+    /// are replicated through.
+    pub replication: Option<(&'a str, &'a dyn Replication)>,
+}
+
+impl<'a> Opening<'a> {
+    /// Files under `state_dir`, not replicated (`ledge up`).
+    pub fn local(state_dir: &'a Path) -> Self {
+        Self {
+            state_dir,
+            replication: None,
+        }
+    }
 }
 
 /// The app's stores, databases and variables.
@@ -61,7 +84,7 @@ impl DataTier {
     pub async fn build(
         app: &App,
         config: &RuntimeConfig,
-        state_dir: &Path,
+        opening: &Opening<'_>,
         cli_variables: &BTreeMap<String, String>,
         transaction_limit: Duration,
     ) -> Result<Self> {
@@ -83,7 +106,7 @@ impl DataTier {
                             .fix(format!("add `[key_value_store.{label}]` with `type = \"spin\"` or `\"redis\"` to the runtime config (--runtime-config-file)"))));
                     }
                 };
-                kv.insert(label.clone(), kv::open(label, &backend, state_dir).await?);
+                kv.insert(label.clone(), kv::open(label, &backend, opening).await?);
             }
             for label in &component.sqlite_databases {
                 if sqlite.contains_key(label) {
@@ -100,7 +123,7 @@ impl DataTier {
                             .fix(format!("add `[sqlite_database.{label}]` with `type = \"spin\"` to the runtime config (--runtime-config-file)"))));
                     }
                 };
-                let database = sqlite::open(label, &backend, state_dir, transaction_limit)?;
+                let database = sqlite::open(label, &backend, opening, transaction_limit)?;
                 sqlite.insert(label.clone(), database);
             }
         }
@@ -180,6 +203,8 @@ pub struct DataView<'a> {
     pub table: &'a mut ResourceTable,
     /// What the component may use.
     pub grants: &'a Grants,
+    /// What the instance's reads must include and its writes raise (replicated data).
+    pub consistency: &'a Arc<Consistency>,
 }
 
 /// The `HasData` marker for the data interfaces.

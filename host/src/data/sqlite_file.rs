@@ -117,6 +117,11 @@ impl SqliteFile {
         Ok(file)
     }
 
+    /// The file's canonical path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Takes the writer, waiting up to the busy timeout for the caller that holds it. Blocks
     /// the thread: call it inside [`off_thread`] or at start-up.
     pub fn lease_writer(&self) -> rusqlite::Result<WriterLease> {

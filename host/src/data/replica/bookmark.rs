@@ -1,0 +1,229 @@
+//! Read-your-writes across nodes: a [`Bookmark`] holds the log positions a client has seen,
+//! per replicated file. It arrives with a request (the `ledge-bookmark` header, or the cookie
+//! a browser returns), is raised by the request's writes, and goes back on the response, so
+//! the client's next request, on whichever node, reads only from a copy that has applied that
+//! far (or from the writer).
+//!
+//! Instances outlive requests and a p3 instance serves several at once, so an instance reads
+//! through its [`Consistency`]: the bookmarks of the requests it serves now. Reads wait for
+//! the highest of them and writes raise all of them: never stale, at worst a little more
+//! waiting.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
+
+/// The request and response header carrying a bookmark.
+pub const HEADER: &str = "ledge-bookmark";
+/// The cookie carrying a bookmark for browsers.
+pub const COOKIE_NAME: &str = "__ledge_bm";
+/// How long a browser keeps the cookie: past it, replication has long caught up.
+const COOKIE_MAX_AGE_SECONDS: u32 = 60;
+
+/// The positions one request has seen or written, by file id.
+#[derive(Debug, Default)]
+pub struct Bookmark {
+    positions: Mutex<BTreeMap<String, u64>>,
+    /// A write or a read at the writer failed because the writer could not be reached.
+    writer_unreachable: AtomicBool,
+}
+
+impl Bookmark {
+    /// The bookmark a request presents: the header and the cookie, the higher position of the
+    /// two for each file. Anything unreadable is left out.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let bookmark = Self::default();
+        let header = headers.get_all(HEADER).into_iter();
+        let cookies = headers.get_all(COOKIE).into_iter().flat_map(|value| {
+            let value = value.to_str().unwrap_or_default();
+            value.split(';').filter_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == COOKIE_NAME).then_some(value.to_string())
+            })
+        });
+        let texts = header
+            .filter_map(|value| value.to_str().ok().map(str::to_string))
+            .chain(cookies);
+        for text in texts {
+            for item in text.split(['.', ',']) {
+                if let Some((id, position)) = item.trim().split_once('-')
+                    && id.len() == 16
+                    && id.bytes().all(|b| b.is_ascii_hexdigit())
+                    && let Ok(position) = position.parse()
+                {
+                    bookmark.raise(id, position);
+                }
+            }
+        }
+        bookmark
+    }
+
+    /// Whether `headers` carry a bookmark at all (the header or the cookie).
+    pub fn presented(headers: &HeaderMap) -> bool {
+        headers.contains_key(HEADER)
+            || headers
+                .get_all(COOKIE)
+                .into_iter()
+                .any(|value| value.to_str().is_ok_and(|v| v.contains(COOKIE_NAME)))
+    }
+
+    /// The position reads of file `id` must include.
+    pub fn floor(&self, id: &str) -> u64 {
+        self.lock().get(id).copied().unwrap_or(0)
+    }
+
+    /// Records that file `id` is at `position` for this request.
+    pub fn raise(&self, id: &str, position: u64) {
+        if position == 0 {
+            return;
+        }
+        let mut positions = self.lock();
+        let at = positions.entry(id.to_string()).or_default();
+        *at = (*at).max(position);
+    }
+
+    /// Records that the writer could not be reached.
+    pub fn writer_unreachable(&self) {
+        self.writer_unreachable.store(true, Ordering::Relaxed);
+    }
+
+    /// The bookmark as the header and cookie carry it (`<id>-<position>` joined by `.`), if
+    /// it holds any position.
+    pub fn encode(&self) -> Option<String> {
+        let positions = self.lock();
+        (!positions.is_empty()).then(|| {
+            positions
+                .iter()
+                .map(|(id, position)| format!("{id}-{position}"))
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+    }
+
+    /// Adds the bookmark to a response's `headers` (the header and the cookie), and to a 5xx
+    /// answered after the writer could not be reached, `Retry-After`.
+    pub fn annotate(&self, status: http::StatusCode, headers: &mut HeaderMap) {
+        if let Some(encoded) = self.encode()
+            && let Ok(value) = HeaderValue::from_str(&encoded)
+        {
+            let cookie = format!(
+                "{COOKIE_NAME}={encoded}; Path=/; Max-Age={COOKIE_MAX_AGE_SECONDS}; HttpOnly; SameSite=Lax"
+            );
+            if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                headers.append(SET_COOKIE, cookie);
+            }
+            headers.insert(HEADER, value);
+        }
+        if status.is_server_error()
+            && self.writer_unreachable.load(Ordering::Relaxed)
+            && !headers.contains_key(RETRY_AFTER)
+        {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.positions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one instance's data calls read at and raise: the bookmarks of the requests it is
+/// serving now.
+#[derive(Debug, Default)]
+pub struct Consistency(Mutex<Vec<Weak<Bookmark>>>);
+
+impl Consistency {
+    /// The instance starts serving a request with `bookmark`.
+    pub fn enter(&self, bookmark: &Arc<Bookmark>) {
+        let mut serving = self.lock();
+        serving.retain(|bookmark| bookmark.strong_count() > 0);
+        serving.push(Arc::downgrade(bookmark));
+    }
+
+    /// The position reads of file `id` must include: the highest of the requests served.
+    pub fn floor(&self, id: &str) -> u64 {
+        self.live().map(|b| b.floor(id)).max().unwrap_or(0)
+    }
+
+    /// Records a write (or a read at the writer) of file `id` at `position`.
+    pub fn raise(&self, id: &str, position: u64) {
+        self.live()
+            .for_each(|bookmark| bookmark.raise(id, position));
+    }
+
+    /// Records that the writer could not be reached.
+    pub fn writer_unreachable(&self) {
+        self.live()
+            .for_each(|bookmark| bookmark.writer_unreachable());
+    }
+
+    fn live(&self) -> impl Iterator<Item = Arc<Bookmark>> {
+        let serving: Vec<Arc<Bookmark>> = self.lock().iter().filter_map(Weak::upgrade).collect();
+        serving.into_iter()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Bookmark>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "00112233445566aa";
+    const B: &str = "00112233445566bb";
+
+    #[test]
+    fn header_and_cookie_give_the_higher_position_and_junk_is_left_out() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HEADER,
+            format!("{A}-5.{B}-2.nonsense.zz-1").parse().unwrap(),
+        );
+        headers.insert(
+            COOKIE,
+            format!("theme=dark; {COOKIE_NAME}={A}-9").parse().unwrap(),
+        );
+        let bookmark = Bookmark::from_headers(&headers);
+        assert_eq!(bookmark.floor(A), 9);
+        assert_eq!(bookmark.floor(B), 2);
+        assert_eq!(bookmark.encode().unwrap(), format!("{A}-9.{B}-2"));
+    }
+
+    #[test]
+    fn a_response_carries_the_bookmark_and_retry_after_when_the_writer_was_gone() {
+        let bookmark = Bookmark::default();
+        let mut headers = HeaderMap::new();
+        bookmark.annotate(http::StatusCode::OK, &mut headers);
+        assert!(headers.is_empty(), "nothing written, nothing to carry");
+        bookmark.raise(A, 3);
+        bookmark.writer_unreachable();
+        bookmark.annotate(http::StatusCode::INTERNAL_SERVER_ERROR, &mut headers);
+        assert_eq!(headers[HEADER], format!("{A}-3"));
+        assert!(
+            headers[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .starts_with(COOKIE_NAME)
+        );
+        assert_eq!(headers[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn an_instance_reads_at_the_highest_of_its_requests_and_forgets_ended_ones() {
+        let consistency = Consistency::default();
+        let (first, second) = (Arc::new(Bookmark::default()), Arc::new(Bookmark::default()));
+        first.raise(A, 4);
+        consistency.enter(&first);
+        consistency.enter(&second);
+        assert_eq!(consistency.floor(A), 4);
+        consistency.raise(B, 7);
+        assert_eq!((first.floor(B), second.floor(B)), (7, 7));
+        drop(first);
+        assert_eq!(consistency.floor(A), 0);
+    }
+}

@@ -1,0 +1,441 @@
+//! Replicated stores and databases, as `ledge node` serves them: every node keeps a full copy
+//! of each embedded key-value store and SQL database in its own SQLite file and reads from it
+//! locally; one node (the writer, chosen by the cluster) commits the writes.
+//!
+//! The writer runs each write transaction under a [`Capture`], which turns what it did into
+//! log operations: SQLite changesets for the rows it changed (values, not SQL, so
+//! `datetime('now')`, `random()` and rowids come out the same everywhere) and, for schema
+//! changes, the statement itself. The [`Entry`] is appended to the database's log before the
+//! transaction commits, fenced on the position the writer has applied, so two writers can
+//! never both commit at one position; the writer's file records the new position in the same
+//! transaction. Every other node applies the log in order ([`Replica::apply`]), each entry in
+//! one transaction with its position, so a crash never half-applies one and a restart resumes
+//! exactly. Nodes that are not the writer forward writes to it ([`Link::forward`]) and wait
+//! for its answer.
+//!
+//! This module is the data tier's half: it knows SQLite and nothing of NATS. The cluster's
+//! half (`crate::edge::replication`) implements [`Link`] and [`Replication`].
+
+pub mod bookmark;
+pub mod changeset;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use tokio::sync::watch;
+
+use self::changeset::{POSITION_TABLE, Session};
+use super::sqlite::Value;
+use super::sqlite_file::SqliteFile;
+
+/// What a replicated file is, for its id and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A `spin` key-value store.
+    KeyValue,
+    /// A `spin` SQL database.
+    Sql,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::KeyValue => "key-value store",
+            Self::Sql => "database",
+        }
+    }
+}
+
+/// Where replicated files get their log and writer from: the cluster, under `ledge node`.
+pub trait Replication: Send + Sync {
+    /// The link of the file whose copy on this node is `replica`. Called once per file per
+    /// process; the link keeps `replica` weakly and stops when it is gone.
+    fn link(&self, replica: &Arc<Replica>) -> Arc<dyn Link>;
+}
+
+/// The cluster's side of one replicated file.
+#[async_trait::async_trait]
+pub trait Link: Send + Sync {
+    /// Whether this node is the file's writer now.
+    fn is_writer(&self) -> bool;
+
+    /// Appends `entry` to the log as the position after `after`; fails as fenced if the log
+    /// has moved past `after` (another writer committed first).
+    async fn append(&self, after: u64, entry: Bytes) -> Result<u64, LinkError>;
+
+    /// Sends `request` to the writer and returns its answer, by `deadline` at the latest.
+    async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError>;
+}
+
+/// Why the cluster could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    /// Another writer committed at that position first.
+    #[error("another writer committed first; try again")]
+    Fenced,
+    /// The writer (or the hub holding the log) cannot be reached now.
+    #[error("the writer cannot be reached: {0}")]
+    Unreachable(String),
+}
+
+/// The answer a writer gives to a forwarded request, in each caller's own types.
+#[async_trait::async_trait]
+pub trait Writer: Send + Sync {
+    /// Runs a forwarded `request` as the writer and encodes the answer.
+    async fn serve(&self, request: Bytes) -> Bytes;
+}
+
+/// One committed write transaction, as the log carries it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Entry {
+    /// What it did, in order.
+    pub ops: Vec<Op>,
+    /// The key-value keys it wrote, which a copy's read cache drops once it has applied it.
+    pub keys: Vec<String>,
+}
+
+/// One step of an [`Entry`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Op {
+    /// Rows changed, as a SQLite changeset.
+    Changes(Vec<u8>),
+    /// A schema change, as the statement that made it.
+    Schema(String, Vec<Value>),
+}
+
+/// Turns one write transaction into log operations as it runs: rows through a session, schema
+/// changes (`CREATE`, `ALTER`, `DROP`) as statements, each after the rows changed before it.
+pub struct Capture {
+    session: Option<Session>,
+    ops: Vec<Op>,
+}
+
+impl Capture {
+    /// Starts capturing on `db`, which is inside the transaction.
+    pub fn start(db: &Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            session: Some(Session::start(db)?),
+            ops: Vec::new(),
+        })
+    }
+
+    /// Runs one `statement` (with `params`) through `run`, capturing it. Creating a virtual
+    /// table is refused: what is written to one (FTS5, R-tree) is not in any changeset.
+    pub fn statement<T>(
+        &mut self,
+        db: &Connection,
+        statement: &str,
+        params: &[Value],
+        run: impl FnOnce() -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let keyword = first_keyword(statement).to_ascii_uppercase();
+        if !matches!(keyword.as_str(), "CREATE" | "ALTER" | "DROP") {
+            return run();
+        }
+        if is_virtual_table(statement) {
+            return Err(refused(
+                "virtual tables (FTS5, R-tree, ...) cannot be replicated: what is written to \
+                 them is not captured; on a replicated database, use ordinary tables",
+            ));
+        }
+        // A session must not span a schema change: the rows changed so far go first.
+        self.flush(db)?;
+        let result = run()?;
+        self.ops
+            .push(Op::Schema(statement.to_string(), params.to_vec()));
+        self.session = Some(Session::start(db)?);
+        Ok(result)
+    }
+
+    /// The operations, once the transaction's work is done.
+    pub fn finish(mut self, db: &Connection) -> rusqlite::Result<Vec<Op>> {
+        self.flush(db)?;
+        Ok(self.ops)
+    }
+
+    fn flush(&mut self, db: &Connection) -> rusqlite::Result<()> {
+        if let Some(session) = self.session.take() {
+            let changes = session.changeset(db)?;
+            if !changes.is_empty() {
+                self.ops.push(Op::Changes(changes));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first word of `statement`, past comments.
+pub fn first_keyword(statement: &str) -> &str {
+    let mut rest = statement;
+    loop {
+        rest = rest.trim_start();
+        if let Some(comment) = rest.strip_prefix("--") {
+            rest = comment.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            rest = comment.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+fn is_virtual_table(statement: &str) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .take(3)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.get(1).is_some_and(|word| word == "VIRTUAL")
+}
+
+/// A statement refused before it ran, as SQLite reports a misuse.
+pub fn refused(message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+        Some(message.to_string()),
+    )
+}
+
+/// What runs with the key-value keys of each entry applied.
+pub type AppliedHook = Box<dyn Fn(&[String]) + Send + Sync>;
+
+/// One node's copy of a replicated file, with its link to the cluster.
+pub struct Replica {
+    /// The file's name in bookmarks and in the cluster: 16 hex digits of a digest of the app,
+    /// kind and label, the same on every node.
+    pub id: String,
+    /// What it is, for messages ("database `default` of app `shop`").
+    pub name: String,
+    file: Arc<SqliteFile>,
+    /// The position applied to the file.
+    applied: watch::Sender<u64>,
+    link: OnceLock<Arc<dyn Link>>,
+    /// What answers forwarded requests: the newest app version's store or database.
+    writer: Mutex<Option<Weak<dyn Writer>>>,
+    /// What runs after an entry is applied (the key-value read cache drops its keys).
+    on_applied: OnceLock<AppliedHook>,
+}
+
+/// The replicas open in this process, by their file's path: two versions of an app (during a
+/// swap) share one copy and one link.
+static OPEN_REPLICAS: LazyLock<Mutex<HashMap<PathBuf, Weak<Replica>>>> =
+    LazyLock::new(Mutex::default);
+
+impl Replica {
+    /// The copy in `file` of app `app`'s `kind` named `label`, linked through `replication`,
+    /// or the one this process already has for `file`.
+    pub fn open(
+        replication: &dyn Replication,
+        app: &str,
+        kind: Kind,
+        label: &str,
+        file: Arc<SqliteFile>,
+    ) -> Result<Arc<Self>> {
+        anyhow::ensure!(
+            changeset::available(),
+            "this build of SQLite has no session extension, so it cannot replicate"
+        );
+        // Held until the replica is registered, so that two opens of one file make one.
+        let mut open_replicas = OPEN_REPLICAS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(replica) = open_replicas.get(file.path()).and_then(Weak::upgrade) {
+            return Ok(replica);
+        }
+        let position = file.write_blocking(|db| {
+            db.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {POSITION_TABLE} \
+                 (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL)"
+            ))?;
+            position(db)
+        })?;
+        let digest = sha2::Sha256::digest(format!("{app}\n{}\n{label}", kind.name()));
+        let replica = Arc::new(Self {
+            id: hex::encode(&digest[..8]),
+            name: format!("{} `{label}` of app `{app}`", kind.name()),
+            file,
+            applied: watch::channel(position).0,
+            link: OnceLock::new(),
+            writer: Mutex::new(None),
+            on_applied: OnceLock::new(),
+        });
+        let _ = replica.link.set(replication.link(&replica));
+        open_replicas.retain(|_, replica| replica.strong_count() > 0);
+        open_replicas.insert(replica.file.path().to_path_buf(), Arc::downgrade(&replica));
+        Ok(replica)
+    }
+
+    fn link(&self) -> &dyn Link {
+        self.link.get().expect("set by open").as_ref()
+    }
+
+    /// Whether this node commits the file's writes now.
+    pub fn is_writer(&self) -> bool {
+        self.link().is_writer()
+    }
+
+    /// Makes `writer` answer the requests other nodes forward here, in place of the one
+    /// before (an older version of the app).
+    pub fn serve_with(&self, writer: Weak<dyn Writer>) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+    }
+
+    /// Makes `hook` run with the keys of each entry applied.
+    pub fn on_applied(&self, hook: AppliedHook) {
+        let _ = self.on_applied.set(hook);
+    }
+
+    /// Answers a request another node forwarded, if this node's file has a writer.
+    pub async fn serve(&self, request: Bytes) -> Option<Bytes> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .upgrade()?;
+        Some(writer.serve(request).await)
+    }
+
+    /// The position applied to this copy.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Waits up to `wait` until this copy has applied `floor`; whether it has.
+    pub async fn reached(&self, floor: u64, wait: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(wait, applied.wait_for(|at| *at >= floor))
+            .await
+            .is_ok_and(|reached| reached.is_ok())
+    }
+
+    /// Forwards `request` to the writer.
+    pub async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
+        self.link().forward(request, deadline).await
+    }
+
+    /// Runs `work` as one replicated write transaction on the writer connection `db`, on this
+    /// (blocking) thread: the entry it makes is appended to the log before it commits, and
+    /// its position recorded with it. Returns what `work` returned and the position (the one
+    /// before when it changed nothing).
+    pub fn commit<T>(
+        &self,
+        db: &mut Connection,
+        keys: Vec<String>,
+        work: impl FnOnce(&Connection, &mut Capture) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<(T, u64)> {
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut capture = Capture::start(&tx)?;
+        let result = work(&tx, &mut capture)?;
+        let ops = capture.finish(&tx)?;
+        let position = self.append(&tx, Entry { ops, keys })?;
+        tx.commit()?;
+        self.applied.send_if_modified(|at| raise(at, position));
+        Ok((result, position))
+    }
+
+    /// Appends `entry` (made inside `db`'s open transaction) to the log and records its
+    /// position in that transaction, unless it changed nothing. The caller commits.
+    pub fn append(&self, db: &Connection, entry: Entry) -> rusqlite::Result<u64> {
+        let after = position(db)?;
+        if entry.ops.is_empty() {
+            return Ok(after);
+        }
+        let bytes = postcard::to_stdvec(&entry)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let appended = tokio::runtime::Handle::current()
+            .block_on(self.link().append(after, bytes.into()))
+            .map_err(|error| {
+                tracing::warn!("{}: not committed: {error}", self.name);
+                refused(&error.to_string())
+            })?;
+        set_position(db, appended)?;
+        Ok(appended)
+    }
+
+    /// Applies the log's entry at `position`, unless this copy has it already; the entry and
+    /// the position commit together. Fails if the entry does not fit this copy (it diverged).
+    pub async fn apply(&self, position: u64, entry: Bytes) -> Result<()> {
+        if position <= self.applied() {
+            return Ok(());
+        }
+        let entry: Entry = postcard::from_bytes(&entry)
+            .map_err(|e| anyhow::anyhow!("{}: entry {position} is unreadable: {e}", self.name))?;
+        let keys = entry.keys.clone();
+        let applied = self
+            .file
+            .write(move |db| apply_entry(db, position, &entry))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: cannot apply entry {position}: {e}", self.name))?;
+        if let Some(hook) = self.on_applied.get() {
+            hook(&keys);
+        }
+        self.applied.send_if_modified(|at| raise(at, applied));
+        Ok(())
+    }
+}
+
+/// Raises `at` to `position`; whether it moved.
+fn raise(at: &mut u64, position: u64) -> bool {
+    let moved = position > *at;
+    *at = (*at).max(position);
+    moved
+}
+
+/// Applies `entry` at `position` on the writer connection `db` with triggers off (their
+/// effects are in the entry already), in one transaction with the position. Returns the
+/// position the copy is at afterwards.
+fn apply_entry(db: &mut Connection, position: u64, entry: &Entry) -> rusqlite::Result<u64> {
+    use rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER as TRIGGERS;
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let at = self::position(&tx)?;
+    if position <= at {
+        return Ok(at);
+    }
+    tx.set_db_config(TRIGGERS, false)?;
+    let applied = (|| {
+        for op in &entry.ops {
+            match op {
+                Op::Changes(changes) => changeset::apply(&tx, changes)?,
+                Op::Schema(statement, params) => {
+                    tx.execute(statement, rusqlite::params_from_iter(params.iter()))
+                        .map(drop)?;
+                }
+            }
+        }
+        set_position(&tx, position)
+    })();
+    tx.set_db_config(TRIGGERS, true)?;
+    applied?;
+    tx.commit()?;
+    Ok(position)
+}
+
+/// The position recorded in `db`.
+fn position(db: &Connection) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = db
+        .query_row(
+            &format!("SELECT seq FROM {POSITION_TABLE} WHERE id = 1"),
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(seq.map_or(0, |seq| seq.try_into().unwrap_or(0)))
+}
+
+fn set_position(db: &Connection, position: u64) -> rusqlite::Result<()> {
+    db.execute(
+        &format!("INSERT INTO {POSITION_TABLE} (id, seq) VALUES (1, ?1) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq"),
+        [i64::try_from(position).unwrap_or(i64::MAX)],
+    )
+    .map(drop)
+}
