@@ -7,7 +7,6 @@ mod read_cache;
 mod redis;
 mod sqlite;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -15,6 +14,8 @@ use futures::future::BoxFuture;
 
 pub use self::redis::RedisStore;
 pub use self::sqlite::SqliteStore;
+use super::Opening;
+use super::replica::bookmark::Consistency;
 use super::runtime_config::BackendTable;
 
 /// The key-value backends, by their `type` in the runtime config. One line per backend.
@@ -26,12 +27,16 @@ pub struct KvBackend {
     pub kind: &'static str,
     /// Opens store `label` as its table says, keeping files under the state directory unless
     /// the table says where.
-    pub open: for<'a> fn(&'a str, &'a BackendTable, &'a Path) -> BoxFuture<'a, Result<SharedStore>>,
+    pub open: for<'a> fn(
+        &'a str,
+        &'a BackendTable,
+        &'a Opening<'a>,
+    ) -> BoxFuture<'a, Result<SharedStore>>,
 }
 
-/// Opens store `label` with the backend its `table` names (`state_dir` holds the embedded
-/// backend's files by default).
-pub async fn open(label: &str, table: &BackendTable, state_dir: &Path) -> Result<SharedStore> {
+/// Opens store `label` with the backend its `table` names (`opening` says where the embedded
+/// backend's files go by default, and whether they are replicated).
+pub async fn open(label: &str, table: &BackendTable, opening: &Opening<'_>) -> Result<SharedStore> {
     let Some(backend) = BACKENDS.iter().find(|backend| backend.kind == table.kind) else {
         let kinds: Vec<&str> = BACKENDS.iter().map(|backend| backend.kind).collect();
         return Err(table.error(format!(
@@ -39,7 +44,7 @@ pub async fn open(label: &str, table: &BackendTable, state_dir: &Path) -> Result
             table.kind
         )));
     };
-    (backend.open)(label, table, state_dir)
+    (backend.open)(label, table, opening)
         .await
         .map_err(|e| anyhow!("cannot open the key-value store `{label}`: {e:#}"))
 }
@@ -50,7 +55,7 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 /// What can go wrong inside a store.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum KvError {
     /// The key or value is over the guaranteed size; it was not stored (never truncated).
     #[error("{0}")]
@@ -82,6 +87,10 @@ pub trait KvStore: Send + Sync {
         current: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError>;
+
+    /// The store as an instance uses it, reading and writing at `consistency` (a replicated
+    /// store); a store that is not replicated is itself.
+    fn bind(self: Arc<Self>, consistency: &Arc<Consistency>) -> SharedStore;
 }
 
 /// A shared store.
@@ -137,22 +146,30 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_type_or_key_names_the_table_and_the_way_out() {
         let state = tempfile::tempdir().unwrap();
-        let error = open("cache", &table("memcached", ""), state.path())
-            .await
-            .err()
-            .unwrap()
-            .to_string();
+        let error = open(
+            "cache",
+            &table("memcached", ""),
+            &Opening::local(state.path()),
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             error.starts_with("rc.toml:3: `key_value_store.cache`"),
             "{error}"
         );
         assert!(error.contains(r#"["spin", "redis"]"#), "{error}");
-        let error = open("cache", &table("spin", "pth = \"x.db\""), state.path())
-            .await
-            .err()
-            .unwrap();
+        let error = open(
+            "cache",
+            &table("spin", "pth = \"x.db\""),
+            &Opening::local(state.path()),
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(format!("{error:#}").contains("pth"), "{error:#}");
-        let store = open("cache", &table("spin", ""), state.path())
+        let store = open("cache", &table("spin", ""), &Opening::local(state.path()))
             .await
             .unwrap();
         store.set("k", b"v").await.unwrap();

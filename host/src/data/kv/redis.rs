@@ -4,11 +4,12 @@
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use std::path::Path;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use super::{KvBackend, KvError, KvStore, SharedStore, check_sizes};
+use crate::data::replica::bookmark::Consistency;
 use crate::data::runtime_config::BackendTable;
 
 /// `type = "redis"`, `url = "redis://host:port/db"`.
@@ -26,7 +27,7 @@ struct Settings {
 fn open_backend<'a>(
     _label: &'a str,
     table: &'a BackendTable,
-    _state_dir: &'a Path,
+    _opening: &'a crate::data::Opening<'a>,
 ) -> BoxFuture<'a, anyhow::Result<SharedStore>> {
     Box::pin(async move {
         let settings: Settings = table.read()?;
@@ -125,5 +126,8 @@ impl KvStore for RedisStore {
             .await
             .map_err(backend)?;
         Ok(swapped == 1)
+    }
+    fn bind(self: Arc<Self>, _consistency: &Arc<Consistency>) -> SharedStore {
+        self
     }
 }

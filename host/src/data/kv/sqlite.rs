@@ -1,23 +1,33 @@
 //! The embedded backend: one SQLite file per store under the state directory, with a read
-//! cache in front (see `read_cache`).
+//! cache in front (see `read_cache`). Under `ledge node` the file is one node's copy of a
+//! replicated store ([`crate::data::replica`]): reads stay local (once the copy has applied
+//! what the caller's bookmark asks for), writes commit at the writer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
 
 use anyhow::Result;
-use rusqlite::{OptionalExtension, params};
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 
 use super::read_cache::{Lookup, ReadCache};
-use super::{KvError, KvStore, check_sizes, parse_counter};
+use super::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
+use crate::data::replica::bookmark::Consistency;
+use crate::data::replica::{self, Kind, Replica, Replication};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
 pub struct SqliteStore {
     file: Arc<SqliteFile>,
     /// Relies on the file's lock against other processes (see `SqliteFile`): a write from
-    /// elsewhere would not invalidate it.
+    /// elsewhere would not invalidate it, except the replication log's, which invalidates
+    /// what it applies.
     cache: Arc<ReadCache>,
+    /// The store's copy in the cluster, when it is replicated.
+    replica: Option<Arc<Replica>>,
 }
 
 fn backend(error: rusqlite::Error) -> KvError {
@@ -25,7 +35,7 @@ fn backend(error: rusqlite::Error) -> KvError {
 }
 
 /// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
-/// default `<state-dir>/kv/<label>.db`).
+/// default `<state-dir>/kv/<label>.db`); replicated under `ledge node`.
 pub const BACKEND: super::KvBackend = super::KvBackend {
     kind: "spin",
     open: open_backend,
@@ -40,15 +50,18 @@ struct Settings {
 fn open_backend<'a>(
     label: &'a str,
     table: &'a crate::data::runtime_config::BackendTable,
-    state_dir: &'a Path,
+    opening: &'a crate::data::Opening<'a>,
 ) -> futures::future::BoxFuture<'a, Result<super::SharedStore>> {
     Box::pin(async move {
         let settings: Settings = table.read()?;
         let path = match settings.path {
             Some(path) => table.resolve(&path),
-            None => state_dir.join("kv").join(format!("{label}.db")),
+            None => opening.state_dir.join("kv").join(format!("{label}.db")),
         };
-        let store: super::SharedStore = SqliteStore::open(&path)
+        let replicated = opening
+            .replication
+            .map(|(app, replication)| (app, label, replication));
+        let store: super::SharedStore = SqliteStore::open_with(&path, replicated)
             .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
         Ok(store)
     })
@@ -59,10 +72,128 @@ fn open_backend<'a>(
 static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> =
     LazyLock::new(Mutex::default);
 
+/// How long a read waits for this copy to apply what its bookmark asks for before it reads at
+/// the writer instead.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// How long a request forwarded to the writer may take.
+const FORWARD_LIMIT: Duration = Duration::from_secs(5);
+
+/// A write, as it runs here or is forwarded to the writer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Write {
+    Set {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
+    Increment {
+        key: String,
+        delta: i64,
+    },
+    Swap {
+        key: String,
+        current: Option<Vec<u8>>,
+        new: Vec<u8>,
+    },
+}
+
+impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Self::Set { key, .. }
+            | Self::Delete { key }
+            | Self::Increment { key, .. }
+            | Self::Swap { key, .. } => key,
+        }
+    }
+
+    /// Runs the write on the writer connection `db`.
+    fn run(&self, db: &Connection) -> rusqlite::Result<Result<Outcome, KvError>> {
+        const UPSERT: &str = "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        let stored = |key: &str| -> rusqlite::Result<Option<Vec<u8>>> {
+            db.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()
+        };
+        Ok(Ok(match self {
+            Self::Set { key, value } => {
+                db.prepare_cached(UPSERT)?.execute(params![key, value])?;
+                Outcome::Done
+            }
+            Self::Delete { key } => {
+                db.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                    .execute([key])?;
+                Outcome::Done
+            }
+            Self::Increment { key, delta } => {
+                let next = match parse_counter(stored(key)?) {
+                    Ok(value) => value.checked_add(*delta),
+                    Err(error) => return Ok(Err(error)),
+                };
+                let Some(next) = next else {
+                    return Ok(Err(KvError::Backend(
+                        "the increment overflows a 64-bit integer".into(),
+                    )));
+                };
+                db.prepare_cached(UPSERT)?
+                    .execute(params![key, next.to_string().into_bytes()])?;
+                Outcome::Counter(next)
+            }
+            Self::Swap { key, current, new } => {
+                if stored(key)? != *current {
+                    return Ok(Ok(Outcome::Swapped(false)));
+                }
+                db.prepare_cached(UPSERT)?.execute(params![key, new])?;
+                Outcome::Swapped(true)
+            }
+        }))
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Serialize, Deserialize)]
+enum Outcome {
+    Done,
+    Counter(i64),
+    Swapped(bool),
+}
+
+/// What another node asks the writer.
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    /// A read its copy could not answer in time.
+    Get(String),
+    /// Every key, read at the writer.
+    Keys,
+    /// A write.
+    Write(Write),
+}
+
+/// The writer's answer, with its position afterwards.
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Value(Option<Vec<u8>>),
+    Keys(Vec<String>),
+    Wrote(Outcome),
+}
+
+type Reply = Result<(Answer, u64), KvError>;
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, or returns the one this process already
     /// has open there. Fails if another process has the file open as a store.
     pub fn open(path: &Path) -> Result<Arc<Self>> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the store at `path`; with `replicated` (the app, the store's label and the
+    /// cluster), as this node's copy of the app's replicated store.
+    fn open_with(
+        path: &Path,
+        replicated: Option<(&str, &str, &dyn Replication)>,
+    ) -> Result<Arc<Self>> {
         let path = canonical_file_path(path)?;
         // Held until the store is registered, so that two opens of one file make one store.
         let mut open_stores = OPEN_STORES.lock().unwrap_or_else(|p| p.into_inner());
@@ -73,35 +204,145 @@ impl SqliteStore {
         file.write_blocking(|db| {
             db.execute_batch("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
         })?;
+        let replica = match replicated {
+            Some((app, label, replication)) => Some(Replica::open(
+                replication,
+                app,
+                Kind::KeyValue,
+                label,
+                file.clone(),
+            )?),
+            None => None,
+        };
+        let cache = Arc::new(ReadCache::new());
         let store = Arc::new(Self {
             file,
-            cache: Arc::new(ReadCache::new()),
+            cache: cache.clone(),
+            replica,
         });
+        if let Some(replica) = &store.replica {
+            replica.on_applied(Box::new(move |keys| {
+                keys.iter().for_each(|key| cache.invalidate(key));
+            }));
+            let writer: Weak<dyn replica::Writer> = Arc::downgrade(&store) as _;
+            replica.serve_with(writer);
+        }
         open_stores.retain(|_, store| store.strong_count() > 0);
         open_stores.insert(path, Arc::downgrade(&store));
         Ok(store)
     }
 
-    /// Runs the write `work` on `key` on the writer, and invalidates the key in the read cache
-    /// once it has run, on the writer's thread (so that a cancelled caller cannot skip it).
-    async fn write_key<T: Send + 'static>(
-        &self,
-        key: &str,
-        work: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, KvError> {
-        let (key, cache) = (key.to_owned(), self.cache.clone());
-        self.file
+    /// Runs `write` here, on the writer, and invalidates its key in the read cache once it
+    /// has run, on the writer's thread (so that a cancelled caller cannot skip it). A
+    /// replicated store commits it through the log. Returns the position it committed at.
+    async fn write_here(&self, write: Write) -> Result<(Outcome, u64), KvError> {
+        let (cache, replica) = (self.cache.clone(), self.replica.clone());
+        let done = self
+            .file
             .write(move |db| {
-                let result = work(db, &key);
+                let key = write.key().to_string();
+                let result = match &replica {
+                    Some(replica) => replica
+                        .commit(db, vec![key.clone()], |db, _capture| write.run(db))
+                        .map(|(outcome, position)| outcome.map(|outcome| (outcome, position))),
+                    // A set or a delete is one statement; the others read first.
+                    None if matches!(write, Write::Set { .. } | Write::Delete { .. }) => write
+                        .run(db)
+                        .map(|outcome| outcome.map(|outcome| (outcome, 0))),
+                    None => {
+                        let tx = db.savepoint()?;
+                        let outcome = write.run(&tx)?;
+                        tx.commit()?;
+                        Ok(outcome.map(|outcome| (outcome, 0)))
+                    }
+                };
                 cache.invalidate(&key);
                 result
             })
-            .await
-            .map_err(backend)
+            .await;
+        done.map_err(backend)?
     }
 
-    /// The value of `key`, from the read cache or else from the file (then cached).
-    async fn read_key(&self, key: &str) -> Result<Option<Arc<[u8]>>, KvError> {
+    /// Runs `write` where it commits: here, or at the writer when this node is not it.
+    async fn write(
+        &self,
+        write: Write,
+        consistency: Option<&Consistency>,
+    ) -> Result<Outcome, KvError> {
+        let (outcome, position) = match &self.replica {
+            Some(replica) if !replica.is_writer() => {
+                match self
+                    .forward(replica, Forwarded::Write(write), consistency)
+                    .await?
+                {
+                    (Answer::Wrote(outcome), position) => (outcome, position),
+                    _ => return Err(KvError::Backend("the writer answered another call".into())),
+                }
+            }
+            _ => self.write_here(write).await?,
+        };
+        if let (Some(replica), Some(consistency)) = (&self.replica, consistency) {
+            consistency.raise(&replica.id, position);
+        }
+        Ok(outcome)
+    }
+
+    /// Sends `request` to the writer of `replica` and raises `consistency` to its answer.
+    async fn forward(
+        &self,
+        replica: &Replica,
+        request: Forwarded,
+        consistency: Option<&Consistency>,
+    ) -> Result<(Answer, u64), KvError> {
+        let request = postcard::to_stdvec(&request).map_err(|e| KvError::Backend(e.to_string()))?;
+        let answer = match replica.forward(request.into(), FORWARD_LIMIT).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                if let Some(consistency) = consistency {
+                    consistency.writer_unreachable();
+                }
+                return Err(KvError::Backend(format!("{}: {error}", replica.name)));
+            }
+        };
+        let reply: Reply = postcard::from_bytes(&answer)
+            .map_err(|e| KvError::Backend(format!("the writer's answer is unreadable: {e}")))?;
+        let (answer, position) = reply?;
+        if let Some(consistency) = consistency {
+            consistency.raise(&replica.id, position);
+        }
+        Ok((answer, position))
+    }
+
+    /// Whether a read may be answered by this copy: it is no replica, or it has applied what
+    /// `consistency` asks for (waiting a little for it).
+    async fn fresh_here(&self, consistency: Option<&Consistency>) -> bool {
+        match (&self.replica, consistency) {
+            (Some(replica), Some(consistency)) if !replica.is_writer() => {
+                let floor = consistency.floor(&replica.id);
+                floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await
+            }
+            _ => true,
+        }
+    }
+
+    /// The value of `key`, from the read cache or else from the file (then cached), or from
+    /// the writer when this copy is behind what `consistency` asks for.
+    async fn read_key(
+        &self,
+        key: &str,
+        consistency: Option<&Consistency>,
+    ) -> Result<Option<Arc<[u8]>>, KvError> {
+        if let Some(replica) = &self.replica
+            && !self.fresh_here(consistency).await
+        {
+            return match self
+                .forward(replica, Forwarded::Get(key.into()), consistency)
+                .await?
+            {
+                (Answer::Value(value), _) => Ok(value.map(Into::into)),
+                _ => Err(KvError::Backend("the writer answered another call".into())),
+            };
+        }
         let ticket = match self.cache.lookup(key) {
             Lookup::Hit(value) => return Ok(value),
             Lookup::Miss(ticket) => ticket,
@@ -119,39 +360,16 @@ impl SqliteStore {
         self.cache.fill(key, ticket, value.clone());
         Ok(value)
     }
-}
 
-#[async_trait::async_trait]
-impl KvStore for SqliteStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.read_key(key).await?.map(|value| value.to_vec()))
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        check_sizes(key, Some(value))?;
-        let value = value.to_owned();
-        self.write_key(key, move |db, key| {
-            db.prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
-                .execute(params![key, value])
-                .map(drop)
-        })
-        .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.write_key(key, |db, key| {
-            db.prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                .execute([key])
-                .map(drop)
-        })
-        .await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        Ok(self.read_key(key).await?.is_some())
-    }
-
-    async fn keys(&self) -> Result<Vec<String>, KvError> {
+    async fn keys_at(&self, consistency: Option<&Consistency>) -> Result<Vec<String>, KvError> {
+        if let Some(replica) = &self.replica
+            && !self.fresh_here(consistency).await
+        {
+            return match self.forward(replica, Forwarded::Keys, consistency).await? {
+                (Answer::Keys(keys), _) => Ok(keys),
+                _ => Err(KvError::Backend("the writer answered another call".into())),
+            };
+        }
         self.file
             .read(|db| {
                 db.prepare_cached("SELECT key FROM kv ORDER BY key")?
@@ -162,28 +380,131 @@ impl KvStore for SqliteStore {
             .map_err(backend)
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        check_sizes(key, None)?;
-        self.write_key(key, move |db, key| {
-            let tx = db.transaction()?;
-            let current: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| row.get(0))
-                .optional()?;
-            let next = match parse_counter(current) {
-                Ok(value) => value.checked_add(delta),
-                Err(error) => return Ok(Err(error)),
-            };
-            let Some(next) = next else {
-                return Ok(Err(KvError::Backend("the increment overflows a 64-bit integer".into())));
-            };
-            tx.execute(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, next.to_string().into_bytes()],
-            )?;
-            tx.commit()?;
-            Ok(Ok(next))
+    async fn answer(&self, request: Forwarded) -> Reply {
+        let position = || self.replica.as_ref().map_or(0, |replica| replica.applied());
+        Ok(match request {
+            Forwarded::Get(key) => {
+                let value = self.read_key(&key, None).await?;
+                (Answer::Value(value.map(|value| value.to_vec())), position())
+            }
+            Forwarded::Keys => (Answer::Keys(self.keys_at(None).await?), position()),
+            Forwarded::Write(write) => {
+                let (outcome, position) = self.write_here(write).await?;
+                (Answer::Wrote(outcome), position)
+            }
         })
-        .await?
+    }
+}
+
+#[async_trait::async_trait]
+impl replica::Writer for SqliteStore {
+    async fn serve(&self, request: Bytes) -> Bytes {
+        let reply: Reply = match postcard::from_bytes(&request) {
+            Ok(request) => self.answer(request).await,
+            Err(error) => Err(KvError::Backend(format!("an unreadable request: {error}"))),
+        };
+        postcard::to_stdvec(&reply).unwrap_or_default().into()
+    }
+}
+
+/// A replicated store as one instance sees it: its reads include what the requests it serves
+/// have seen, and its writes raise their bookmarks.
+struct Bound {
+    store: Arc<SqliteStore>,
+    consistency: Arc<Consistency>,
+}
+
+/// The key-value calls, given the caller's consistency (none outside a request).
+impl SqliteStore {
+    async fn get_at(
+        &self,
+        key: &str,
+        at: Option<&Consistency>,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.read_key(key, at).await?.map(|value| value.to_vec()))
+    }
+
+    async fn set_at(
+        &self,
+        key: &str,
+        value: &[u8],
+        at: Option<&Consistency>,
+    ) -> Result<(), KvError> {
+        check_sizes(key, Some(value))?;
+        let write = Write::Set {
+            key: key.into(),
+            value: value.to_owned(),
+        };
+        self.write(write, at).await.map(drop)
+    }
+
+    async fn delete_at(&self, key: &str, at: Option<&Consistency>) -> Result<(), KvError> {
+        self.write(Write::Delete { key: key.into() }, at)
+            .await
+            .map(drop)
+    }
+
+    async fn increment_at(
+        &self,
+        key: &str,
+        delta: i64,
+        at: Option<&Consistency>,
+    ) -> Result<i64, KvError> {
+        check_sizes(key, None)?;
+        let write = Write::Increment {
+            key: key.into(),
+            delta,
+        };
+        match self.write(write, at).await? {
+            Outcome::Counter(value) => Ok(value),
+            _ => Err(KvError::Backend("the writer answered another call".into())),
+        }
+    }
+
+    async fn swap_at(
+        &self,
+        key: &str,
+        current: Option<&[u8]>,
+        new: &[u8],
+        at: Option<&Consistency>,
+    ) -> Result<bool, KvError> {
+        check_sizes(key, Some(new))?;
+        let write = Write::Swap {
+            key: key.into(),
+            current: current.map(<[u8]>::to_vec),
+            new: new.to_owned(),
+        };
+        match self.write(write, at).await? {
+            Outcome::Swapped(swapped) => Ok(swapped),
+            _ => Err(KvError::Backend("the writer answered another call".into())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.get_at(key, None).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.set_at(key, value, None).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.delete_at(key, None).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.read_key(key, None).await?.is_some())
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, KvError> {
+        self.keys_at(None).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.increment_at(key, delta, None).await
     }
 
     async fn compare_and_swap(
@@ -192,24 +513,61 @@ impl KvStore for SqliteStore {
         current: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        check_sizes(key, Some(new))?;
-        let (current, new) = (current.map(<[u8]>::to_vec), new.to_owned());
-        self.write_key(key, move |db, key| {
-            let tx = db.transaction()?;
-            let stored: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| row.get(0))
-                .optional()?;
-            if stored != current {
-                return Ok(false);
-            }
-            tx.execute(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, new],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.swap_at(key, current, new, None).await
+    }
+
+    fn bind(self: Arc<Self>, consistency: &Arc<Consistency>) -> SharedStore {
+        match self.replica {
+            Some(_) => Arc::new(Bound {
+                store: self,
+                consistency: consistency.clone(),
+            }),
+            None => self,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for Bound {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.store.get_at(key, Some(&self.consistency)).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.store.set_at(key, value, Some(&self.consistency)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.store.delete_at(key, Some(&self.consistency)).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        let value = self.store.read_key(key, Some(&self.consistency)).await?;
+        Ok(value.is_some())
+    }
+
+    async fn keys(&self) -> Result<Vec<String>, KvError> {
+        self.store.keys_at(Some(&self.consistency)).await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.store
+            .increment_at(key, delta, Some(&self.consistency))
+            .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        current: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        let at = Some(&*self.consistency);
+        self.store.swap_at(key, current, new, at).await
+    }
+
+    fn bind(self: Arc<Self>, _consistency: &Arc<Consistency>) -> SharedStore {
+        self
     }
 }
 

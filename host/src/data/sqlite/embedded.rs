@@ -30,7 +30,10 @@ use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
+use super::replicated::{self, RemoteConnections};
 use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value};
+use crate::data::replica::bookmark::Consistency;
+use crate::data::replica::{self, Capture, Kind, Replica, first_keyword};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, Call, Reader, SqliteFile, WriterLease, off_thread};
 
 /// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
@@ -51,13 +54,13 @@ struct Settings {
 fn open_backend(
     label: &str,
     table: &crate::data::runtime_config::BackendTable,
-    state_dir: &Path,
+    opening: &crate::data::Opening<'_>,
     transaction_limit: Duration,
 ) -> Result<super::SharedDatabase> {
     let settings: Settings = table.read()?;
     let path = match settings.path {
         Some(path) => table.resolve(&path),
-        None => state_dir.join("sqlite").join(format!("{label}.db")),
+        None => opening.state_dir.join("sqlite").join(format!("{label}.db")),
     };
     let busy_timeout = match settings.busy_timeout_ms {
         None => BUSY_TIMEOUT,
@@ -70,15 +73,28 @@ fn open_backend(
             )));
         }
     };
-    let database = EmbeddedDatabase::open(&path, transaction_limit, busy_timeout)
+    let mut database = EmbeddedDatabase::open(&path, transaction_limit, busy_timeout)
         .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
-    Ok(Arc::new(database))
+    if let Some((app, replication)) = opening.replication {
+        let replica = Replica::open(replication, app, Kind::Sql, label, database.file.clone())?;
+        database.replica = Some(replica);
+    }
+    let database = Arc::new(database);
+    if let Some(replica) = &database.replica {
+        let writer: Weak<dyn replica::Writer> = Arc::downgrade(&database) as _;
+        replica.serve_with(writer);
+    }
+    Ok(database)
 }
 
 /// A database in a SQLite file.
 pub struct EmbeddedDatabase {
     file: Arc<SqliteFile>,
     transaction_limit: Duration,
+    /// This node's copy of the replicated database, under `ledge node`.
+    pub(super) replica: Option<Arc<Replica>>,
+    /// The connections other nodes hold here while this node is the writer.
+    pub(super) remote: RemoteConnections,
 }
 
 impl EmbeddedDatabase {
@@ -88,17 +104,27 @@ impl EmbeddedDatabase {
         Ok(Self {
             file: SqliteFile::open(path, "SQL database", override_changes, busy_timeout)?,
             transaction_limit,
+            replica: None,
+            remote: RemoteConnections::default(),
         })
+    }
+
+    /// A new connection whose reads include what `consistency` asks for.
+    pub(super) fn connection(&self, consistency: &Arc<Consistency>) -> EmbeddedConnection {
+        EmbeddedConnection {
+            file: self.file.clone(),
+            transaction_limit: self.transaction_limit,
+            state: Arc::default(),
+            replica: self.replica.clone(),
+            consistency: consistency.clone(),
+            remote_id: replicated::connection_id(),
+        }
     }
 }
 
 impl SqlDatabase for EmbeddedDatabase {
-    fn connect(&self) -> Arc<dyn SqlConnection> {
-        Arc::new(EmbeddedConnection {
-            file: self.file.clone(),
-            transaction_limit: self.transaction_limit,
-            state: Arc::default(),
-        })
+    fn connect(&self, consistency: &Arc<Consistency>) -> Arc<dyn SqlConnection> {
+        Arc::new(self.connection(consistency))
     }
 
     fn execute_batch_blocking(&self, sql: &str) -> Result<(), SqlError> {
@@ -122,16 +148,24 @@ impl SqlDatabase for EmbeddedDatabase {
 }
 
 /// A guest's connection to an [`EmbeddedDatabase`].
-struct EmbeddedConnection {
-    file: Arc<SqliteFile>,
+pub(super) struct EmbeddedConnection {
+    pub(super) file: Arc<SqliteFile>,
     transaction_limit: Duration,
     /// Locked for each statement, so one connection's statements run one at a time, in order.
-    state: Arc<tokio::sync::Mutex<ConnectionState>>,
+    pub(super) state: Arc<tokio::sync::Mutex<ConnectionState>>,
+    /// This node's copy, when the database is replicated.
+    pub(super) replica: Option<Arc<Replica>>,
+    /// What reads must include, and what writes raise.
+    pub(super) consistency: Arc<Consistency>,
+    /// The connection's name at the writer, when its statements are forwarded there.
+    pub(super) remote_id: String,
 }
 
 #[derive(Default)]
-struct ConnectionState {
-    last_write: LastWrite,
+pub(super) struct ConnectionState {
+    pub(super) last_write: LastWrite,
+    /// The connection is inside a transaction that runs at the writer (on another node).
+    pub(super) remote_transaction: bool,
     /// The transaction the connection is in, holding the writer.
     transaction: Option<OpenTransaction>,
     /// How many transactions the connection has begun (tells its transactions apart).
@@ -140,9 +174,31 @@ struct ConnectionState {
     rolled_back: Option<String>,
 }
 
+impl ConnectionState {
+    /// Whether the connection is inside a transaction on this node.
+    pub(super) fn in_transaction(&self) -> bool {
+        self.transaction.is_some()
+    }
+}
+
+impl Drop for EmbeddedConnection {
+    fn drop(&mut self) {
+        if let Some(replica) = &self.replica
+            && self
+                .state
+                .try_lock()
+                .is_ok_and(|state| state.remote_transaction)
+        {
+            replicated::close_elsewhere(self, replica);
+        }
+    }
+}
+
 /// A transaction in progress: the writer, pinned to one connection until it ends.
 struct OpenTransaction {
     writer: WriterLease,
+    /// What it has done so far, as log operations (a replicated database).
+    capture: Option<Capture>,
     deadline: Instant,
     number: u64,
 }
@@ -188,6 +244,32 @@ impl SqlConnection for EmbeddedConnection {
         params: Vec<Value>,
     ) -> Result<QueryResult, SqlError> {
         let mut state = self.state.lock().await;
+        let (result, position) = match &self.replica {
+            Some(replica) if state.transaction.is_none() && !replica.is_writer() => {
+                replicated::execute_elsewhere(self, &mut state, replica, statement, params).await?
+            }
+            _ => self.execute_here(&mut state, statement, params).await?,
+        };
+        if let Some(replica) = &self.replica {
+            self.consistency.raise(&replica.id, position);
+        }
+        Ok(result)
+    }
+
+    async fn last_write(&self) -> LastWrite {
+        self.state.lock().await.last_write
+    }
+}
+
+impl EmbeddedConnection {
+    /// Runs one statement on this node's file, as its writer when it writes; returns the
+    /// position a replicated write committed at (0 for anything else).
+    pub(super) async fn execute_here(
+        &self,
+        state: &mut ConnectionState,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<(QueryResult, u64), SqlError> {
         if let Some(reason) = state.rolled_back.take() {
             return Err(SqlError::Io(reason));
         }
@@ -199,14 +281,23 @@ impl SqlConnection for EmbeddedConnection {
         };
         let file = self.file.clone();
         let (transaction_meta, writer) = match open {
-            Some(open) => (Some((open.deadline, open.number)), Some(open.writer)),
+            Some(open) => (
+                Some((open.deadline, open.number)),
+                Some((open.writer, open.capture)),
+            ),
             None => (None, None),
         };
+        let replica = self.replica.clone();
         let (result, writer) = off_thread(move |call| {
-            execute_blocking(&file, call, &statement, &params, since, writer, reader)
+            let run = Run {
+                statement: &statement,
+                params: &params,
+                since,
+            };
+            execute_blocking(&file, call, &run, writer, reader, replica.as_deref())
         })
         .await;
-        if let Ok(result) = &result {
+        if let Ok((result, _)) = &result {
             state.last_write = result.last_write;
         }
         if transaction_meta.is_some_and(|(deadline, _)| Instant::now() >= deadline) {
@@ -214,7 +305,7 @@ impl SqlConnection for EmbeddedConnection {
             drop(writer);
             return Err(SqlError::Io(self.over_limit()));
         }
-        let Some(writer) = writer else {
+        let Some((writer, capture)) = writer else {
             return result;
         };
         let (deadline, number) = match transaction_meta {
@@ -230,76 +321,88 @@ impl SqlConnection for EmbeddedConnection {
         };
         state.transaction = Some(OpenTransaction {
             writer,
+            capture,
             deadline,
             number,
         });
         result
     }
+}
 
-    async fn last_write(&self) -> LastWrite {
-        self.state.lock().await.last_write
+/// One guest statement to run.
+pub(super) struct Run<'a> {
+    pub(super) statement: &'a str,
+    pub(super) params: &'a [Value],
+    /// The guest connection's last write before it.
+    pub(super) since: LastWrite,
+}
+
+impl Run<'_> {
+    /// Runs the statement on `db`.
+    pub(super) fn on(&self, db: &Connection) -> rusqlite::Result<QueryResult> {
+        run(
+            db,
+            db.prepare_cached(self.statement)?,
+            self.params,
+            self.since,
+        )
     }
 }
 
+/// The writer an open transaction holds, with what it has captured for a replicated database.
+type HeldWriter = (WriterLease, Option<Capture>);
+
 /// Runs one statement of a guest connection: on `reader` if it is read-only and the
 /// connection is outside a transaction, else on the writer (the connection's own `writer`
-/// inside a transaction). Gives the writer back while a transaction is open.
+/// inside a transaction, with what it has captured for a replicated database). Gives the
+/// writer back while a transaction is open.
 fn execute_blocking(
     file: &SqliteFile,
     call: &Call,
-    statement: &str,
-    params: &[Value],
-    since: LastWrite,
-    writer: Option<WriterLease>,
+    run: &Run<'_>,
+    writer: Option<HeldWriter>,
     reader: Option<Reader>,
-) -> (Result<QueryResult, SqlError>, Option<WriterLease>) {
+    replica: Option<&Replica>,
+) -> (Result<(QueryResult, u64), SqlError>, Option<HeldWriter>) {
     if let Some(reader) = reader {
         let read = (|| {
-            let prepared = reader.prepare_cached(statement)?;
-            if prepared.readonly() && !controls_transaction(statement) {
-                call.run(reader.get_interrupt_handle(), || {
-                    run(&reader, prepared, params, since)
-                })
-                .map(Some)
+            let prepared = reader.prepare_cached(run.statement)?;
+            if prepared.readonly() && !controls_transaction(run.statement) {
+                drop(prepared);
+                call.run(reader.get_interrupt_handle(), || run.on(&reader))
+                    .map(Some)
             } else {
                 Ok(None)
             }
         })();
         match read {
-            Ok(Some(result)) => return (Ok(result), None),
+            Ok(Some(result)) => return (Ok((result, 0)), None),
             Ok(None) => {}
             Err(error) => return (Err(error.into()), None),
         }
     }
-    let writer = match writer {
-        Some(writer) => writer,
+    let (mut writer, mut capture) = match writer {
+        Some(pinned) => pinned,
         None => match file.lease_writer() {
-            Ok(writer) => writer,
+            Ok(writer) => (writer, None),
             Err(error) => return (Err(error.into()), None),
         },
     };
-    let result = call.run(writer.get_interrupt_handle(), || {
-        run(&writer, writer.prepare_cached(statement)?, params, since)
+    let result = call.run(writer.get_interrupt_handle(), || match replica {
+        Some(replica) => replicated::run_on_writer(replica, &mut writer, &mut capture, run),
+        None => run.on(&writer).map(|result| (result, 0)),
     });
     let in_transaction = !writer.is_autocommit();
-    (result.map_err(Into::into), in_transaction.then_some(writer))
+    (
+        result.map_err(Into::into),
+        in_transaction.then_some((writer, capture)),
+    )
 }
 
 /// Whether `statement` begins or ends a transaction: SQLite calls those read-only, but they
 /// must run on the writer.
-fn controls_transaction(statement: &str) -> bool {
-    let mut rest = statement;
-    loop {
-        rest = rest.trim_start();
-        if let Some(comment) = rest.strip_prefix("--") {
-            rest = comment.split_once('\n').map_or("", |(_, after)| after);
-        } else if let Some(comment) = rest.strip_prefix("/*") {
-            rest = comment.split_once("*/").map_or("", |(_, after)| after);
-        } else {
-            break;
-        }
-    }
-    let keyword: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+pub(super) fn controls_transaction(statement: &str) -> bool {
+    let keyword = first_keyword(statement);
     ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]
         .iter()
         .any(|control| keyword.eq_ignore_ascii_case(control))
@@ -441,7 +544,7 @@ mod tests {
         let db = open(&dir, Duration::from_secs(30));
         db.execute_batch_blocking("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
             .unwrap();
-        let connection = db.connect();
+        let connection = db.connect(&Arc::default());
         let values = vec![
             Value::Integer(i64::MIN),
             Value::Real(-0.1),
@@ -480,7 +583,7 @@ mod tests {
         let db = open(&dir, Duration::from_secs(30));
         db.execute_batch_blocking("CREATE TABLE t (s TEXT)")
             .unwrap();
-        let (first, other) = (db.connect(), db.connect());
+        let (first, other) = (db.connect(&Arc::default()), db.connect(&Arc::default()));
         run(&first, "INSERT INTO t VALUES ('x')").await;
         run(&other, "INSERT INTO t VALUES ('x')").await;
         let asked = run(&first, "SELECT last_insert_rowid()").await;
@@ -499,7 +602,7 @@ mod tests {
         let db = open(&dir, Duration::from_secs(30));
         db.execute_batch_blocking("CREATE TABLE t (s TEXT)")
             .unwrap();
-        let (writer, reader) = (db.connect(), db.connect());
+        let (writer, reader) = (db.connect(&Arc::default()), db.connect(&Arc::default()));
 
         run(&writer, "  -- a comment first\n begin").await;
         run(&writer, "INSERT INTO t VALUES ('a')").await;
@@ -533,10 +636,10 @@ mod tests {
         let db = open(&dir, Duration::from_secs(30));
         db.execute_batch_blocking("CREATE TABLE t (s TEXT)")
             .unwrap();
-        let (first, second) = (db.connect(), db.connect());
+        let (first, second) = (db.connect(&Arc::default()), db.connect(&Arc::default()));
         run(&first, "BEGIN").await;
         run(&first, "SELECT count(*) FROM t").await;
-        let third = db.connect();
+        let third = db.connect(&Arc::default());
         let (write, begin) = tokio::join!(
             second.execute("INSERT INTO t VALUES ('x')".into(), vec![]),
             third.execute("BEGIN".into(), vec![]),
@@ -555,7 +658,7 @@ mod tests {
         let db = open(&dir, Duration::from_millis(200));
         db.execute_batch_blocking("CREATE TABLE t (s TEXT)")
             .unwrap();
-        let (late, other) = (db.connect(), db.connect());
+        let (late, other) = (db.connect(&Arc::default()), db.connect(&Arc::default()));
         run(&late, "BEGIN").await;
         run(&late, "INSERT INTO t VALUES ('late')").await;
         // Waits for the writer until the limit ends the transaction.
@@ -584,11 +687,11 @@ mod tests {
     async fn an_abandoned_statement_is_interrupted_and_frees_its_connection() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir, Duration::from_secs(30));
-        let connection = db.connect();
+        let connection = db.connect(&Arc::default());
         let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
                        SELECT count(*) FROM c";
         for _ in 0..MAX_READERS {
-            let other = db.connect();
+            let other = db.connect(&Arc::default());
             let abandoned = tokio::time::timeout(
                 Duration::from_millis(50),
                 other.execute(endless.into(), vec![]),

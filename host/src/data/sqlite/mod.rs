@@ -7,17 +7,19 @@
 //! `last_insert_rowid`/`changes` are its own. A backend (embedded, replicated, or a server)
 //! plugs in as one more implementation of the two traits.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use rusqlite::ErrorCode;
 
+use super::Opening;
+use super::replica::bookmark::Consistency;
 use super::runtime_config::BackendTable;
 
 mod embedded;
 pub mod guest;
+mod replicated;
 
 pub use embedded::EmbeddedDatabase;
 
@@ -30,15 +32,16 @@ pub struct SqlBackend {
     pub kind: &'static str,
     /// Opens database `label` as its table says (files under the state directory unless the
     /// table says where); a transaction may hold its writer for the duration at most.
-    pub open: fn(&str, &BackendTable, &Path, Duration) -> Result<SharedDatabase>,
+    pub open: fn(&str, &BackendTable, &Opening<'_>, Duration) -> Result<SharedDatabase>,
 }
 
-/// Opens database `label` with the backend its `table` names (`state_dir` holds the embedded
-/// backend's files by default); a transaction may hold the writer for `transaction_limit`.
+/// Opens database `label` with the backend its `table` names (`opening` says where the
+/// embedded backend's files go by default, and whether they are replicated); a transaction may
+/// hold the writer for `transaction_limit`.
 pub fn open(
     label: &str,
     table: &BackendTable,
-    state_dir: &Path,
+    opening: &Opening<'_>,
     transaction_limit: Duration,
 ) -> Result<SharedDatabase> {
     let Some(backend) = BACKENDS.iter().find(|backend| backend.kind == table.kind) else {
@@ -48,7 +51,7 @@ pub fn open(
             table.kind
         )));
     };
-    (backend.open)(label, table, state_dir, transaction_limit)
+    (backend.open)(label, table, opening, transaction_limit)
         .map_err(|e| anyhow!("cannot open the database `{label}`: {e:#}"))
 }
 
@@ -58,7 +61,7 @@ pub fn open(
 pub const DEFAULT_TRANSACTION_LIMIT: Duration = Duration::from_secs(30);
 
 /// A value as the guest interfaces carry it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// `integer(s64)`.
     Integer(i64),
@@ -74,7 +77,7 @@ pub enum Value {
 
 /// What a guest connection's writes have left so far, as SQLite's `last_insert_rowid()` and
 /// `changes()` report them; a read leaves both as they were.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LastWrite {
     /// The rowid of the connection's most recent successful insert.
     pub last_insert_rowid: i64,
@@ -83,7 +86,7 @@ pub struct LastWrite {
 }
 
 /// The outcome of one statement.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct QueryResult {
     /// Column names.
     pub columns: Vec<String>,
@@ -94,7 +97,7 @@ pub struct QueryResult {
 }
 
 /// Why a statement failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SqlError {
     /// The disk or database is full.
     #[error("the database is full")]
@@ -115,8 +118,9 @@ impl From<rusqlite::Error> for SqlError {
 
 /// A SQL database backend.
 pub trait SqlDatabase: Send + Sync {
-    /// A new connection, as a guest's `open` makes one.
-    fn connect(&self) -> Arc<dyn SqlConnection>;
+    /// A new connection, as a guest's `open` makes one, reading and writing at `consistency`
+    /// (which only a replicated database heeds).
+    fn connect(&self, consistency: &Arc<Consistency>) -> Arc<dyn SqlConnection>;
 
     /// Runs several `;`-separated statements in one transaction, on this thread (start-up SQL
     /// and migrations).
@@ -154,10 +158,15 @@ mod tests {
             base_dir: ".".into(),
         };
         let state = tempfile::tempdir().unwrap();
-        open("default", &table, state.path(), DEFAULT_TRANSACTION_LIMIT)
-            .err()
-            .unwrap()
-            .to_string()
+        open(
+            "default",
+            &table,
+            &Opening::local(state.path()),
+            DEFAULT_TRANSACTION_LIMIT,
+        )
+        .err()
+        .unwrap()
+        .to_string()
     }
 
     #[test]

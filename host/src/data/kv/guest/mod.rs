@@ -29,7 +29,7 @@ pub struct CasHandle {
 impl DataView<'_> {
     fn open_store(&mut self, label: &str) -> Option<StoreHandle> {
         self.grants.kv.get(label).map(|store| StoreHandle {
-            store: store.clone(),
+            store: store.clone().bind(self.consistency),
         })
     }
 

@@ -30,7 +30,7 @@ impl DataView<'_> {
         let Some(database) = self.grants.sqlite.get(label) else {
             return Ok(Err(denied));
         };
-        let handle = ConnectionHandle(database.connect());
+        let handle = ConnectionHandle(database.connect(self.consistency));
         Ok(Ok(self.table.push(handle)?))
     }
 

@@ -1,0 +1,322 @@
+//! A replicated database's guest connections (`ledge node`), on both sides of the cluster.
+//!
+//! On the writer, each write runs as one replicated transaction ([`run_on_writer`]): an
+//! autocommit statement is captured and appended to the log before it commits; a guest's
+//! `BEGIN` ... `COMMIT` is captured statement by statement and appended at its `COMMIT`. A
+//! transaction must begin with `BEGIN` (a `SAVEPOINT` may follow inside it), so that only
+//! `COMMIT`/`END` commit.
+//!
+//! On any other node ([`execute_elsewhere`]), a read runs on the local copy once it has applied
+//! what the caller's bookmark asks for (waiting up to [`CATCH_UP_WAIT`]), and everything else
+//! (writes, transaction control, and every statement of a transaction) is forwarded to the
+//! writer, which runs it on a connection of its own named after the guest's
+//! ([`RemoteConnections`]). A transaction opened that way holds the writer until it ends, or
+//! until [`REMOTE_IDLE_LIMIT`] passes without a statement (its node or request is gone), when
+//! the writer rolls it back.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::embedded::{
+    ConnectionState, EmbeddedConnection, EmbeddedDatabase, Run, controls_transaction,
+};
+use super::{LastWrite, QueryResult, SqlError, Value};
+use crate::data::replica::{self, Capture, Entry, Replica};
+use crate::data::sqlite_file::off_thread;
+
+/// How long a read waits for this copy to apply what its bookmark asks for before it runs at
+/// the writer instead.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// How long a statement forwarded to the writer may take.
+const FORWARD_LIMIT: Duration = Duration::from_secs(5);
+/// How long the writer keeps another node's open transaction between two of its statements.
+const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A name for a new guest connection, unique across nodes and restarts.
+pub(super) fn connection_id() -> String {
+    static PROCESS: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(0u8));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{:016x}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs one statement on the writer connection `writer` of a replicated database; `capture`
+/// holds what the connection's open transaction has done so far. Returns the position a
+/// commit reached (0 when nothing committed).
+pub(super) fn run_on_writer(
+    replica: &Replica,
+    writer: &mut Connection,
+    capture: &mut Option<Capture>,
+    run: &Run<'_>,
+) -> rusqlite::Result<(QueryResult, u64)> {
+    let keyword = replica::first_keyword(run.statement).to_ascii_uppercase();
+    if writer.is_autocommit() {
+        return match keyword.as_str() {
+            "SAVEPOINT" => Err(replica::refused(
+                "on a replicated database, begin a transaction with BEGIN (savepoints may \
+                 follow inside it)",
+            )),
+            "BEGIN" => {
+                let result = run.on(writer)?;
+                if !writer.is_autocommit() {
+                    *capture = Some(Capture::start(writer)?);
+                }
+                Ok((result, 0))
+            }
+            _ => replica.commit(writer, Vec::new(), |db, capture| {
+                capture.statement(db, run.statement, run.params, || run.on(db))
+            }),
+        };
+    }
+    match keyword.as_str() {
+        "COMMIT" | "END" => {
+            let appended = capture
+                .take()
+                .map_or(Ok(Vec::new()), |capture| capture.finish(writer))
+                .and_then(|ops| {
+                    let keys = Vec::new();
+                    replica.append(writer, Entry { ops, keys })
+                });
+            let position = match appended {
+                Ok(position) => position,
+                Err(error) => {
+                    writer.execute_batch("ROLLBACK")?;
+                    return Err(replica::refused(&format!(
+                        "the transaction was rolled back: {error}"
+                    )));
+                }
+            };
+            Ok((run.on(writer)?, position))
+        }
+        "ROLLBACK" => {
+            let result = run.on(writer)?;
+            if writer.is_autocommit() {
+                *capture = None;
+            }
+            Ok((result, 0))
+        }
+        _ => {
+            let result = match capture {
+                Some(capture) => {
+                    capture.statement(writer, run.statement, run.params, || run.on(writer))?
+                }
+                None => run.on(writer)?,
+            };
+            Ok((result, 0))
+        }
+    }
+}
+
+/// What another node asks the writer of a database.
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    /// Runs a statement on the writer's connection named `connection`.
+    Statement {
+        connection: String,
+        statement: String,
+        params: Vec<Value>,
+        /// The guest connection's last write before it.
+        since: LastWrite,
+    },
+    /// The guest dropped its connection: an open transaction is rolled back.
+    Close { connection: String },
+}
+
+/// The writer's answer: the result, the position it left, and whether the connection is
+/// inside a transaction afterwards.
+type Answer = Result<(QueryResult, u64, bool), SqlError>;
+
+/// Runs one statement of `connection` on a node that is not the writer: a read here once this
+/// copy is fresh enough, anything else at the writer.
+pub(super) async fn execute_elsewhere(
+    connection: &EmbeddedConnection,
+    state: &mut ConnectionState,
+    replica: &Arc<Replica>,
+    statement: String,
+    params: Vec<Value>,
+) -> Result<(QueryResult, u64), SqlError> {
+    if !state.remote_transaction
+        && let Some(result) =
+            read_here(connection, replica, &statement, &params, state.last_write).await?
+    {
+        return Ok((result, 0));
+    }
+    let request = Forwarded::Statement {
+        connection: connection.remote_id.clone(),
+        statement,
+        params,
+        since: state.last_write,
+    };
+    let (result, position, in_transaction) = forward(connection, replica, &request).await?;
+    state.last_write = result.last_write;
+    state.remote_transaction = in_transaction;
+    Ok((result, position))
+}
+
+/// Runs `statement` on this copy if it is a read and the copy has applied what the
+/// connection's bookmark asks for (waiting up to [`CATCH_UP_WAIT`]); `None` if the writer
+/// must run it (a write, or a table this copy does not have yet).
+async fn read_here(
+    connection: &EmbeddedConnection,
+    replica: &Replica,
+    statement: &str,
+    params: &[Value],
+    since: LastWrite,
+) -> Result<Option<QueryResult>, SqlError> {
+    let is_read = {
+        let reader = connection.file.reader().await?;
+        let prepared = reader.prepare_cached(statement);
+        prepared.is_ok_and(|prepared| prepared.readonly()) && !controls_transaction(statement)
+    };
+    let floor = connection.consistency.floor(&replica.id);
+    if !is_read || !(floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await) {
+        return Ok(None);
+    }
+    let reader = connection.file.reader().await?;
+    let (statement, params) = (statement.to_string(), params.to_vec());
+    let result = off_thread(move |call| {
+        let run = Run {
+            statement: &statement,
+            params: &params,
+            since,
+        };
+        call.run(reader.get_interrupt_handle(), || run.on(&reader))
+    })
+    .await?;
+    Ok(Some(result))
+}
+
+/// Sends `request` to the writer and reads its answer.
+async fn forward(
+    connection: &EmbeddedConnection,
+    replica: &Replica,
+    request: &Forwarded,
+) -> Answer {
+    let request = postcard::to_stdvec(request).map_err(|e| SqlError::Io(e.to_string()))?;
+    let answer = replica
+        .forward(request.into(), FORWARD_LIMIT)
+        .await
+        .map_err(|error| {
+            connection.consistency.writer_unreachable();
+            SqlError::Io(format!("{}: {error}", replica.name))
+        })?;
+    postcard::from_bytes::<Answer>(&answer)
+        .map_err(|e| SqlError::Io(format!("the writer's answer is unreadable: {e}")))?
+}
+
+/// Tells the writer that `connection` is gone, so a transaction it left open there ends now.
+pub(super) fn close_elsewhere(connection: &EmbeddedConnection, replica: &Arc<Replica>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let request = Forwarded::Close {
+        connection: connection.remote_id.clone(),
+    };
+    let Ok(request) = postcard::to_stdvec(&request) else {
+        return;
+    };
+    let replica = replica.clone();
+    runtime.spawn(async move {
+        let _ = replica.forward(request.into(), FORWARD_LIMIT).await;
+    });
+}
+
+/// The connections other nodes' guests hold at the writer, by name: kept while a transaction
+/// is open in one.
+#[derive(Default)]
+pub struct RemoteConnections(Arc<Mutex<HashMap<String, Remote>>>);
+
+struct Remote {
+    connection: Arc<EmbeddedConnection>,
+    /// Bumped by each statement; the idle timer of an older one lets it be.
+    statements: u64,
+}
+
+impl RemoteConnections {
+    /// Runs a forwarded statement on the connection named `id`.
+    async fn run(
+        &self,
+        database: &EmbeddedDatabase,
+        id: String,
+        statement: String,
+        params: Vec<Value>,
+        since: LastWrite,
+    ) -> Answer {
+        let connection = self.lock().get(&id).map(|remote| remote.connection.clone());
+        let connection =
+            connection.unwrap_or_else(|| Arc::new(database.connection(&Arc::default())));
+        let mut state = connection.state.lock().await;
+        state.last_write = since;
+        let ran = connection.execute_here(&mut state, statement, params).await;
+        let in_transaction = state.in_transaction();
+        drop(state);
+        let mut remotes = self.lock();
+        if !in_transaction {
+            remotes.remove(&id);
+        } else {
+            let statements = remotes.get(&id).map_or(0, |remote| remote.statements) + 1;
+            remotes.insert(
+                id.clone(),
+                Remote {
+                    connection,
+                    statements,
+                },
+            );
+            let remotes = Arc::downgrade(&self.0);
+            tokio::spawn(async move {
+                tokio::time::sleep(REMOTE_IDLE_LIMIT).await;
+                let Some(remotes) = remotes.upgrade() else {
+                    return;
+                };
+                let mut remotes = remotes.lock().unwrap_or_else(|p| p.into_inner());
+                if remotes.get(&id).is_some_and(|r| r.statements == statements) {
+                    tracing::warn!(
+                        "rolling back a transaction another node left idle for {REMOTE_IDLE_LIMIT:?}"
+                    );
+                    remotes.remove(&id);
+                }
+            });
+        }
+        drop(remotes);
+        let (result, position) = ran?;
+        let position = match &database.replica {
+            Some(replica) => position.max(replica.applied()),
+            None => position,
+        };
+        Ok((result, position, in_transaction))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remote>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl replica::Writer for EmbeddedDatabase {
+    async fn serve(&self, request: Bytes) -> Bytes {
+        let answer: Answer = match postcard::from_bytes(&request) {
+            Ok(Forwarded::Statement {
+                connection,
+                statement,
+                params,
+                since,
+            }) => {
+                self.remote
+                    .run(self, connection, statement, params, since)
+                    .await
+            }
+            Ok(Forwarded::Close { connection }) => {
+                self.remote.lock().remove(&connection);
+                Ok((QueryResult::default(), 0, false))
+            }
+            Err(error) => Err(SqlError::Io(format!("an unreadable request: {error}"))),
+        };
+        postcard::to_stdvec(&answer).unwrap_or_default().into()
+    }
+}
