@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 
 use crate::cli::ServeArgs;
 use crate::data::kv::SharedStore;
+use crate::data::replica::Replication;
 use crate::data::runtime_config::RuntimeConfig;
-use crate::data::{DataTier, startup};
+use crate::data::{DataTier, Opening, startup};
 use crate::engine::{
     CompileOutcome, ComponentPool, EngineSettings, GuestLog, MessageHandler, PoolSettings, Runtime,
 };
@@ -43,6 +44,9 @@ pub struct Host {
     /// Where each app's API-key quotas are counted, given the app's name, when not in its own
     /// state directory (under `ledge node`: in the cluster, across nodes).
     pub shared_counts: Option<CountsByApp>,
+    /// What the apps' embedded stores and databases are replicated through (under
+    /// `ledge node`: the cluster).
+    pub replication: Option<Arc<dyn Replication>>,
 }
 
 /// Gives an app's quota-count store by the app's name.
@@ -71,6 +75,7 @@ impl Host {
             admin,
             traces,
             shared_counts: None,
+            replication: None,
         })
     }
 
@@ -193,10 +198,17 @@ pub async fn load_app(
     let transaction_limit = args
         .request_timeout
         .unwrap_or(crate::data::sqlite::DEFAULT_TRANSACTION_LIMIT);
+    let opening = Opening {
+        state_dir,
+        replication: host
+            .replication
+            .as_deref()
+            .map(|replication| (app.name.as_str(), replication)),
+    };
     let data = DataTier::build(
         app,
         &runtime_config,
-        state_dir,
+        &opening,
         &variables,
         transaction_limit,
     )

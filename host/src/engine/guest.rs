@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allowed_hosts::{HasOutboundView, OutboundView};
+use crate::data::replica::bookmark::Consistency;
 use crate::data::{DataView, Grants, HasDataView};
 use crate::outbound_http::OutboundPolicy;
 
@@ -20,6 +21,8 @@ pub struct GuestState {
     pub(super) outbound: OutboundPolicy,
     pub(super) limits: StoreLimits,
     pub(super) grants: Arc<Grants>,
+    /// What this instance's data calls read at and raise: its requests' bookmarks.
+    pub(super) consistency: Arc<Consistency>,
 }
 
 impl HasDataView for GuestState {
@@ -27,6 +30,7 @@ impl HasDataView for GuestState {
         DataView {
             table: &mut self.table,
             grants: &self.grants,
+            consistency: &self.consistency,
         }
     }
 }

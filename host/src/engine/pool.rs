@@ -29,6 +29,7 @@ use super::guest_output::GuestLog;
 use super::wagi::WagiHandler;
 use crate::allowed_hosts::AllowedHosts;
 use crate::data::Grants;
+use crate::data::replica::bookmark::Bookmark;
 use crate::manifest::Wagi;
 use crate::outbound_http::{InProcessSlot, OutboundPolicy};
 
@@ -184,7 +185,8 @@ impl ComponentPool {
         self.kind
     }
 
-    /// Runs `request` through the component's handler.
+    /// Runs `request` through the component's handler; the data it reads includes what
+    /// `bookmark` has seen, and its writes raise it.
     ///
     /// The request timeout is enforced here, so the client gets its 504 on time; the instance
     /// that overran is ended a moment later by its worker's expiration (a WAGI run is simply
@@ -192,16 +194,17 @@ impl ComponentPool {
     pub async fn invoke(
         &self,
         request: http::Request<WasiBody>,
+        bookmark: Arc<Bookmark>,
     ) -> Result<http::Response<WasiBody>, InvokeError> {
         match &self.handler {
             Handler::Proxy(handler) => {
-                let handled = handler.handle((), request);
+                let handled = handler.handle(bookmark, request);
                 let timeout = handler.state().stores.settings.request_timeout;
                 within(timeout, handled).await?.map_err(|error| {
                     if error.downcast_ref::<ExpirationError>().is_some() {
                         InvokeError::Timeout
                     } else if let Some(instantiation) =
-                        error.downcast_ref::<InstantiationError<()>>()
+                        error.downcast_ref::<InstantiationError<Arc<Bookmark>>>()
                     {
                         InvokeError::Unavailable(format!("{:#}", instantiation.error))
                     } else {
@@ -211,7 +214,7 @@ impl ComponentPool {
             }
             Handler::Wagi(handler) => {
                 let timeout = handler.stores().settings.request_timeout;
-                within(timeout, handler.handle(request)).await?
+                within(timeout, handler.handle(request, bookmark)).await?
             }
         }
     }
@@ -325,6 +328,7 @@ impl Stores {
             ),
             limits: limits.build(),
             grants: self.settings.grants.clone(),
+            consistency: Arc::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -427,7 +431,7 @@ pub struct PoolWorker {
 
 impl WorkerState for PoolWorker {
     type StoreData = GuestState;
-    type RequestData = ();
+    type RequestData = Arc<Bookmark>;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.max_reuse {
@@ -441,10 +445,11 @@ impl WorkerState for PoolWorker {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, GuestState>,
-        _data: (),
+        store: StoreContextMut<'_, GuestState>,
+        bookmark: Arc<Bookmark>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        store.data().consistency.enter(&bookmark);
         let timeout = self.request_timeout;
         Box::pin(async move {
             match Instant::now().checked_add(timeout) {

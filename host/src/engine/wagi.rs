@@ -4,6 +4,8 @@
 //! its body on stdin and its query in the arguments; the command prints CGI headers, a blank
 //! line and the body.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use percent_encoding::percent_decode_str;
@@ -15,6 +17,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::guest::GuestState;
 use super::pool::{InvokeError, Stores};
+use crate::data::replica::bookmark::Bookmark;
 use crate::manifest::Wagi;
 
 /// The most a command may print for one response; writing more fails the request.
@@ -47,6 +50,7 @@ impl WagiHandler {
     pub(super) async fn handle(
         &self,
         request: http::Request<WasiBody>,
+        bookmark: Arc<Bookmark>,
     ) -> Result<http::Response<WasiBody>, InvokeError> {
         let (parts, body) = request.into_parts();
         let body = body
@@ -66,6 +70,7 @@ impl WagiHandler {
                 wasi.stdout(stdout.clone());
             })
             .map_err(|e| InvokeError::Unavailable(format!("{e:#}")))?;
+        store.data().consistency.enter(&bookmark);
         let command = self
             .pre
             .instantiate_async(&mut store)

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::policy::{
     Admitted, Configure, Policy, RoutePolicyKind, Screening, Stage, Table, Verdict, decided,
 };
+use crate::data::replica::bookmark::Bookmark;
 use crate::manifest::ManifestError;
 
 /// `cache = { ttl_seconds, vary, max_entry_bytes }`.
@@ -106,9 +107,12 @@ impl ResponseCache {
     }
 
     /// The cache key of a request, or `None` when the request is not cacheable (not a GET or
-    /// HEAD, or it asks for a fresh answer).
+    /// HEAD, or it carries a bookmark: it must see writes newer than any cached answer).
     fn key(&self, parts: &Parts, identity: Option<&str>) -> Option<String> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
+            return None;
+        }
+        if Bookmark::presented(&parts.headers) {
             return None;
         }
         let mut key = format!(

@@ -94,13 +94,17 @@ impl ComponentAuthorizer {
                     .boxed_unsync(),
             )
             .expect("a copy of a valid request is valid");
-        let response = self.pool.invoke(request).await.map_err(|error| {
-            tracing::error!(authorizer = self.name, "the authorizer failed: {error}");
-            Denial {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                ..Denial::unauthorized("the authorizer failed".into())
-            }
-        })?;
+        let response = self
+            .pool
+            .invoke(request, Default::default())
+            .await
+            .map_err(|error| {
+                tracing::error!(authorizer = self.name, "the authorizer failed: {error}");
+                Denial {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    ..Denial::unauthorized("the authorizer failed".into())
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             let mut identity = Identity {

@@ -24,6 +24,7 @@ use super::headers::{self, RouteHeaders};
 use super::sites::MappedBase;
 use super::static_files::FileServer;
 use crate::allowed_hosts::Destination;
+use crate::data::replica::bookmark::Bookmark;
 use crate::engine::{ComponentPool, InvokeError};
 use crate::gateway::access_log::{REQUEST_ID, Record, RequestLine};
 use crate::gateway::traces::Traces;
@@ -344,12 +345,18 @@ impl AppService {
     }
 }
 
-/// Runs `request` in `pool`; a guest failure becomes its status (and a log line).
+/// Runs `request` in `pool`; a guest failure becomes its status (and a log line). The
+/// request's bookmark (replicated data it has seen) goes in with it, and comes back on the
+/// response as far as its writes raised it.
 async fn invoke(id: &str, pool: &ComponentPool, request: Request<WasiBody>) -> Response<WasiBody> {
-    match pool.invoke(request).await {
+    let bookmark = Arc::new(Bookmark::from_headers(request.headers()));
+    let mut response = match pool.invoke(request, bookmark.clone()).await {
         Ok(response) => response,
         Err(error) => failure(id, error),
-    }
+    };
+    let status = response.status();
+    bookmark.annotate(status, response.headers_mut());
+    response
 }
 
 impl InProcess for AppService {
