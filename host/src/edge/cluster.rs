@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 
 use super::counts::COUNTS;
+use super::replication::{LEASE_TTL, LEASES};
 use crate::cli::NatsArgs;
 
 /// The KV bucket of deployment records, one per app.
@@ -38,6 +39,12 @@ pub struct Cluster {
     pub bundles: object_store::ObjectStore,
     /// Counts shared by every node ([`super::counts::COUNTS`]).
     pub counts: kv::Store,
+    /// Writer leases of replicated stores and databases ([`super::replication::LEASES`]).
+    pub leases: kv::Store,
+    /// The connection, for core requests (writes forwarded to a writer).
+    pub client: async_nats::Client,
+    /// JetStream through the connection, in the hub's domain (the replication logs).
+    pub jetstream: jetstream::Context,
 }
 
 /// Why the cluster could not be used.
@@ -67,8 +74,8 @@ impl Cluster {
     pub async fn connect(args: &NatsArgs, name: &str) -> Result<Self, ClusterError> {
         let client = connect(args, name).await?;
         let mut jetstream = match &args.hub_domain {
-            Some(domain) => jetstream::with_domain(client, domain),
-            None => jetstream::new(client),
+            Some(domain) => jetstream::with_domain(client.clone(), domain),
+            None => jetstream::new(client.clone()),
         };
         jetstream.set_timeout(JETSTREAM_TIMEOUT);
         if let Err(error) = jetstream.query_account().await {
@@ -91,14 +98,19 @@ impl Cluster {
             };
             return Err(error);
         }
-        Self::open(&args.urls, &jetstream)
+        Self::open(&args.urls, client, jetstream)
             .await
             .map_err(ClusterError::NotUsable)
     }
 
     /// Opens (or creates) the buckets.
-    async fn open(urls: &[String], jetstream: &jetstream::Context) -> Result<Self> {
+    async fn open(
+        urls: &[String],
+        client: async_nats::Client,
+        jetstream: jetstream::Context,
+    ) -> Result<Self> {
         let servers = urls.join(", ");
+        let jetstream_ref = &jetstream;
         let bucket = |bucket: &'static str, description: &str, history: i64, max_age| {
             let config = kv::Config {
                 bucket: bucket.into(),
@@ -110,7 +122,7 @@ impl Cluster {
             };
             let servers = servers.clone();
             async move {
-                jetstream
+                jetstream_ref
                     .create_or_update_key_value(config)
                     .await
                     .with_context(|| format!("cannot open the KV bucket {bucket} at {servers}"))
@@ -132,6 +144,13 @@ impl Cluster {
             forever,
         );
         let counts = counts.await?;
+        let leases = bucket(
+            LEASES,
+            "writer leases of replicated stores and databases",
+            1,
+            LEASE_TTL,
+        );
+        let leases = leases.await?;
         let bundles = jetstream
             .create_object_store(object_store::Config {
                 bucket: BUNDLES.into(),
@@ -146,6 +165,9 @@ impl Cluster {
             nodes,
             bundles,
             counts,
+            leases,
+            client,
+            jetstream,
         })
     }
 }

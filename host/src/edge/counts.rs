@@ -12,6 +12,7 @@ use arc_swap::ArcSwapOption;
 use async_nats::jetstream::kv;
 
 use crate::data::kv::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
+use crate::data::replica::bookmark::Consistency;
 
 /// The KV bucket of shared counts.
 pub const COUNTS: &str = "ledge-counts";
@@ -144,6 +145,9 @@ impl KvStore for AppCounts {
             return Ok(false);
         }
         write_if_unchanged(&bucket, &key, revision, new.to_vec()).await
+    }
+    fn bind(self: Arc<Self>, _consistency: &Arc<Consistency>) -> SharedStore {
+        self
     }
 }
 

@@ -7,7 +7,8 @@
 //! stops reporting. Those buckets are the deploy API: `ledge deploy` and `ledge status`
 //! ([`deploy`]) read and write them, and [`node`] watches them, whether the NATS server is a
 //! developer's single process or a cluster. A fourth bucket holds the counts every node shares
-//! ([`counts`]: API-key quotas).
+//! ([`counts`]: API-key quotas). Each replicated key-value store and SQL database has a log
+//! stream and a writer lease there ([`replication`]).
 
 pub mod bundle;
 pub mod cluster;
@@ -15,3 +16,4 @@ pub mod counts;
 pub mod deploy;
 pub mod node;
 pub mod records;
+pub mod replication;

@@ -20,6 +20,7 @@ use super::bundle;
 use super::cluster::{Cluster, ClusterError, follow_bucket, key_of};
 use super::counts::SharedCounts;
 use super::records::{AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, now_millis};
+use super::replication::ClusterReplication;
 use crate::cli::{NatsArgs, NodeArgs};
 use crate::manifest::App;
 use crate::server::{Site, SiteTable, Sites};
@@ -71,6 +72,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let counts = Arc::new(SharedCounts::default());
     let app_counts = counts.clone();
     host.shared_counts = Some(Box::new(move |app: &str| app_counts.for_app(app)));
+    let replication = ClusterReplication::new(&name, args.nats.hub_domain.is_none());
+    host.replication = Some(replication.clone());
     let node = Arc::new(Node {
         name,
         region: args.region,
@@ -82,6 +85,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         started_at: now_millis(),
         changed: Notify::new(),
         counts,
+        replication,
         reports: ArcSwapOption::empty(),
     });
     node.serve_what_was_served().await;
@@ -130,6 +134,9 @@ struct Node {
     changed: Notify,
     /// The quota counts every node shares, counted in the cluster once it is reached.
     counts: Arc<SharedCounts>,
+    /// The replicated stores and databases, which follow their logs once the cluster is
+    /// reached.
+    replication: Arc<ClusterReplication>,
     /// Where this node reports, once the cluster is reached.
     reports: ArcSwapOption<async_nats::jetstream::kv::Store>,
 }
@@ -218,6 +225,7 @@ impl Node {
         // The client reconnects by itself from here on; the watch is made anew whenever it
         // ends or stalls.
         self.counts.connect(cluster.counts.clone());
+        self.replication.reached(&cluster);
         self.reports.store(Some(Arc::new(cluster.nodes.clone())));
         let _reporting = AbortOnDrop(tokio::spawn(self.clone().report(cluster.nodes.clone())));
         loop {

@@ -1,0 +1,389 @@
+//! The cluster's half of the replicated data tier (the data tier's half, and what an entry
+//! holds: `crate::data::replica`).
+//!
+//! Each replicated store or database has, in the hub's JetStream:
+//! - a log: the stream `LEDGE_DB_<id>` on the subject `ledge.db.<id>`, one message per
+//!   committed write transaction, appended with `Nats-Expected-Last-Sequence` set to the
+//!   position the writer has applied, so an append from a writer that is behind (a second
+//!   writer, or one that lost its lease without knowing) is refused;
+//! - a writer lease: the key `<id>` in the KV bucket [`LEASES`], whose entries live
+//!   [`LEASE_TTL`] unless renewed. Only nodes of the hub region (no `--hub-domain`) compete for
+//!   it. The holder first applies the whole log, then answers the writes other nodes forward
+//!   on `ledge.write.<id>` (core NATS request/reply, which crosses leaf connections), and
+//!   renews the lease every [`RENEW_EVERY`]; a renewal that fails ends its term at once.
+//!
+//! Every node (the writer too) follows the log with an ordered pull consumer from the position
+//! after the one its copy has applied, and applies each entry in order. A follower that stops
+//! receiving while the log moves on (a link that came back stuck) is made anew by a watchdog.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{RequestErrorKind, Subject};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use tokio::sync::watch;
+
+use super::cluster::Cluster;
+use crate::data::replica::{Link, LinkError, Replica, Replication};
+
+/// The KV bucket of writer leases, one key per replicated file.
+pub const LEASES: &str = "ledge-leases";
+/// How long a lease lasts unless its holder renews it: how long writes wait after a writer
+/// dies.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How often a node that is not the writer tries to take the lease.
+const CONTEND_EVERY: Duration = Duration::from_millis(500);
+/// How long a new writer may take to apply the log before it serves writes.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+/// How often a follower checks that it keeps up with the log.
+const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
+/// How long a follower may be behind the log without receiving before it is made anew.
+const STALL_LIMIT: Duration = Duration::from_secs(1);
+/// How long to wait before trying the cluster again after a failure.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// What a node reaches the cluster through, once it has.
+#[derive(Clone)]
+struct Reached {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    leases: kv::Store,
+}
+
+/// Replication through the cluster, for one node.
+pub struct ClusterReplication {
+    node: String,
+    /// Whether this node may be a writer: it is in the hub region.
+    candidate: bool,
+    reached: watch::Sender<Option<Reached>>,
+}
+
+impl ClusterReplication {
+    /// Replication for node `node`; `candidate` if it is in the hub region. Files wait for
+    /// [`ClusterReplication::reached`] before they follow their logs.
+    pub fn new(node: &str, candidate: bool) -> Arc<Self> {
+        Arc::new(Self {
+            node: node.to_string(),
+            candidate,
+            reached: watch::channel(None).0,
+        })
+    }
+
+    /// The node has reached `cluster`: every file follows its log from now on.
+    pub fn reached(&self, cluster: &Cluster) {
+        self.reached.send_replace(Some(Reached {
+            client: cluster.client.clone(),
+            jetstream: cluster.jetstream.clone(),
+            leases: cluster.leases.clone(),
+        }));
+    }
+}
+
+impl Replication for ClusterReplication {
+    fn link(&self, replica: &Arc<Replica>) -> Arc<dyn Link> {
+        let names = Names::of(&replica.id);
+        let writer = Arc::new(AtomicBool::new(false));
+        let file = File {
+            replica: Arc::downgrade(replica),
+            name: replica.name.clone(),
+            names: names.clone(),
+            node: self.node.clone(),
+            writer: writer.clone(),
+        };
+        let task = tokio::spawn(file.run(self.reached.subscribe(), self.candidate));
+        Arc::new(FileLink {
+            names,
+            reached: self.reached.subscribe(),
+            writer,
+            _task: AbortOnDrop(task),
+        })
+    }
+}
+
+/// The names one file has in the cluster.
+#[derive(Clone)]
+struct Names {
+    stream: String,
+    subject: String,
+    writes: String,
+    lease: String,
+}
+
+impl Names {
+    fn of(id: &str) -> Self {
+        Self {
+            stream: format!("LEDGE_DB_{id}"),
+            subject: format!("ledge.db.{id}"),
+            writes: format!("ledge.write.{id}"),
+            lease: id.to_string(),
+        }
+    }
+}
+
+/// One file's [`Link`]: appends and forwarded requests, and the task that follows its log and
+/// contends for its lease.
+struct FileLink {
+    names: Names,
+    reached: watch::Receiver<Option<Reached>>,
+    writer: Arc<AtomicBool>,
+    _task: AbortOnDrop,
+}
+
+impl FileLink {
+    fn reached(&self) -> Result<Reached, LinkError> {
+        self.reached.borrow().clone().ok_or_else(|| {
+            LinkError::Unreachable("this node has not reached the cluster yet".into())
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Link for FileLink {
+    fn is_writer(&self) -> bool {
+        self.writer.load(Ordering::Acquire)
+    }
+
+    async fn append(&self, after: u64, entry: Bytes) -> Result<u64, LinkError> {
+        let reached = self.reached()?;
+        let message = PublishMessage::build()
+            .payload(entry)
+            .expected_last_sequence(after);
+        let published = async {
+            reached
+                .jetstream
+                .send_publish(self.names.subject.clone(), message)
+                .await?
+                .await
+        };
+        match published.await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(error) => match error.kind() {
+                PublishErrorKind::WrongLastSequence => Err(LinkError::Fenced),
+                // 10164 ("wrong last sequence" from a clustered stream's leader) comes as Other.
+                PublishErrorKind::Other if error.to_string().contains("10164") => {
+                    Err(LinkError::Fenced)
+                }
+                _ => Err(LinkError::Unreachable(format!("the log: {error}"))),
+            },
+        }
+    }
+
+    async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
+        let reached = self.reached()?;
+        if reached.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(LinkError::Unreachable(
+                "this node is disconnected from NATS".into(),
+            ));
+        }
+        let request = reached
+            .client
+            .request(Subject::from(self.names.writes.as_str()), request);
+        match tokio::time::timeout(deadline, request).await {
+            Ok(Ok(answer)) => Ok(answer.payload),
+            Ok(Err(error)) if error.kind() == RequestErrorKind::NoResponders => {
+                Err(LinkError::Unreachable(
+                    "no node holds the writer's lease (is a node of the hub region running?)"
+                        .into(),
+                ))
+            }
+            Ok(Err(error)) => Err(LinkError::Unreachable(error.to_string())),
+            Err(_) => Err(LinkError::Unreachable(format!(
+                "no answer within {deadline:?}"
+            ))),
+        }
+    }
+}
+
+/// What the task of one file works with.
+struct File {
+    replica: Weak<Replica>,
+    name: String,
+    names: Names,
+    node: String,
+    writer: Arc<AtomicBool>,
+}
+
+impl File {
+    /// Once the cluster is reached: makes sure the log exists, then follows it, and contends
+    /// for the lease if `candidate`.
+    async fn run(self, mut reached: watch::Receiver<Option<Reached>>, candidate: bool) {
+        let Ok(reached) = reached.wait_for(Option::is_some).await.map(|r| r.clone()) else {
+            return;
+        };
+        let Some(reached) = reached else {
+            return;
+        };
+        let log = loop {
+            match self.open_log(&reached.jetstream).await {
+                Ok(log) => break log,
+                Err(error) => {
+                    tracing::warn!("{}: cannot open its log: {error:#}", self.name);
+                    tokio::time::sleep(RETRY_AFTER * 5).await;
+                }
+            }
+        };
+        let file = Arc::new(self);
+        let _contending = candidate
+            .then(|| AbortOnDrop(tokio::spawn(file.clone().contend(reached, log.clone()))));
+        loop {
+            if let Err(error) = file.follow(&log).await {
+                if file.replica.strong_count() == 0 {
+                    return;
+                }
+                tracing::warn!("{}: following its log again: {error:#}", file.name);
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    async fn open_log(&self, jetstream: &jetstream::Context) -> Result<stream::Stream> {
+        let config = stream::Config {
+            name: self.names.stream.clone(),
+            description: Some(format!("ledge: the log of the {}", self.name)),
+            subjects: vec![self.names.subject.clone()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        Ok(jetstream.get_or_create_stream(config).await?)
+    }
+
+    /// Applies the log from the entry after the one applied, until the consumer ends or
+    /// falls behind without receiving for [`STALL_LIMIT`].
+    async fn follow(&self, log: &stream::Stream) -> Result<()> {
+        let from = match self.replica.upgrade() {
+            Some(replica) => replica.applied() + 1,
+            None => return Ok(()),
+        };
+        let consumer = log
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.names.subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                replay_policy: ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await?;
+        let mut entries = consumer.messages().await?;
+        let mut log = log.clone();
+        let mut behind_since: Option<Instant> = None;
+        let mut applied_at_last_check = 0;
+        let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                entry = entries.next() => {
+                    let entry = entry.ok_or_else(|| anyhow!("the consumer ended"))??;
+                    let position = entry.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+                    let Some(replica) = self.replica.upgrade() else {
+                        return Ok(());
+                    };
+                    replica.apply(position, entry.payload.clone()).await?;
+                }
+                _ = watchdog.tick() => {
+                    let Some(replica) = self.replica.upgrade() else {
+                        return Ok(());
+                    };
+                    let applied = replica.applied();
+                    if applied > applied_at_last_check {
+                        applied_at_last_check = applied;
+                        behind_since = None;
+                        continue;
+                    }
+                    let Ok(info) = log.info().await else {
+                        // The hub does not answer: nothing newer can be missed meanwhile.
+                        continue;
+                    };
+                    let last = info.state.last_sequence;
+                    if last <= applied {
+                        behind_since = None;
+                    } else if behind_since.get_or_insert_with(Instant::now).elapsed() >= STALL_LIMIT {
+                        anyhow::bail!("stuck at entry {applied}, the log is at {last}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Contends for the lease; while holding it, catches up and then serves as the writer.
+    async fn contend(self: Arc<Self>, reached: Reached, log: stream::Stream) {
+        loop {
+            let taken = reached
+                .leases
+                .create(&self.names.lease, self.node.clone().into())
+                .await;
+            if let Ok(revision) = taken {
+                if let Err(error) = self.hold(&reached, &log, revision).await {
+                    tracing::warn!("{}: no longer its writer: {error:#}", self.name);
+                }
+                self.writer.store(false, Ordering::Release);
+            }
+            if self.replica.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(CONTEND_EVERY).await;
+        }
+    }
+
+    /// Holds the lease taken at `revision`: applies the whole log, then answers forwarded
+    /// writes until a renewal fails.
+    async fn hold(&self, reached: &Reached, log: &stream::Stream, mut revision: u64) -> Result<()> {
+        let last = log.clone().info().await?.state.last_sequence;
+        let replica = self.replica.upgrade().ok_or_else(|| anyhow!("closed"))?;
+        if !replica.reached(last, CATCH_UP_LIMIT).await {
+            anyhow::bail!("could not apply the log up to entry {last} in {CATCH_UP_LIMIT:?}");
+        }
+        drop(replica);
+        let mut requests = reached.client.subscribe(self.names.writes.clone()).await?;
+        self.writer.store(true, Ordering::Release);
+        tracing::info!("{}: this node is its writer", self.name);
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                request = requests.next() => {
+                    let request = request.ok_or_else(|| anyhow!("the subscription ended"))?;
+                    let Some(reply) = request.reply.clone() else {
+                        continue;
+                    };
+                    let (replica, client) = (self.replica.clone(), reached.client.clone());
+                    tokio::spawn(async move {
+                        let Some(replica) = replica.upgrade() else {
+                            return;
+                        };
+                        if let Some(answer) = replica.serve(request.payload).await {
+                            let _ = client.publish(reply, answer).await;
+                        }
+                    });
+                }
+                _ = renew.tick() => {
+                    revision = reached
+                        .leases
+                        .update(&self.names.lease, self.node.clone().into(), revision)
+                        .await?;
+                    if self.replica.strong_count() == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
