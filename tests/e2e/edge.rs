@@ -322,3 +322,204 @@ fn an_api_key_quota_is_counted_across_every_node() {
     assert_eq!(nodes.len(), 1, "{nodes:?}");
     assert_eq!(nodes[0]["node"], "hub-1");
 }
+
+/// An app of the data guest (spin-sdk 5) with a replicated key-value store and database.
+fn data_app(dir: &Path) {
+    std::fs::write(
+        dir.join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"shop\"\n\
+         [[trigger.http]]\nroute = \"/data/...\"\ncomponent = \"data\"\n\
+         [component.data]\nsource = \"data.wasm\"\n\
+         key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(&guests().data_p2, dir.join("data.wasm")).unwrap();
+}
+
+/// What one request through the data guest answered: status, body and the bookmark it gave.
+struct Answer {
+    status: u16,
+    body: String,
+    bookmark: Option<String>,
+    retry_after: Option<String>,
+}
+
+/// Sends `body` with `method` to `path` of `node`, presenting `bookmark` if given.
+fn call(node: &Ledge, method: &str, path: &str, body: &str, bookmark: Option<&str>) -> Answer {
+    let mut request = client()
+        .request(method.parse().unwrap(), node.at(path))
+        .body(body.to_string());
+    if let Some(bookmark) = bookmark {
+        request = request.header("ledge-bookmark", bookmark);
+    }
+    let response = request.send().unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_string())
+    };
+    let (bookmark, retry_after) = (header("ledge-bookmark"), header("retry-after"));
+    Answer {
+        status: response.status().as_u16(),
+        body: response.text().unwrap(),
+        bookmark,
+        retry_after,
+    }
+}
+
+/// Runs SQL `script` (one statement per line) through `node` until it succeeds, for up to
+/// 30 s (while a writer is being chosen, a write fails and says to retry).
+fn sql_until_done(node: &Ledge, script: &str) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call(node, "POST", "/data/sql/default", script, None);
+        if answer.status == 200 {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{script}` kept failing: {} {}",
+            answer.status,
+            answer.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The rows of `items` as `node` reads them from its own copy, once it has them all (`count`).
+fn items_at(node: &Ledge, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call(
+            node,
+            "POST",
+            "/data/sql/default",
+            "SELECT id, name, at, noise FROM items ORDER BY id",
+            None,
+        );
+        if answer.status == 200 && answer.body.lines().count() == count + 1 {
+            return answer.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {count} items: {} {}",
+            node.url,
+            answer.status,
+            answer.body
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
+    let mut hub_nats = NatsServer::start();
+    let eu_leaf = NatsServer::leaf_of(&hub_nats, "eu");
+    let states = tempfile::tempdir().unwrap();
+    let hub_1 = node(&hub_nats.url(), false, "hub", "hub-1", states.path());
+    let hub_2 = node(&hub_nats.url(), false, "hub", "hub-2", states.path());
+    let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
+    wait_for_live_nodes(&hub_nats, 3);
+    let app = tempfile::tempdir().unwrap();
+    data_app(app.path());
+    let (deployed, stdout, stderr) = deploy(app.path(), &hub_nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+
+    // Schema and rows written through the leaf region commit at the hub's writer; values the
+    // writer computed (time, random, rowid) are the same on every copy.
+    sql_until_done(
+        &eu,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), \
+         noise INTEGER NOT NULL DEFAULT (random()))",
+    );
+    let written = sql_until_done(&eu, "INSERT INTO items (name) VALUES ('kettle')");
+    let bookmark = written
+        .bookmark
+        .expect("a write gives the client a bookmark");
+
+    // Read-your-writes: with the bookmark, another node answers with the write at once.
+    let read = call(
+        &hub_2,
+        "POST",
+        "/data/sql/default",
+        "SELECT name FROM items",
+        Some(&bookmark),
+    );
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, "name\n[Value::Text(\"kettle\")]")
+    );
+    let everywhere = items_at(&eu, 1);
+    for node in [&hub_1, &hub_2] {
+        assert_eq!(items_at(node, 1), everywhere);
+    }
+
+    // Key-value: a value put in one region is read in the other, and its deletion too.
+    let put = call(&eu, "PUT", "/data/kv/default/cart", "3 kettles", None);
+    assert_eq!(put.status, 200, "{}", put.body);
+    let bookmark = put.bookmark.expect("a put gives a bookmark");
+    let got = call(&hub_1, "GET", "/data/kv/default/cart", "", Some(&bookmark));
+    assert_eq!((got.status, got.body.as_str()), (200, "3 kettles"));
+    let deleted = call(&hub_1, "DELETE", "/data/kv/default/cart", "", None);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let got = call(
+        &eu,
+        "GET",
+        "/data/kv/default/cart",
+        "",
+        deleted.bookmark.as_deref(),
+    );
+    assert_eq!(got.status, 404, "{}", got.body);
+
+    // A virtual table would not replicate: it is refused, saying why.
+    let refused = call(
+        &hub_1,
+        "POST",
+        "/data/sql/default",
+        "CREATE VIRTUAL TABLE docs USING fts5(body)",
+        None,
+    );
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused.body.contains("cannot be replicated"),
+        "{}",
+        refused.body
+    );
+
+    // Either hub node may be the writer: kill one, then the other, writing through the leaf
+    // region all along; every acknowledged row is on every copy.
+    hub_1.kill();
+    for _ in 0..3 {
+        sql_until_done(&eu, "INSERT INTO items (name) VALUES ('teapot')");
+    }
+    // The killed node comes back with its copy and catches up, then is the only writer left.
+    let hub_1 = node(&hub_nats.url(), false, "hub", "hub-1", states.path());
+    assert_eq!(items_at(&hub_1, 4), items_at(&eu, 4));
+    hub_2.kill();
+    for _ in 0..3 {
+        sql_until_done(&eu, "INSERT INTO items (name) VALUES ('cup')");
+    }
+    let rows = items_at(&eu, 7);
+    assert_eq!(items_at(&hub_1, 7), rows);
+    assert!(rows.starts_with(&everywhere), "{rows}");
+
+    // Without the hub, the region still reads its copy; a write fails, telling the client
+    // when to try again, and succeeds once the hub is back.
+    hub_nats.stop();
+    assert_eq!(items_at(&eu, 7), rows);
+    let failed = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "INSERT INTO items (name) VALUES ('saucer')",
+        None,
+    );
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert!(failed.body.contains("cannot be reached"), "{}", failed.body);
+    assert_eq!(failed.retry_after.as_deref(), Some("1"));
+    hub_nats.restart();
+    sql_until_done(&eu, "INSERT INTO items (name) VALUES ('saucer')");
+    assert_eq!(items_at(&hub_1, 8), items_at(&eu, 8));
+}
