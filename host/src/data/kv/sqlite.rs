@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
 use crate::data::replica::bookmark::Consistency;
-use crate::data::replica::{self, Kind, Replica, Replication};
+use crate::data::replica::{self, CATCH_UP_WAIT, FORWARD_LIMIT, Kind, Replica, Replication};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
@@ -71,12 +70,6 @@ fn open_backend<'a>(
 /// same file share one store, so its writer and read cache are the only ones.
 static OPEN_STORES: LazyLock<Mutex<HashMap<PathBuf, Weak<SqliteStore>>>> =
     LazyLock::new(Mutex::default);
-
-/// How long a read waits for this copy to apply what its bookmark asks for before it reads at
-/// the writer instead.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
-/// How long a request forwarded to the writer may take.
-const FORWARD_LIMIT: Duration = Duration::from_secs(5);
 
 /// A write, as it runs here or is forwarded to the writer.
 #[derive(Debug, Clone, Serialize, Deserialize)]

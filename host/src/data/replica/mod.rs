@@ -35,6 +35,12 @@ use self::changeset::{POSITION_TABLE, Session};
 use super::sqlite::Value;
 use super::sqlite_file::SqliteFile;
 
+/// How long a read waits for this node's copy to apply what its bookmark asks for before it
+/// runs at the writer instead.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// How long a request forwarded to the writer may take.
+pub const FORWARD_LIMIT: Duration = Duration::from_secs(5);
+
 /// What a replicated file is, for its id and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -28,14 +28,9 @@ use super::embedded::{
     ConnectionState, EmbeddedConnection, EmbeddedDatabase, Run, controls_transaction,
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
-use crate::data::replica::{self, Capture, Entry, Replica};
+use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Entry, FORWARD_LIMIT, Replica};
 use crate::data::sqlite_file::off_thread;
 
-/// How long a read waits for this copy to apply what its bookmark asks for before it runs at
-/// the writer instead.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
-/// How long a statement forwarded to the writer may take.
-const FORWARD_LIMIT: Duration = Duration::from_secs(5);
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
 
