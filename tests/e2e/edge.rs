@@ -416,11 +416,13 @@ fn items_at(node: &Ledge, count: usize) -> String {
 fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     let mut hub_nats = NatsServer::start();
     let eu_leaf = NatsServer::leaf_of(&hub_nats, "eu");
+    let ap_leaf = NatsServer::leaf_of(&hub_nats, "ap");
     let states = tempfile::tempdir().unwrap();
     let hub_1 = node(&hub_nats.url(), false, "hub", "hub-1", states.path());
     let hub_2 = node(&hub_nats.url(), false, "hub", "hub-2", states.path());
     let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
-    wait_for_live_nodes(&hub_nats, 3);
+    let ap = node(&ap_leaf.url(), true, "ap", "ap-1", states.path());
+    wait_for_live_nodes(&hub_nats, 4);
     let app = tempfile::tempdir().unwrap();
     data_app(app.path());
     let (deployed, stdout, stderr) = deploy(app.path(), &hub_nats);
@@ -452,7 +454,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (200, "name\n[Value::Text(\"kettle\")]")
     );
     let everywhere = items_at(&eu, 1);
-    for node in [&hub_1, &hub_2] {
+    for node in [&hub_1, &hub_2, &ap] {
         assert_eq!(items_at(node, 1), everywhere);
     }
 
@@ -472,6 +474,21 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         deleted.bookmark.as_deref(),
     );
     assert_eq!(got.status, 404, "{}", got.body);
+
+    // Written in one edge region, read in the other with the bookmark: fresh every time.
+    for round in 0..1000 {
+        let value = format!("round {round}");
+        let put = call(&eu, "PUT", "/data/kv/default/fresh", &value, None);
+        assert_eq!(put.status, 200, "{}", put.body);
+        let got = call(
+            &ap,
+            "GET",
+            "/data/kv/default/fresh",
+            "",
+            put.bookmark.as_deref(),
+        );
+        assert_eq!((got.status, got.body), (200, value));
+    }
 
     // A virtual table would not replicate: it is refused, saying why.
     let refused = call(
@@ -503,6 +520,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     }
     let rows = items_at(&eu, 7);
     assert_eq!(items_at(&hub_1, 7), rows);
+    assert_eq!(items_at(&ap, 7), rows);
     assert!(rows.starts_with(&everywhere), "{rows}");
 
     // Without the hub, the region still reads its copy; a write fails, telling the client
@@ -521,5 +539,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert_eq!(failed.retry_after.as_deref(), Some("1"));
     hub_nats.restart();
     sql_until_done(&eu, "INSERT INTO items (name) VALUES ('saucer')");
-    assert_eq!(items_at(&hub_1, 8), items_at(&eu, 8));
+    let rows = items_at(&eu, 8);
+    assert_eq!(items_at(&hub_1, 8), rows);
+    assert_eq!(items_at(&ap, 8), rows);
 }
