@@ -29,6 +29,7 @@ use async_nats::{RequestErrorKind, Subject};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::cluster::Cluster;
 use crate::data::replica::{Link, LinkError, Replica, Replication};
@@ -41,11 +42,12 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often the holder renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often a node that is not the writer tries to take the lease.
-const CONTEND_EVERY: Duration = Duration::from_millis(500);
+const CONTEND_EVERY: Duration = Duration::from_secs(1);
 /// How long a new writer may take to apply the log before it serves writes.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
-/// How often a follower checks that it keeps up with the log.
-const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
+/// How often a follower that received nothing since the last check asks the hub where the log
+/// is (one request per file and node each time).
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 /// How long a follower may be behind the log without receiving before it is made anew.
 const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// How long to wait before trying the cluster again after a failure.
@@ -104,7 +106,7 @@ impl Replication for ClusterReplication {
             names,
             reached: self.reached.subscribe(),
             writer,
-            _task: AbortOnDrop(task),
+            _task: AbortOnDropHandle::new(task),
         })
     }
 }
@@ -135,7 +137,7 @@ struct FileLink {
     names: Names,
     reached: watch::Receiver<Option<Reached>>,
     writer: Arc<AtomicBool>,
-    _task: AbortOnDrop,
+    _task: AbortOnDropHandle<()>,
 }
 
 impl FileLink {
@@ -232,13 +234,15 @@ impl File {
             }
         };
         let file = Arc::new(self);
-        let _contending = candidate
-            .then(|| AbortOnDrop(tokio::spawn(file.clone().contend(reached, log.clone()))));
+        let _contending = candidate.then(|| {
+            AbortOnDropHandle::new(tokio::spawn(file.clone().contend(reached, log.clone())))
+        });
         loop {
-            if let Err(error) = file.follow(&log).await {
-                if file.replica.strong_count() == 0 {
-                    return;
-                }
+            let followed = file.follow(&log).await;
+            if file.replica.strong_count() == 0 {
+                return;
+            }
+            if let Err(error) = followed {
                 tracing::warn!("{}: following its log again: {error:#}", file.name);
             }
             tokio::time::sleep(RETRY_AFTER).await;
@@ -343,7 +347,17 @@ impl File {
             anyhow::bail!("could not apply the log up to entry {last} in {CATCH_UP_LIMIT:?}");
         }
         drop(replica);
-        let mut requests = reached.client.subscribe(self.names.writes.clone()).await?;
+        // Catching up may have outlasted the lease: renewing it proves it is still held.
+        revision = reached
+            .leases
+            .update(&self.names.lease, self.node.clone().into(), revision)
+            .await?;
+        // A queue group: should two nodes believe they are the writer for a moment, each
+        // request still reaches only one of them.
+        let mut requests = reached
+            .client
+            .queue_subscribe(self.names.writes.clone(), "writer".into())
+            .await?;
         self.writer.store(true, Ordering::Release);
         tracing::info!("{}: this node is its writer", self.name);
         let mut renew = tokio::time::interval(RENEW_EVERY);
@@ -376,14 +390,5 @@ impl File {
                 }
             }
         }
-    }
-}
-
-/// A task stopped when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -20,6 +20,9 @@ use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
 pub const HEADER: &str = "ledge-bookmark";
 /// The cookie carrying a bookmark for browsers.
 pub const COOKIE_NAME: &str = "__ledge_bm";
+/// How many positions a presented bookmark may hold; the rest is left out (an app has a few
+/// stores and databases, not hundreds).
+const MAX_PRESENTED: usize = 32;
 /// How long a browser keeps the cookie: past it, replication has long caught up.
 const COOKIE_MAX_AGE_SECONDS: u32 = 60;
 
@@ -33,7 +36,8 @@ pub struct Bookmark {
 
 impl Bookmark {
     /// The bookmark a request presents: the header and the cookie, the higher position of the
-    /// two for each file. Anything unreadable is left out.
+    /// two for each file. Anything unreadable, and anything past [`MAX_PRESENTED`] positions,
+    /// is left out.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let bookmark = Self::default();
         let header = headers.get_all(HEADER).into_iter();
@@ -47,15 +51,17 @@ impl Bookmark {
         let texts = header
             .filter_map(|value| value.to_str().ok().map(str::to_string))
             .chain(cookies);
-        for text in texts {
-            for item in text.split(['.', ',']) {
-                if let Some((id, position)) = item.trim().split_once('-')
-                    && id.len() == 16
-                    && id.bytes().all(|b| b.is_ascii_hexdigit())
-                    && let Ok(position) = position.parse()
-                {
-                    bookmark.raise(id, position);
-                }
+        let items = texts.flat_map(|text| {
+            let items: Vec<String> = text.split(['.', ',']).map(str::to_string).collect();
+            items
+        });
+        for item in items.take(MAX_PRESENTED) {
+            if let Some((id, position)) = item.trim().split_once('-')
+                && id.len() == 16
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+                && let Ok(position) = position.parse()
+            {
+                bookmark.raise(id, position);
             }
         }
         bookmark

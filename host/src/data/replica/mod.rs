@@ -119,8 +119,13 @@ pub enum Op {
 /// Turns one write transaction into log operations as it runs: rows through a session, schema
 /// changes (`CREATE`, `ALTER`, `DROP`) as statements, each after the rows changed before it.
 pub struct Capture {
+    /// The session recording rows; `None` only if restarting it failed, which leaves the
+    /// capture unusable (the transaction must roll back).
     session: Option<Session>,
     ops: Vec<Op>,
+    /// A savepoint was opened: a schema change after it could be rolled back alone, which the
+    /// operations already captured cannot follow, so it is refused.
+    savepoint_opened: bool,
 }
 
 impl Capture {
@@ -129,6 +134,7 @@ impl Capture {
         Ok(Self {
             session: Some(Session::start(db)?),
             ops: Vec::new(),
+            savepoint_opened: false,
         })
     }
 
@@ -141,8 +147,12 @@ impl Capture {
         params: &[Value],
         run: impl FnOnce() -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
+        if self.session.is_none() {
+            return Err(lost_track());
+        }
         let keyword = first_keyword(statement).to_ascii_uppercase();
         if !matches!(keyword.as_str(), "CREATE" | "ALTER" | "DROP") {
+            self.savepoint_opened |= keyword == "SAVEPOINT";
             return run();
         }
         if is_virtual_table(statement) {
@@ -151,19 +161,30 @@ impl Capture {
                  them is not captured; on a replicated database, use ordinary tables",
             ));
         }
-        // A session must not span a schema change: the rows changed so far go first.
+        if self.savepoint_opened {
+            return Err(refused(
+                "on a replicated database, a schema change cannot follow a SAVEPOINT in its \
+                 transaction; make it before the savepoint or in a transaction of its own",
+            ));
+        }
+        // A session must not span a schema change: the rows changed so far go first, and
+        // recording starts again whether or not the statement succeeds.
         self.flush(db)?;
-        let result = run()?;
+        let result = run();
+        self.session = Some(Session::start(db)?);
+        let result = result?;
         self.ops
             .push(Op::Schema(statement.to_string(), params.to_vec()));
-        self.session = Some(Session::start(db)?);
         Ok(result)
     }
 
-    /// The operations, once the transaction's work is done.
-    pub fn finish(mut self, db: &Connection) -> rusqlite::Result<Vec<Op>> {
+    /// The operations, once the transaction's work is done; the capture ends with it.
+    pub fn finish(&mut self, db: &Connection) -> rusqlite::Result<Vec<Op>> {
+        if self.session.is_none() {
+            return Err(lost_track());
+        }
         self.flush(db)?;
-        Ok(self.ops)
+        Ok(std::mem::take(&mut self.ops))
     }
 
     fn flush(&mut self, db: &Connection) -> rusqlite::Result<()> {
@@ -205,6 +226,11 @@ fn is_virtual_table(statement: &str) -> bool {
     words.get(1).is_some_and(|word| word == "VIRTUAL")
 }
 
+/// Why a transaction whose capture failed cannot go on.
+fn lost_track() -> rusqlite::Error {
+    refused("the transaction's changes could no longer be recorded for replication; roll it back")
+}
+
 /// A statement refused before it ran, as SQLite reports a misuse.
 pub fn refused(message: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
@@ -230,7 +256,7 @@ pub struct Replica {
     /// What answers forwarded requests: the newest app version's store or database.
     writer: Mutex<Option<Weak<dyn Writer>>>,
     /// What runs after an entry is applied (the key-value read cache drops its keys).
-    on_applied: OnceLock<AppliedHook>,
+    on_applied: Mutex<Option<AppliedHook>>,
 }
 
 /// The replicas open in this process, by their file's path: two versions of an app (during a
@@ -272,7 +298,7 @@ impl Replica {
             applied: watch::channel(position).0,
             link: OnceLock::new(),
             writer: Mutex::new(None),
-            on_applied: OnceLock::new(),
+            on_applied: Mutex::new(None),
         });
         let _ = replica.link.set(replication.link(&replica));
         open_replicas.retain(|_, replica| replica.strong_count() > 0);
@@ -295,9 +321,9 @@ impl Replica {
         *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
     }
 
-    /// Makes `hook` run with the keys of each entry applied.
+    /// Makes `hook` run with the keys of each entry applied, in place of the one before.
     pub fn on_applied(&self, hook: AppliedHook) {
-        let _ = self.on_applied.set(hook);
+        *self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Answers a request another node forwarded, if this node's file has a writer.
@@ -345,8 +371,13 @@ impl Replica {
         let ops = capture.finish(&tx)?;
         let position = self.append(&tx, Entry { ops, keys })?;
         tx.commit()?;
-        self.applied.send_if_modified(|at| raise(at, position));
+        self.committed(position);
         Ok((result, position))
+    }
+
+    /// Records that the writer committed the entry at `position` here.
+    pub fn committed(&self, position: u64) {
+        self.applied.send_if_modified(|at| raise(at, position));
     }
 
     /// Appends `entry` (made inside `db`'s open transaction) to the log and records its
@@ -382,7 +413,7 @@ impl Replica {
             .write(move |db| apply_entry(db, position, &entry))
             .await
             .map_err(|e| anyhow::anyhow!("{}: cannot apply entry {position}: {e}", self.name))?;
-        if let Some(hook) = self.on_applied.get() {
+        if let Some(hook) = &*self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) {
             hook(&keys);
         }
         self.applied.send_if_modified(|at| raise(at, applied));
@@ -406,6 +437,11 @@ fn apply_entry(db: &mut Connection, position: u64, entry: &Entry) -> rusqlite::R
     let at = self::position(&tx)?;
     if position <= at {
         return Ok(at);
+    }
+    if position != at + 1 {
+        return Err(refused(&format!(
+            "entry {position} does not follow entry {at}: the log is missing entries"
+        )));
     }
     tx.set_db_config(TRIGGERS, false)?;
     let applied = (|| {
@@ -444,4 +480,101 @@ fn set_position(db: &Connection, position: u64) -> rusqlite::Result<()> {
         [i64::try_from(position).unwrap_or(i64::MAX)],
     )
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(&format!(
+            "CREATE TABLE {POSITION_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);\
+             CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)"
+        ))
+        .unwrap();
+        db
+    }
+
+    /// Runs `statements` in one transaction on `db` under a capture, as a guest's
+    /// `BEGIN` ... `COMMIT` runs on the writer; each statement's outcome, and the entry.
+    fn captured(db: &mut Connection, statements: &[&str]) -> (Vec<bool>, Entry) {
+        let tx = db.transaction().unwrap();
+        let mut capture = Capture::start(&tx).unwrap();
+        let outcomes = statements
+            .iter()
+            .map(|statement| {
+                capture
+                    .statement(&tx, statement, &[], || tx.execute(statement, []))
+                    .is_ok()
+            })
+            .collect();
+        let ops = capture.finish(&tx).unwrap();
+        tx.commit().unwrap();
+        (
+            outcomes,
+            Entry {
+                ops,
+                keys: Vec::new(),
+            },
+        )
+    }
+
+    fn rows(db: &Connection) -> Vec<(i64, String)> {
+        let mut statement = db
+            .prepare("SELECT id, name FROM items ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_schema_change_leaves_the_rest_of_its_transaction_recorded() {
+        let (mut writer, mut copy) = (database(), database());
+        let (outcomes, entry) = captured(
+            &mut writer,
+            &[
+                "INSERT INTO items (name) VALUES ('kettle')",
+                "CREATE TABLE items (id INTEGER PRIMARY KEY)",
+                "INSERT INTO items (name) VALUES ('teapot')",
+            ],
+        );
+        assert_eq!(outcomes, [true, false, true]);
+        apply_entry(&mut copy, 1, &entry).unwrap();
+        assert_eq!(rows(&copy), rows(&writer));
+        assert_eq!(rows(&copy).len(), 2);
+    }
+
+    #[test]
+    fn a_schema_change_after_a_savepoint_or_of_a_virtual_table_is_refused() {
+        let mut writer = database();
+        let (outcomes, entry) = captured(
+            &mut writer,
+            &[
+                "CREATE VIRTUAL TABLE docs USING fts5(body)",
+                "SAVEPOINT before_table",
+                "CREATE TABLE later (id INTEGER PRIMARY KEY)",
+                "INSERT INTO items (name) VALUES ('cup')",
+            ],
+        );
+        assert_eq!(outcomes, [false, true, false, true]);
+        assert!(!entry.ops.iter().any(|op| matches!(op, Op::Schema(..))));
+    }
+
+    #[test]
+    fn entries_apply_once_in_order_and_a_gap_is_refused() {
+        let (mut writer, mut copy) = (database(), database());
+        let (_, first) = captured(&mut writer, &["INSERT INTO items (name) VALUES ('a')"]);
+        let (_, second) = captured(&mut writer, &["INSERT INTO items (name) VALUES ('b')"]);
+        let gap = apply_entry(&mut copy, 2, &second).unwrap_err();
+        assert!(gap.to_string().contains("missing entries"), "{gap}");
+        assert_eq!(apply_entry(&mut copy, 1, &first).unwrap(), 1);
+        assert_eq!(apply_entry(&mut copy, 1, &first).unwrap(), 1);
+        assert_eq!(apply_entry(&mut copy, 2, &second).unwrap(), 2);
+        assert_eq!(rows(&copy), rows(&writer));
+        assert_eq!(position(&copy).unwrap(), 2);
+    }
 }

@@ -196,9 +196,10 @@ impl Drop for EmbeddedConnection {
 
 /// A transaction in progress: the writer, pinned to one connection until it ends.
 struct OpenTransaction {
-    writer: WriterLease,
-    /// What it has done so far, as log operations (a replicated database).
+    /// What it has done so far, as log operations (a replicated database). Declared before
+    /// the writer: a capture's session must be deleted while its connection is still held.
     capture: Option<Capture>,
+    writer: WriterLease,
     deadline: Instant,
     number: u64,
 }
@@ -283,7 +284,7 @@ impl EmbeddedConnection {
         let (transaction_meta, writer) = match open {
             Some(open) => (
                 Some((open.deadline, open.number)),
-                Some((open.writer, open.capture)),
+                Some((open.capture, open.writer)),
             ),
             None => (None, None),
         };
@@ -305,7 +306,7 @@ impl EmbeddedConnection {
             drop(writer);
             return Err(SqlError::Io(self.over_limit()));
         }
-        let Some((writer, capture)) = writer else {
+        let Some((capture, writer)) = writer else {
             return result;
         };
         let (deadline, number) = match transaction_meta {
@@ -320,8 +321,8 @@ impl EmbeddedConnection {
             }
         };
         state.transaction = Some(OpenTransaction {
-            writer,
             capture,
+            writer,
             deadline,
             number,
         });
@@ -349,8 +350,9 @@ impl Run<'_> {
     }
 }
 
-/// The writer an open transaction holds, with what it has captured for a replicated database.
-type HeldWriter = (WriterLease, Option<Capture>);
+/// The writer an open transaction holds, after what it has captured for a replicated database
+/// (in that order, so the capture's session is deleted while the connection is still held).
+type HeldWriter = (Option<Capture>, WriterLease);
 
 /// Runs one statement of a guest connection: on `reader` if it is read-only and the
 /// connection is outside a transaction, else on the writer (the connection's own `writer`
@@ -381,10 +383,10 @@ fn execute_blocking(
             Err(error) => return (Err(error.into()), None),
         }
     }
-    let (mut writer, mut capture) = match writer {
+    let (mut capture, mut writer) = match writer {
         Some(pinned) => pinned,
         None => match file.lease_writer() {
-            Ok(writer) => (writer, None),
+            Ok(writer) => (None, writer),
             Err(error) => return (Err(error.into()), None),
         },
     };
@@ -395,7 +397,7 @@ fn execute_blocking(
     let in_transaction = !writer.is_autocommit();
     (
         result.map_err(Into::into),
-        in_transaction.then_some((writer, capture)),
+        in_transaction.then_some((capture, writer)),
     )
 }
 

@@ -69,15 +69,26 @@ pub(super) fn run_on_writer(
             }),
         };
     }
+    let Some(open) = capture else {
+        // The transaction began but its capture could not start: nothing in it may commit.
+        writer.execute_batch("ROLLBACK")?;
+        return Err(replica::refused(
+            "the transaction could not be recorded for replication and was rolled back",
+        ));
+    };
     match keyword.as_str() {
         "COMMIT" | "END" => {
-            let appended = capture
-                .take()
-                .map_or(Ok(Vec::new()), |capture| capture.finish(writer))
-                .and_then(|ops| {
-                    let keys = Vec::new();
-                    replica.append(writer, Entry { ops, keys })
-                });
+            if has_deferred_violations(writer) {
+                // As SQLite would: the commit fails and the transaction stays open.
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some("FOREIGN KEY constraint failed".into()),
+                ));
+            }
+            let appended = open.finish(writer).and_then(|ops| {
+                let keys = Vec::new();
+                replica.append(writer, Entry { ops, keys })
+            });
             let position = match appended {
                 Ok(position) => position,
                 Err(error) => {
@@ -87,7 +98,20 @@ pub(super) fn run_on_writer(
                     )));
                 }
             };
-            Ok((run.on(writer)?, position))
+            match run.on(writer) {
+                Ok(result) => {
+                    replica.committed(position);
+                    Ok((result, position))
+                }
+                Err(error) => {
+                    // The log has it: this copy applies it from there, as every other does.
+                    writer.execute_batch("ROLLBACK")?;
+                    Err(replica::refused(&format!(
+                        "the transaction is in the replication log but did not commit on the \
+                         writer ({error}); it is applied from the log"
+                    )))
+                }
+            }
         }
         "ROLLBACK" => {
             let result = run.on(writer)?;
@@ -97,15 +121,27 @@ pub(super) fn run_on_writer(
             Ok((result, 0))
         }
         _ => {
-            let result = match capture {
-                Some(capture) => {
-                    capture.statement(writer, run.statement, run.params, || run.on(writer))?
-                }
-                None => run.on(writer)?,
-            };
+            let result = open.statement(writer, run.statement, run.params, || run.on(writer))?;
             Ok((result, 0))
         }
     }
+}
+
+/// Whether the open transaction on `db` has deferred foreign-key violations, which make its
+/// `COMMIT` fail: checked before the transaction is appended to the log.
+fn has_deferred_violations(db: &Connection) -> bool {
+    let (mut current, mut highest) = (0, 0);
+    // SAFETY: `db` is a live connection and both counters outlive the call.
+    let status = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            db.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut highest,
+            0,
+        )
+    };
+    status == rusqlite::ffi::SQLITE_OK && current > 0
 }
 
 /// What another node asks the writer of a database.
