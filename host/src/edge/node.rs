@@ -15,6 +15,7 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::Notify;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::bundle;
 use super::cluster::{Cluster, ClusterError, follow_bucket, key_of};
@@ -227,7 +228,8 @@ impl Node {
         self.counts.connect(cluster.counts.clone());
         self.replication.reached(&cluster);
         self.reports.store(Some(Arc::new(cluster.nodes.clone())));
-        let _reporting = AbortOnDrop(tokio::spawn(self.clone().report(cluster.nodes.clone())));
+        let _reporting =
+            AbortOnDropHandle::new(tokio::spawn(self.clone().report(cluster.nodes.clone())));
         loop {
             if let Err(error) = self.watch(&cluster).await {
                 tracing::warn!("lost the deployment records: {error:#}; following again");
@@ -560,15 +562,6 @@ impl Node {
                 () = self.changed.notified() => {}
             }
         }
-    }
-}
-
-/// A task stopped when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
