@@ -505,6 +505,24 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         refused.body
     );
 
+    // A transaction opened from the edge and left idle past the writer's limit is rolled
+    // back whole there; its later statements fail instead of committing on their own.
+    let abandoned = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "BEGIN\nINSERT INTO items (name) VALUES ('lost')\n!sleep 6000\n\
+         INSERT INTO items (name) VALUES ('lost')\nCOMMIT",
+        None,
+    );
+    assert_eq!(abandoned.status, 500, "{}", abandoned.body);
+    assert!(
+        abandoned.body.contains("rolled back at the writer"),
+        "{}",
+        abandoned.body
+    );
+    assert_eq!(items_at(&eu, 1), everywhere);
+
     // Either hub node may be the writer: kill one, then the other, writing through the leaf
     // region all along; every acknowledged row is on every copy.
     hub_1.kill();

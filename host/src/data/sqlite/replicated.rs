@@ -147,16 +147,23 @@ fn has_deferred_violations(db: &Connection) -> bool {
 /// What another node asks the writer of a database.
 #[derive(Debug, Serialize, Deserialize)]
 enum Forwarded {
-    /// Runs a statement on the writer's connection named `connection`.
-    Statement {
-        connection: String,
-        statement: String,
-        params: Vec<Value>,
-        /// The guest connection's last write before it.
-        since: LastWrite,
-    },
+    /// Runs a statement on the writer's connection of the guest connection it names.
+    Statement(Statement),
     /// The guest dropped its connection: an open transaction is rolled back.
     Close { connection: String },
+}
+
+/// A statement another node's guest connection runs at the writer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Statement {
+    /// The guest connection's name ([`connection_id`]).
+    connection: String,
+    statement: String,
+    params: Vec<Value>,
+    /// The guest connection's last write before it.
+    since: LastWrite,
+    /// The guest connection is inside a transaction opened at the writer.
+    in_transaction: bool,
 }
 
 /// The writer's answer: the result, the position it left, and whether the connection is
@@ -178,12 +185,13 @@ pub(super) async fn execute_elsewhere(
     {
         return Ok((result, 0));
     }
-    let request = Forwarded::Statement {
+    let request = Forwarded::Statement(Statement {
         connection: connection.remote_id.clone(),
         statement,
         params,
         since: state.last_write,
-    };
+        in_transaction: state.remote_transaction,
+    });
     let (result, position, in_transaction) = forward(connection, replica, &request).await?;
     state.last_write = result.last_write;
     state.remote_transaction = in_transaction;
@@ -270,18 +278,33 @@ struct Remote {
 }
 
 impl RemoteConnections {
-    /// Runs a forwarded statement on the connection named `id`.
-    async fn run(
-        &self,
-        database: &EmbeddedDatabase,
-        id: String,
-        statement: String,
-        params: Vec<Value>,
-        since: LastWrite,
-    ) -> Answer {
+    /// Runs a forwarded statement on the connection named `id`. A statement of a transaction
+    /// this writer no longer holds (rolled back when idle, or begun at a writer before it)
+    /// fails rather than run on its own; a `ROLLBACK` of one succeeds, as it is done.
+    async fn run(&self, database: &EmbeddedDatabase, request: Statement) -> Answer {
+        let Statement {
+            connection: id,
+            statement,
+            params,
+            since,
+            in_transaction,
+        } = request;
         let connection = self.lock().get(&id).map(|remote| remote.connection.clone());
-        let connection =
-            connection.unwrap_or_else(|| Arc::new(database.connection(&Arc::default())));
+        let connection = match connection {
+            Some(connection) => connection,
+            None if in_transaction => {
+                return if replica::first_keyword(&statement).eq_ignore_ascii_case("ROLLBACK") {
+                    Ok((QueryResult::default(), 0, false))
+                } else {
+                    Err(SqlError::Io(format!(
+                        "the transaction was rolled back at the writer (idle for \
+                         {REMOTE_IDLE_LIMIT:?}, or the writer changed); roll back and begin \
+                         it again"
+                    )))
+                };
+            }
+            None => Arc::new(database.connection(&Arc::default())),
+        };
         let mut state = connection.state.lock().await;
         state.last_write = since;
         let ran = connection.execute_here(&mut state, statement, params).await;
@@ -332,16 +355,7 @@ impl RemoteConnections {
 impl replica::Writer for EmbeddedDatabase {
     async fn serve(&self, request: Bytes) -> Bytes {
         let answer: Answer = match postcard::from_bytes(&request) {
-            Ok(Forwarded::Statement {
-                connection,
-                statement,
-                params,
-                since,
-            }) => {
-                self.remote
-                    .run(self, connection, statement, params, since)
-                    .await
-            }
+            Ok(Forwarded::Statement(request)) => self.remote.run(self, request).await,
             Ok(Forwarded::Close { connection }) => {
                 self.remote.lock().remove(&connection);
                 Ok((QueryResult::default(), 0, false))
