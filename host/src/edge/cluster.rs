@@ -26,6 +26,9 @@ pub const BUNDLES: &str = "ledge-bundles";
 pub const NODE_REPORT_TTL: Duration = Duration::from_secs(10);
 /// How long reading a whole bucket may take.
 const READ_LIMIT: Duration = Duration::from_secs(10);
+/// How many copies a clustered hub keeps of each bucket, bundle and log: losing one server of
+/// three loses nothing acknowledged.
+pub const HUB_REPLICAS: usize = 3;
 /// How long one JetStream call may take before it fails (the client's default is 5 s).
 const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -122,10 +125,15 @@ impl Cluster {
             };
             let servers = servers.clone();
             async move {
-                jetstream_ref
-                    .create_or_update_key_value(config)
-                    .await
-                    .with_context(|| format!("cannot open the KV bucket {bucket} at {servers}"))
+                with_hub_replicas(|num_replicas| {
+                    let config = kv::Config {
+                        num_replicas,
+                        ..config.clone()
+                    };
+                    jetstream_ref.create_or_update_key_value(config)
+                })
+                .await
+                .with_context(|| format!("cannot open the KV bucket {bucket} at {servers}"))
             }
         };
         let forever = Duration::ZERO;
@@ -151,15 +159,17 @@ impl Cluster {
             LEASE_TTL,
         );
         let leases = leases.await?;
-        let bundles = jetstream
-            .create_object_store(object_store::Config {
+        let bundles = with_hub_replicas(|num_replicas| {
+            jetstream.create_object_store(object_store::Config {
                 bucket: BUNDLES.into(),
                 description: Some("ledge: app bundles, by SHA-256".into()),
                 storage: jetstream::stream::StorageType::File,
+                num_replicas,
                 ..Default::default()
             })
-            .await
-            .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
+        })
+        .await
+        .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
         Ok(Self {
             deployments,
             nodes,
@@ -169,6 +179,20 @@ impl Cluster {
             client,
             jetstream,
         })
+    }
+}
+
+/// Creates something in the hub's JetStream (a bucket, an object store, a log) with
+/// [`HUB_REPLICAS`] copies, or with one on a hub of a single server, which refuses more.
+pub async fn with_hub_replicas<T, E, F>(create: impl Fn(usize) -> F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: Future<Output = Result<T, E>>,
+{
+    match create(HUB_REPLICAS).await {
+        // JetStream's error 10074: "replicas > 1 not supported in non-clustered mode".
+        Err(error) if error.to_string().contains("non-clustered") => create(1).await,
+        created => created,
     }
 }
 

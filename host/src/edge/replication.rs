@@ -31,7 +31,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, with_hub_replicas};
 use crate::data::replica::{Link, LinkError, Replica, Replication};
 
 /// The KV bucket of writer leases, one key per replicated file.
@@ -250,14 +250,17 @@ impl File {
     }
 
     async fn open_log(&self, jetstream: &jetstream::Context) -> Result<stream::Stream> {
-        let config = stream::Config {
-            name: self.names.stream.clone(),
-            description: Some(format!("ledge: the log of the {}", self.name)),
-            subjects: vec![self.names.subject.clone()],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        };
-        Ok(jetstream.get_or_create_stream(config).await?)
+        let log = with_hub_replicas(|num_replicas| {
+            jetstream.get_or_create_stream(stream::Config {
+                name: self.names.stream.clone(),
+                description: Some(format!("ledge: the log of the {}", self.name)),
+                subjects: vec![self.names.subject.clone()],
+                storage: stream::StorageType::File,
+                num_replicas,
+                ..Default::default()
+            })
+        });
+        Ok(log.await?)
     }
 
     /// Applies the log from the entry after the one applied, until the consumer ends or
