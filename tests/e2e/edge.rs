@@ -560,4 +560,16 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     let rows = items_at(&eu, 8);
     assert_eq!(items_at(&hub_1, 8), rows);
     assert_eq!(items_at(&ap, 8), rows);
+
+    // `ledge status` shows each store and database: its log, its writer, every copy at it.
+    wait_for_status(&hub_nats, "saw every copy at its log's end", |status| {
+        let data = status["data"].as_object().unwrap();
+        data.len() == 2
+            && data.values().all(|file| {
+                let copies = file["applied"].as_object().unwrap();
+                file["writer"] == "hub-1"
+                    && copies.len() == 3
+                    && copies.values().all(|applied| *applied == file["log"])
+            })
+    });
 }

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use super::bundle;
 use super::cluster::{Cluster, latest_values};
 use super::records::{DEFAULT_STAGE, Deployment, NodeReport, Version, now_millis};
+use super::replication::log_stream;
 use crate::cli::{DeployArgs, StatusArgs};
 use crate::gateway::GatewayPolicies;
 use crate::manifest::App;
@@ -233,8 +234,9 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         deployments.insert(app, deployment);
     }
     let nodes = live_nodes(&cluster.nodes).await?;
+    let data = data_status(&cluster, &nodes).await;
     if args.json {
-        let status = serde_json::json!({ "apps": deployments, "nodes": nodes });
+        let status = serde_json::json!({ "apps": deployments, "nodes": nodes, "data": data });
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
@@ -287,5 +289,66 @@ pub async fn status(args: StatusArgs) -> Result<()> {
             }
         );
     }
+    if !data.is_empty() {
+        println!("Data (log position; each node's applied position and lag):");
+    }
+    for file in data.values() {
+        let log = file
+            .log
+            .map_or("unknown".to_string(), |log| log.to_string());
+        let copies: Vec<String> = file
+            .applied
+            .iter()
+            .map(|(node, applied)| match file.log {
+                Some(log) => format!("{node} {applied} (-{})", log.saturating_sub(*applied)),
+                None => format!("{node} {applied}"),
+            })
+            .collect();
+        println!(
+            "  {}: log {log}, writer {}; {}",
+            file.name,
+            file.writer.as_deref().unwrap_or("none"),
+            copies.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// One replicated store or database across the cluster.
+#[derive(serde::Serialize)]
+struct DataStatus {
+    name: String,
+    /// The position of the log's last entry, if the hub answered.
+    log: Option<u64>,
+    /// The node that holds its writer lease, as the nodes report.
+    writer: Option<String>,
+    /// Each live node's applied position.
+    applied: BTreeMap<String, u64>,
+}
+
+/// Every replicated file the live `nodes` report, by id, with its log's position.
+async fn data_status(cluster: &Cluster, nodes: &[NodeReport]) -> BTreeMap<String, DataStatus> {
+    let mut data: BTreeMap<String, DataStatus> = BTreeMap::new();
+    for node in nodes {
+        for copy in &node.data {
+            let file = data.entry(copy.id.clone()).or_insert_with(|| DataStatus {
+                name: copy.name.clone(),
+                log: None,
+                writer: None,
+                applied: BTreeMap::new(),
+            });
+            file.applied.insert(node.node.clone(), copy.applied);
+            if copy.writer {
+                file.writer = Some(node.node.clone());
+            }
+        }
+    }
+    for (id, file) in &mut data {
+        if let Ok(mut log) = cluster.jetstream.get_stream(log_stream(id)).await
+            && let Ok(info) = log.info().await
+        {
+            file.log = Some(info.state.last_sequence);
+        }
+    }
+    data
 }

@@ -542,6 +542,7 @@ impl Node {
                     (name.clone(), report)
                 })
                 .collect(),
+            data: self.replication.report(),
         }
     }
 

@@ -89,6 +89,22 @@ pub struct NodeReport {
     pub reported_at: u64,
     /// Every app it knows of, by name.
     pub apps: BTreeMap<String, AppReport>,
+    /// Its copies of replicated stores and databases.
+    #[serde(default)]
+    pub data: Vec<ReplicaReport>,
+}
+
+/// One node's copy of a replicated store or database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    /// The file's id in bookmarks and in the cluster (its log is `LEDGE_DB_<id>`).
+    pub id: String,
+    /// What it is ("database `default` of app `shop`").
+    pub name: String,
+    /// The log position applied to the copy.
+    pub applied: u64,
+    /// Whether the node is its writer.
+    pub writer: bool,
 }
 
 /// One app on one node: the version it serves, and the one it failed to switch to, if any.

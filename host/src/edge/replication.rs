@@ -17,7 +17,7 @@
 //! receiving while the log moves on (a link that came back stuck) is made anew by a watchdog.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::cluster::{Cluster, with_hub_replicas};
+use super::records::ReplicaReport;
 use crate::data::replica::{Link, LinkError, Replica, Replication};
 
 /// The KV bucket of writer leases, one key per replicated file.
@@ -67,6 +68,8 @@ pub struct ClusterReplication {
     /// Whether this node may be a writer: it is in the hub region.
     candidate: bool,
     reached: watch::Sender<Option<Reached>>,
+    /// Every file linked, for the node's report.
+    files: Mutex<Vec<Weak<Replica>>>,
 }
 
 impl ClusterReplication {
@@ -77,7 +80,24 @@ impl ClusterReplication {
             node: node.to_string(),
             candidate,
             reached: watch::channel(None).0,
+            files: Mutex::default(),
         })
+    }
+
+    /// Where each of this node's copies stands, for its report.
+    pub fn report(&self) -> Vec<ReplicaReport> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files.retain(|file| file.strong_count() > 0);
+        files
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|replica| ReplicaReport {
+                id: replica.id.clone(),
+                name: replica.name.clone(),
+                applied: replica.applied(),
+                writer: replica.is_writer(),
+            })
+            .collect()
     }
 
     /// The node has reached `cluster`: every file follows its log from now on.
@@ -92,6 +112,10 @@ impl ClusterReplication {
 
 impl Replication for ClusterReplication {
     fn link(&self, replica: &Arc<Replica>) -> Arc<dyn Link> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files.retain(|file| file.strong_count() > 0);
+        files.push(Arc::downgrade(replica));
+        drop(files);
         let names = Names::of(&replica.id);
         let writer = Arc::new(AtomicBool::new(false));
         let file = File {
@@ -111,6 +135,11 @@ impl Replication for ClusterReplication {
     }
 }
 
+/// The stream holding the log of the file `id`.
+pub fn log_stream(id: &str) -> String {
+    format!("LEDGE_DB_{id}")
+}
+
 /// The names one file has in the cluster.
 #[derive(Clone)]
 struct Names {
@@ -123,7 +152,7 @@ struct Names {
 impl Names {
     fn of(id: &str) -> Self {
         Self {
-            stream: format!("LEDGE_DB_{id}"),
+            stream: log_stream(id),
             subject: format!("ledge.db.{id}"),
             writes: format!("ledge.write.{id}"),
             lease: id.to_string(),

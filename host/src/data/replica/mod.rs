@@ -312,7 +312,7 @@ impl Replica {
 
     /// Whether this node commits the file's writes now.
     pub fn is_writer(&self) -> bool {
-        self.link().is_writer()
+        self.link.get().is_some_and(|link| link.is_writer())
     }
 
     /// Makes `writer` answer the requests other nodes forward here, in place of the one
