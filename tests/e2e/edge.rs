@@ -342,6 +342,8 @@ struct Answer {
     body: String,
     bookmark: Option<String>,
     retry_after: Option<String>,
+    /// `ledge-stale`: the read came from a copy out of touch with the hub.
+    stale: Option<String>,
 }
 
 /// Sends `body` with `method` to `path` of `node`, presenting `bookmark` if given.
@@ -360,11 +362,13 @@ fn call(node: &Ledge, method: &str, path: &str, body: &str, bookmark: Option<&st
             .map(|value| value.to_str().unwrap().to_string())
     };
     let (bookmark, retry_after) = (header("ledge-bookmark"), header("retry-after"));
+    let stale = header("ledge-stale");
     Answer {
         status: response.status().as_u16(),
         body: response.text().unwrap(),
         bookmark,
         retry_after,
+        stale,
     }
 }
 
@@ -545,6 +549,16 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     // when to try again, and succeeds once the hub is back.
     hub_nats.stop();
     assert_eq!(items_at(&eu, 7), rows);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = call(&eu, "GET", "/data/kv/default/fresh", "", None);
+        assert_eq!((read.status, read.body.as_str()), (200, "round 999"));
+        if read.stale.as_deref() == Some("1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reads were never marked stale");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let failed = call(
         &eu,
         "POST",

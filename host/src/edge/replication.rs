@@ -16,7 +16,7 @@
 //! after the one its copy has applied, and applies each entry in order. A follower that stops
 //! receiving while the log moves on (a link that came back stuck) is made anew by a watchdog.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::cluster::{Cluster, with_hub_replicas};
-use super::records::ReplicaReport;
+use super::records::{ReplicaReport, now_millis};
 use crate::data::replica::{Link, LinkError, Replica, Replication};
 
 /// The KV bucket of writer leases, one key per replicated file.
@@ -51,6 +51,9 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 /// How long a follower may be behind the log without receiving before it is made anew.
 const STALL_LIMIT: Duration = Duration::from_secs(1);
+/// How long a copy may go without hearing from its log (an entry, or the log's position from
+/// the watchdog) before reads from it are marked stale.
+const CURRENT_WITHIN: Duration = Duration::from_secs(3);
 /// How long to wait before trying the cluster again after a failure.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -118,7 +121,9 @@ impl Replication for ClusterReplication {
         drop(files);
         let names = Names::of(&replica.id);
         let writer = Arc::new(AtomicBool::new(false));
+        let contact = Arc::new(AtomicU64::new(0));
         let file = File {
+            contact: contact.clone(),
             replica: Arc::downgrade(replica),
             name: replica.name.clone(),
             names: names.clone(),
@@ -127,6 +132,7 @@ impl Replication for ClusterReplication {
         };
         let task = tokio::spawn(file.run(self.reached.subscribe(), self.candidate));
         Arc::new(FileLink {
+            contact,
             names,
             reached: self.reached.subscribe(),
             writer,
@@ -163,6 +169,8 @@ impl Names {
 /// One file's [`Link`]: appends and forwarded requests, and the task that follows its log and
 /// contends for its lease.
 struct FileLink {
+    /// When the file's follower last heard from the log, in milliseconds since the epoch.
+    contact: Arc<AtomicU64>,
     names: Names,
     reached: watch::Receiver<Option<Reached>>,
     writer: Arc<AtomicBool>,
@@ -181,6 +189,11 @@ impl FileLink {
 impl Link for FileLink {
     fn is_writer(&self) -> bool {
         self.writer.load(Ordering::Acquire)
+    }
+
+    fn is_current(&self) -> bool {
+        let since = now_millis().saturating_sub(self.contact.load(Ordering::Relaxed));
+        u128::from(since) <= CURRENT_WITHIN.as_millis()
     }
 
     async fn append(&self, after: u64, entry: Bytes) -> Result<u64, LinkError> {
@@ -236,6 +249,8 @@ impl Link for FileLink {
 
 /// What the task of one file works with.
 struct File {
+    /// When the follower last heard from the log, in milliseconds since the epoch.
+    contact: Arc<AtomicU64>,
     replica: Weak<Replica>,
     name: String,
     names: Names,
@@ -320,6 +335,7 @@ impl File {
                 entry = entries.next() => {
                     let entry = entry.ok_or_else(|| anyhow!("the consumer ended"))??;
                     let position = entry.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+                    self.heard_from_log();
                     let Some(replica) = self.replica.upgrade() else {
                         return Ok(());
                     };
@@ -339,6 +355,7 @@ impl File {
                         // The hub does not answer: nothing newer can be missed meanwhile.
                         continue;
                     };
+                    self.heard_from_log();
                     let last = info.state.last_sequence;
                     if last <= applied {
                         behind_since = None;
@@ -348,6 +365,10 @@ impl File {
                 }
             }
         }
+    }
+
+    fn heard_from_log(&self) {
+        self.contact.store(now_millis(), Ordering::Relaxed);
     }
 
     /// Contends for the lease; while holding it, catches up and then serves as the writer.

@@ -312,7 +312,12 @@ impl SqliteStore {
         match (&self.replica, consistency) {
             (Some(replica), Some(consistency)) if !replica.is_writer() => {
                 let floor = consistency.floor(&replica.id);
-                floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await
+                let fresh =
+                    floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await;
+                if fresh {
+                    replica.read_locally(consistency);
+                }
+                fresh
             }
             _ => true,
         }

@@ -18,6 +18,9 @@ use http::header::{COOKIE, HeaderValue, RETRY_AFTER, SET_COOKIE};
 
 /// The request and response header carrying a bookmark.
 pub const HEADER: &str = "ledge-bookmark";
+/// The response header saying a read came from a copy out of touch with the hub's log (it
+/// may miss recent writes elsewhere).
+pub const STALE_HEADER: &str = "ledge-stale";
 /// The cookie carrying a bookmark for browsers.
 pub const COOKIE_NAME: &str = "__ledge_bm";
 /// How many positions a presented bookmark may hold; the rest is left out (an app has a few
@@ -32,6 +35,8 @@ pub struct Bookmark {
     positions: Mutex<BTreeMap<String, u64>>,
     /// A write or a read at the writer failed because the writer could not be reached.
     writer_unreachable: AtomicBool,
+    /// A read came from a copy out of touch with its log.
+    read_stale: AtomicBool,
 }
 
 impl Bookmark {
@@ -96,6 +101,11 @@ impl Bookmark {
         self.writer_unreachable.store(true, Ordering::Relaxed);
     }
 
+    /// Records a read from a copy out of touch with its log.
+    pub fn read_stale(&self) {
+        self.read_stale.store(true, Ordering::Relaxed);
+    }
+
     /// The bookmark as the header and cookie carry it (`<id>-<position>` joined by `.`), if
     /// it holds any position.
     pub fn encode(&self) -> Option<String> {
@@ -109,8 +119,9 @@ impl Bookmark {
         })
     }
 
-    /// Adds the bookmark to a response's `headers` (the header and the cookie), and to a 5xx
-    /// answered after the writer could not be reached, `Retry-After`.
+    /// Adds the bookmark to a response's `headers` (the header and the cookie), [`STALE_HEADER`]
+    /// after a stale read, and to a 5xx answered after the writer could not be reached,
+    /// `Retry-After`.
     pub fn annotate(&self, status: http::StatusCode, headers: &mut HeaderMap) {
         if let Some(encoded) = self.encode()
             && let Ok(value) = HeaderValue::from_str(&encoded)
@@ -122,6 +133,9 @@ impl Bookmark {
                 headers.append(SET_COOKIE, cookie);
             }
             headers.insert(HEADER, value);
+        }
+        if self.read_stale.load(Ordering::Relaxed) {
+            headers.insert(STALE_HEADER, HeaderValue::from_static("1"));
         }
         if status.is_server_error()
             && self.writer_unreachable.load(Ordering::Relaxed)
@@ -166,6 +180,11 @@ impl Consistency {
             .for_each(|bookmark| bookmark.writer_unreachable());
     }
 
+    /// Records a read from a copy out of touch with its log.
+    pub fn read_stale(&self) {
+        self.live().for_each(|bookmark| bookmark.read_stale());
+    }
+
     fn live(&self) -> impl Iterator<Item = Arc<Bookmark>> {
         let serving: Vec<Arc<Bookmark>> = self.lock().iter().filter_map(Weak::upgrade).collect();
         serving.into_iter()
@@ -201,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn a_response_carries_the_bookmark_and_retry_after_when_the_writer_was_gone() {
+    fn a_response_carries_the_bookmark_retry_after_when_the_writer_was_gone_and_staleness() {
         let bookmark = Bookmark::default();
         let mut headers = HeaderMap::new();
         bookmark.annotate(http::StatusCode::OK, &mut headers);
@@ -217,6 +236,10 @@ mod tests {
                 .starts_with(COOKIE_NAME)
         );
         assert_eq!(headers[RETRY_AFTER], "1");
+        assert!(!headers.contains_key(STALE_HEADER));
+        bookmark.read_stale();
+        bookmark.annotate(http::StatusCode::OK, &mut headers);
+        assert_eq!(headers[STALE_HEADER], "1");
     }
 
     #[test]

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use tokio::sync::watch;
 
+use self::bookmark::Consistency;
 use self::changeset::{POSITION_TABLE, Session};
 use super::sqlite::Value;
 use super::sqlite_file::SqliteFile;
@@ -75,6 +76,10 @@ pub trait Link: Send + Sync {
     /// Appends `entry` to the log as the position after `after`; fails as fenced if the log
     /// has moved past `after` (another writer committed first).
     async fn append(&self, after: u64, entry: Bytes) -> Result<u64, LinkError>;
+
+    /// Whether this node's copy heard from the log lately: if not, reads from it may miss
+    /// writes made elsewhere.
+    fn is_current(&self) -> bool;
 
     /// Sends `request` to the writer and returns its answer, by `deadline` at the latest.
     async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError>;
@@ -313,6 +318,19 @@ impl Replica {
     /// Whether this node commits the file's writes now.
     pub fn is_writer(&self) -> bool {
         self.link.get().is_some_and(|link| link.is_writer())
+    }
+
+    /// Whether this copy heard from its log lately.
+    pub fn is_current(&self) -> bool {
+        self.link.get().is_some_and(|link| link.is_current())
+    }
+
+    /// Answers a read from this copy at `consistency`, marking it stale if the copy is out of
+    /// touch with its log.
+    pub fn read_locally(&self, consistency: &Consistency) {
+        if !self.is_current() {
+            consistency.read_stale();
+        }
     }
 
     /// Makes `writer` answer the requests other nodes forward here, in place of the one

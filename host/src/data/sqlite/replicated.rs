@@ -217,6 +217,7 @@ async fn read_here(
     if !is_read || !(floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await) {
         return Ok(None);
     }
+    replica.read_locally(&connection.consistency);
     let reader = connection.file.reader().await?;
     let (statement, params) = (statement.to_string(), params.to_vec());
     let result = off_thread(move |call| {
