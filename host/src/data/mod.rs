@@ -191,9 +191,9 @@ impl DataTier {
 /// to a guest.
 pub fn host_store(state_dir: &Path, name: &str) -> Result<SharedStore> {
     let path = state_dir.join("host").join(format!("{name}.db"));
-    let store: SharedStore = SqliteStore::open(&path)
+    let store = SqliteStore::open(&path)
         .with_context(|| format!("cannot open the host's store at {}", path.display()))?;
-    Ok(store)
+    Ok(store.shared())
 }
 
 /// The data part of one instance's view: its grants and the resource table it shares with

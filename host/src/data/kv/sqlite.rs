@@ -60,9 +60,9 @@ fn open_backend<'a>(
         let replicated = opening
             .replication
             .map(|(app, replication)| (app, label, replication));
-        let store: super::SharedStore = SqliteStore::open_with(&path, replicated)
+        let store = SqliteStore::open_with(&path, replicated)
             .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
-        Ok(store)
+        Ok(store.shared())
     })
 }
 
@@ -181,6 +181,14 @@ impl SqliteStore {
         Self::open_with(path, None)
     }
 
+    /// The store as a caller outside any request uses it.
+    pub fn shared(self: &Arc<Self>) -> SharedStore {
+        Arc::new(Bound {
+            store: self.clone(),
+            consistency: None,
+        })
+    }
+
     /// Opens the store at `path`; with `replicated` (the app, the store's label and the
     /// cluster), as this node's copy of the app's replicated store.
     fn open_with(
@@ -269,7 +277,7 @@ impl SqliteStore {
                     .await?
                 {
                     (Answer::Wrote(outcome), position) => (outcome, position),
-                    _ => return Err(KvError::Backend("the writer answered another call".into())),
+                    _ => return Err(another_answer()),
                 }
             }
             _ => self.write_here(write).await?,
@@ -338,7 +346,7 @@ impl SqliteStore {
                 .await?
             {
                 (Answer::Value(value), _) => Ok(value.map(Into::into)),
-                _ => Err(KvError::Backend("the writer answered another call".into())),
+                _ => Err(another_answer()),
             };
         }
         let ticket = match self.cache.lookup(key) {
@@ -365,7 +373,7 @@ impl SqliteStore {
         {
             return match self.forward(replica, Forwarded::Keys, consistency).await? {
                 (Answer::Keys(keys), _) => Ok(keys),
-                _ => Err(KvError::Backend("the writer answered another call".into())),
+                _ => Err(another_answer()),
             };
         }
         self.file
@@ -405,11 +413,12 @@ impl replica::Writer for SqliteStore {
     }
 }
 
-/// A replicated store as one instance sees it: its reads include what the requests it serves
-/// have seen, and its writes raise their bookmarks.
+/// A store as one caller sees it: outside any request, or (a replicated store) bound to an
+/// instance, whose reads include what the requests it serves have seen and whose writes raise
+/// their bookmarks.
 struct Bound {
     store: Arc<SqliteStore>,
-    consistency: Arc<Consistency>,
+    consistency: Option<Arc<Consistency>>,
 }
 
 /// The key-value calls, given the caller's consistency (none outside a request).
@@ -455,7 +464,7 @@ impl SqliteStore {
         };
         match self.write(write, at).await? {
             Outcome::Counter(value) => Ok(value),
-            _ => Err(KvError::Backend("the writer answered another call".into())),
+            _ => Err(another_answer()),
         }
     }
 
@@ -474,53 +483,7 @@ impl SqliteStore {
         };
         match self.write(write, at).await? {
             Outcome::Swapped(swapped) => Ok(swapped),
-            _ => Err(KvError::Backend("the writer answered another call".into())),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl KvStore for SqliteStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.get_at(key, None).await
-    }
-
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.set_at(key, value, None).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.delete_at(key, None).await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        Ok(self.read_key(key, None).await?.is_some())
-    }
-
-    async fn keys(&self) -> Result<Vec<String>, KvError> {
-        self.keys_at(None).await
-    }
-
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.increment_at(key, delta, None).await
-    }
-
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        current: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, KvError> {
-        self.swap_at(key, current, new, None).await
-    }
-
-    fn bind(self: Arc<Self>, consistency: &Arc<Consistency>) -> SharedStore {
-        match self.replica {
-            Some(_) => Arc::new(Bound {
-                store: self,
-                consistency: consistency.clone(),
-            }),
-            None => self,
+            _ => Err(another_answer()),
         }
     }
 }
@@ -528,29 +491,34 @@ impl KvStore for SqliteStore {
 #[async_trait::async_trait]
 impl KvStore for Bound {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.store.get_at(key, Some(&self.consistency)).await
+        self.store.get_at(key, self.consistency.as_deref()).await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.store.set_at(key, value, Some(&self.consistency)).await
+        self.store
+            .set_at(key, value, self.consistency.as_deref())
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.store.delete_at(key, Some(&self.consistency)).await
+        self.store.delete_at(key, self.consistency.as_deref()).await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        let value = self.store.read_key(key, Some(&self.consistency)).await?;
+        let value = self
+            .store
+            .read_key(key, self.consistency.as_deref())
+            .await?;
         Ok(value.is_some())
     }
 
     async fn keys(&self) -> Result<Vec<String>, KvError> {
-        self.store.keys_at(Some(&self.consistency)).await
+        self.store.keys_at(self.consistency.as_deref()).await
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         self.store
-            .increment_at(key, delta, Some(&self.consistency))
+            .increment_at(key, delta, self.consistency.as_deref())
             .await
     }
 
@@ -560,13 +528,24 @@ impl KvStore for Bound {
         current: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        let at = Some(&*self.consistency);
+        let at = self.consistency.as_deref();
         self.store.swap_at(key, current, new, at).await
     }
 
-    fn bind(self: Arc<Self>, _consistency: &Arc<Consistency>) -> SharedStore {
-        self
+    fn bind(self: Arc<Self>, consistency: &Arc<Consistency>) -> SharedStore {
+        match (&self.store.replica, &self.consistency) {
+            (Some(_), None) => Arc::new(Bound {
+                store: self.store.clone(),
+                consistency: Some(consistency.clone()),
+            }),
+            _ => self,
+        }
     }
+}
+
+/// A writer's answer of the wrong kind for the call (a writer of another ledge version).
+fn another_answer() -> KvError {
+    KvError::Backend("the writer answered another call".into())
 }
 
 #[cfg(test)]
@@ -585,8 +564,8 @@ mod tests {
         let alias = dir.path().join("alias.db");
         std::os::unix::fs::symlink(&path, &alias).unwrap();
         assert!(Arc::ptr_eq(&store, &SqliteStore::open(&alias).unwrap()));
-        store.set("k", b"v").await.unwrap();
-        assert_eq!(same.get("k").await.unwrap(), Some(b"v".to_vec()));
+        store.shared().set("k", b"v").await.unwrap();
+        assert_eq!(same.shared().get("k").await.unwrap(), Some(b"v".to_vec()));
         drop((store, same));
 
         // Another process's lock is another open file description holding it.
@@ -602,7 +581,12 @@ mod tests {
         );
         drop(other_owner);
         assert_eq!(
-            SqliteStore::open(&path).unwrap().get("k").await.unwrap(),
+            SqliteStore::open(&path)
+                .unwrap()
+                .shared()
+                .get("k")
+                .await
+                .unwrap(),
             Some(b"v".to_vec())
         );
     }
