@@ -33,7 +33,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::cluster::{Cluster, with_hub_replicas};
 use super::records::{ReplicaReport, now_millis};
-use crate::data::replica::{Link, LinkError, Replica, Replication};
+use crate::data::replica::{Link, LinkError, Replica, Replication, unique_id};
 
 /// The KV bucket of writer leases, one key per replicated file.
 pub const LEASES: &str = "ledge-leases";
@@ -178,6 +178,34 @@ struct FileLink {
 }
 
 impl FileLink {
+    /// After an append whose acknowledgement was lost (`error`): the position the log holds
+    /// it at if it was stored after all (the entry after `after` carries its `id`), so the
+    /// writer commits what every copy will apply; else the failure, now certain unless the
+    /// log cannot be asked.
+    async fn settle(
+        &self,
+        reached: &Reached,
+        after: u64,
+        id: &str,
+        error: String,
+    ) -> Result<u64, LinkError> {
+        let stored_id = async {
+            let log = reached
+                .jetstream
+                .get_stream(&self.names.stream)
+                .await
+                .ok()?;
+            let entry = log.get_raw_message(after + 1).await.ok()?;
+            let stored_id = entry.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
+            Some(stored_id.as_str() == id)
+        };
+        match tokio::time::timeout(RETRY_AFTER * 10, stored_id).await {
+            Ok(Some(true)) => Ok(after + 1),
+            Ok(Some(false)) => Err(LinkError::Fenced),
+            _ => Err(LinkError::Unreachable(format!("the log: {error}"))),
+        }
+    }
+
     fn reached(&self) -> Result<Reached, LinkError> {
         self.reached.borrow().clone().ok_or_else(|| {
             LinkError::Unreachable("this node has not reached the cluster yet".into())
@@ -198,9 +226,11 @@ impl Link for FileLink {
 
     async fn append(&self, after: u64, entry: Bytes) -> Result<u64, LinkError> {
         let reached = self.reached()?;
+        let id = unique_id();
         let message = PublishMessage::build()
             .payload(entry)
-            .expected_last_sequence(after);
+            .expected_last_sequence(after)
+            .message_id(&id);
         let published = async {
             reached
                 .jetstream
@@ -216,7 +246,7 @@ impl Link for FileLink {
                 PublishErrorKind::Other if error.to_string().contains("10164") => {
                     Err(LinkError::Fenced)
                 }
-                _ => Err(LinkError::Unreachable(format!("the log: {error}"))),
+                _ => self.settle(&reached, after, &id, error.to_string()).await,
             },
         }
     }

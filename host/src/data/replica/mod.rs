@@ -20,7 +20,9 @@ pub mod bookmark;
 pub mod changeset;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -242,6 +244,14 @@ pub fn refused(message: &str) -> rusqlite::Error {
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
         Some(message.to_string()),
     )
+}
+
+/// A name unique across nodes and restarts: for a guest connection at the writer, or for one
+/// append to a log.
+pub fn unique_id() -> String {
+    static PROCESS: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(0u8));
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{:016x}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// What runs with the key-value keys of each entry applied.

@@ -117,7 +117,7 @@ impl EmbeddedDatabase {
             state: Arc::default(),
             replica: self.replica.clone(),
             consistency: consistency.clone(),
-            remote_id: replicated::connection_id(),
+            remote_id: replica::unique_id(),
         }
     }
 }

@@ -15,9 +15,7 @@
 //! the writer rolls it back.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher as _, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,13 +31,6 @@ use crate::data::sqlite_file::off_thread;
 
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
-
-/// A name for a new guest connection, unique across nodes and restarts.
-pub(super) fn connection_id() -> String {
-    static PROCESS: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one(0u8));
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{:016x}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
-}
 
 /// Runs one statement on the writer connection `writer` of a replicated database; `capture`
 /// holds what the connection's open transaction has done so far. Returns the position a
@@ -156,7 +147,7 @@ enum Forwarded {
 /// A statement another node's guest connection runs at the writer.
 #[derive(Debug, Serialize, Deserialize)]
 struct Statement {
-    /// The guest connection's name ([`connection_id`]).
+    /// The guest connection's name ([`replica::unique_id`]).
     connection: String,
     statement: String,
     params: Vec<Value>,
