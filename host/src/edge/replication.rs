@@ -10,13 +10,14 @@
 //!   [`LEASE_TTL`] unless renewed. Only nodes of the hub region (no `--hub-domain`) compete for
 //!   it. The holder first applies the whole log, then answers the writes other nodes forward
 //!   on `ledge.write.<id>` (core NATS request/reply, which crosses leaf connections), and
-//!   renews the lease every [`RENEW_EVERY`]; a renewal that fails ends its term at once.
+//!   renews the lease every [`RENEW_EVERY`]; its term ends when a renewal fails, or when the
+//!   lease could expire before one gets through ([`TERM_MARGIN`] early).
 //!
 //! Every node (the writer too) follows the log with an ordered pull consumer from the position
 //! after the one its copy has applied, and applies each entry in order. A follower that stops
 //! receiving while the log moves on (a link that came back stuck) is made anew by a watchdog.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ pub const LEASES: &str = "ledge-leases";
 /// How long a lease lasts unless its holder renews it: how long writes wait after a writer
 /// dies.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How long before its lease could expire a writer stops taking writes, should renewals
+/// fail to get through meanwhile.
+const TERM_MARGIN: Duration = Duration::from_millis(500);
 /// How often the holder renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often a node that is not the writer tries to take the lease.
@@ -120,7 +124,7 @@ impl Replication for ClusterReplication {
         files.push(Arc::downgrade(replica));
         drop(files);
         let names = Names::of(&replica.id);
-        let writer = Arc::new(AtomicBool::new(false));
+        let writer_until = Arc::new(AtomicU64::new(0));
         let contact = Arc::new(AtomicU64::new(0));
         let file = File {
             contact: contact.clone(),
@@ -128,14 +132,14 @@ impl Replication for ClusterReplication {
             name: replica.name.clone(),
             names: names.clone(),
             node: self.node.clone(),
-            writer: writer.clone(),
+            writer_until: writer_until.clone(),
         };
         let task = tokio::spawn(file.run(self.reached.subscribe(), self.candidate));
         Arc::new(FileLink {
             contact,
             names,
             reached: self.reached.subscribe(),
-            writer,
+            writer_until,
             _task: AbortOnDropHandle::new(task),
         })
     }
@@ -173,7 +177,8 @@ struct FileLink {
     contact: Arc<AtomicU64>,
     names: Names,
     reached: watch::Receiver<Option<Reached>>,
-    writer: Arc<AtomicBool>,
+    /// Until when this node is the file's writer, in milliseconds since the epoch (0: not).
+    writer_until: Arc<AtomicU64>,
     _task: AbortOnDropHandle<()>,
 }
 
@@ -216,7 +221,7 @@ impl FileLink {
 #[async_trait::async_trait]
 impl Link for FileLink {
     fn is_writer(&self) -> bool {
-        self.writer.load(Ordering::Acquire)
+        now_millis() < self.writer_until.load(Ordering::Acquire)
     }
 
     fn is_current(&self) -> bool {
@@ -285,7 +290,8 @@ struct File {
     name: String,
     names: Names,
     node: String,
-    writer: Arc<AtomicBool>,
+    /// Until when this node is the file's writer, in milliseconds since the epoch (0: not).
+    writer_until: Arc<AtomicU64>,
 }
 
 impl File {
@@ -412,13 +418,28 @@ impl File {
                 if let Err(error) = self.hold(&reached, &log, revision).await {
                     tracing::warn!("{}: no longer its writer: {error:#}", self.name);
                 }
-                self.writer.store(false, Ordering::Release);
+                self.writer_until.store(0, Ordering::Release);
             }
             if self.replica.strong_count() == 0 {
                 return;
             }
             tokio::time::sleep(CONTEND_EVERY).await;
         }
+    }
+
+    /// Renews the lease held at `revision`: this node's term as the writer then runs until
+    /// the lease could have expired, counted from before the renewal was sent, less
+    /// [`TERM_MARGIN`]. Returns the new revision.
+    async fn renew(&self, reached: &Reached, revision: u64) -> Result<u64> {
+        let sent = now_millis();
+        let node = self.node.clone().into();
+        let revision = reached
+            .leases
+            .update(&self.names.lease, node, revision)
+            .await?;
+        let term = (LEASE_TTL - TERM_MARGIN).as_millis() as u64;
+        self.writer_until.store(sent + term, Ordering::Release);
+        Ok(revision)
     }
 
     /// Holds the lease taken at `revision`: applies the whole log, then answers forwarded
@@ -431,17 +452,13 @@ impl File {
         }
         drop(replica);
         // Catching up may have outlasted the lease: renewing it proves it is still held.
-        revision = reached
-            .leases
-            .update(&self.names.lease, self.node.clone().into(), revision)
-            .await?;
+        revision = self.renew(reached, revision).await?;
         // A queue group: should two nodes believe they are the writer for a moment, each
         // request still reaches only one of them.
         let mut requests = reached
             .client
             .queue_subscribe(self.names.writes.clone(), "writer".into())
             .await?;
-        self.writer.store(true, Ordering::Release);
         tracing::info!("{}: this node is its writer", self.name);
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.tick().await;
@@ -463,10 +480,7 @@ impl File {
                     });
                 }
                 _ = renew.tick() => {
-                    revision = reached
-                        .leases
-                        .update(&self.names.lease, self.node.clone().into(), revision)
-                        .await?;
+                    revision = self.renew(reached, revision).await?;
                     if self.replica.strong_count() == 0 {
                         return Ok(());
                     }
