@@ -98,6 +98,19 @@ pub struct EmbeddedDatabase {
 }
 
 impl EmbeddedDatabase {
+    /// Start-up SQL writes the file directly, past the log: on a replicated database it would
+    /// make this copy differ from every other, so it is refused.
+    fn refuse_if_replicated(&self) -> Result<(), SqlError> {
+        match &self.replica {
+            Some(replica) => Err(SqlError::Io(format!(
+                "{}: start-up SQL cannot run on a replicated database; create the schema from \
+                 the app (CREATE TABLE IF NOT EXISTS), which replicates",
+                replica.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Opens (creating if needed) the database at `path`; a transaction may hold its writer for
     /// `transaction_limit` at most, and a write waits up to `busy_timeout` for another's.
     pub fn open(path: &Path, transaction_limit: Duration, busy_timeout: Duration) -> Result<Self> {
@@ -128,6 +141,7 @@ impl SqlDatabase for EmbeddedDatabase {
     }
 
     fn execute_batch_blocking(&self, sql: &str) -> Result<(), SqlError> {
+        self.refuse_if_replicated()?;
         Ok(self.file.write_blocking(|db| {
             let tx = db.transaction()?;
             tx.execute_batch(sql)?;
@@ -136,6 +150,7 @@ impl SqlDatabase for EmbeddedDatabase {
     }
 
     fn query_blocking(&self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError> {
+        self.refuse_if_replicated()?;
         Ok(self.file.write_blocking(|db| {
             run_from(
                 db,
