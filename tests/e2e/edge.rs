@@ -323,17 +323,22 @@ fn an_api_key_quota_is_counted_across_every_node() {
     assert_eq!(nodes[0]["node"], "hub-1");
 }
 
-/// An app of the data guest (spin-sdk 5) with a replicated key-value store and database.
+/// An app of the data guests (spin-sdk 5 at `/data`, spin-sdk 7 at `/p3`) sharing a
+/// replicated key-value store and database.
 fn data_app(dir: &Path) {
     std::fs::write(
         dir.join("spin.toml"),
         "spin_manifest_version = 2\n[application]\nname = \"shop\"\n\
          [[trigger.http]]\nroute = \"/data/...\"\ncomponent = \"data\"\n\
          [component.data]\nsource = \"data.wasm\"\n\
+         key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n\
+         [[trigger.http]]\nroute = \"/p3/...\"\ncomponent = \"data3\"\n\
+         [component.data3]\nsource = \"data3.wasm\"\n\
          key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]\n",
     )
     .unwrap();
     std::fs::copy(&guests().data_p2, dir.join("data.wasm")).unwrap();
+    std::fs::copy(&guests().data_p3, dir.join("data3.wasm")).unwrap();
 }
 
 /// What one request through the data guest answered: status, body and the bookmark it gave.
@@ -493,6 +498,27 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         );
         assert_eq!((got.status, got.body), (200, value));
     }
+
+    // spin-sdk 7's async results, consumed in every order its docs allow, on a node that is
+    // not the writer: its writes go to the writer, its reads see them.
+    let orders = call(&eu, "GET", "/p3/sql-orders/default", "", None);
+    assert_eq!(
+        (orders.status, orders.body.as_str()),
+        (
+            200,
+            "stream-then-result 3\nresult-then-stream 3\nhalfway [Value::Integer(1)]\n\
+             stream-dropped\nboth-dropped [Value::Integer(3)]"
+        )
+    );
+    let orders = call(&ap, "GET", "/p3/kv-orders/default", "", None);
+    assert_eq!(
+        (orders.status, orders.body.as_str()),
+        (
+            200,
+            "stream-then-result 1\nresult-then-stream 1\nhalfway fresh\nstream-dropped\n\
+             both-dropped 1"
+        )
+    );
 
     // A virtual table would not replicate: it is refused, saying why.
     let refused = call(
