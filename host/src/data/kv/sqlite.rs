@@ -421,105 +421,59 @@ struct Bound {
     consistency: Option<Arc<Consistency>>,
 }
 
-/// The key-value calls, given the caller's consistency (none outside a request).
-impl SqliteStore {
-    async fn get_at(
-        &self,
-        key: &str,
-        at: Option<&Consistency>,
-    ) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.read_key(key, at).await?.map(|value| value.to_vec()))
+impl Bound {
+    /// The consistency the caller reads and writes at (none outside a request).
+    fn at(&self) -> Option<&Consistency> {
+        self.consistency.as_deref()
     }
 
-    async fn set_at(
-        &self,
-        key: &str,
-        value: &[u8],
-        at: Option<&Consistency>,
-    ) -> Result<(), KvError> {
-        check_sizes(key, Some(value))?;
-        let write = Write::Set {
-            key: key.into(),
-            value: value.to_owned(),
-        };
-        self.write(write, at).await.map(drop)
-    }
-
-    async fn delete_at(&self, key: &str, at: Option<&Consistency>) -> Result<(), KvError> {
-        self.write(Write::Delete { key: key.into() }, at)
-            .await
-            .map(drop)
-    }
-
-    async fn increment_at(
-        &self,
-        key: &str,
-        delta: i64,
-        at: Option<&Consistency>,
-    ) -> Result<i64, KvError> {
-        check_sizes(key, None)?;
-        let write = Write::Increment {
-            key: key.into(),
-            delta,
-        };
-        match self.write(write, at).await? {
-            Outcome::Counter(value) => Ok(value),
-            _ => Err(another_answer()),
-        }
-    }
-
-    async fn swap_at(
-        &self,
-        key: &str,
-        current: Option<&[u8]>,
-        new: &[u8],
-        at: Option<&Consistency>,
-    ) -> Result<bool, KvError> {
-        check_sizes(key, Some(new))?;
-        let write = Write::Swap {
-            key: key.into(),
-            current: current.map(<[u8]>::to_vec),
-            new: new.to_owned(),
-        };
-        match self.write(write, at).await? {
-            Outcome::Swapped(swapped) => Ok(swapped),
-            _ => Err(another_answer()),
-        }
+    async fn write(&self, write: Write) -> Result<Outcome, KvError> {
+        self.store.write(write, self.at()).await
     }
 }
 
 #[async_trait::async_trait]
 impl KvStore for Bound {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.store.get_at(key, self.consistency.as_deref()).await
+        let value = self.store.read_key(key, self.at()).await?;
+        Ok(value.map(|value| value.to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.store
-            .set_at(key, value, self.consistency.as_deref())
-            .await
+        check_sizes(key, Some(value))?;
+        let write = Write::Set {
+            key: key.into(),
+            value: value.to_owned(),
+        };
+        self.write(write).await.map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.store.delete_at(key, self.consistency.as_deref()).await
+        self.write(Write::Delete { key: key.into() })
+            .await
+            .map(drop)
     }
 
     async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        let value = self
-            .store
-            .read_key(key, self.consistency.as_deref())
-            .await?;
-        Ok(value.is_some())
+        Ok(self.store.read_key(key, self.at()).await?.is_some())
     }
 
     async fn keys(&self) -> Result<Vec<String>, KvError> {
-        self.store.keys_at(self.consistency.as_deref()).await
+        self.store.keys_at(self.at()).await
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.store
-            .increment_at(key, delta, self.consistency.as_deref())
-            .await
+        check_sizes(key, None)?;
+        match self
+            .write(Write::Increment {
+                key: key.into(),
+                delta,
+            })
+            .await?
+        {
+            Outcome::Counter(value) => Ok(value),
+            _ => Err(another_answer()),
+        }
     }
 
     async fn compare_and_swap(
@@ -528,8 +482,16 @@ impl KvStore for Bound {
         current: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        let at = self.consistency.as_deref();
-        self.store.swap_at(key, current, new, at).await
+        check_sizes(key, Some(new))?;
+        let write = Write::Swap {
+            key: key.into(),
+            current: current.map(<[u8]>::to_vec),
+            new: new.to_owned(),
+        };
+        match self.write(write).await? {
+            Outcome::Swapped(swapped) => Ok(swapped),
+            _ => Err(another_answer()),
+        }
     }
 
     fn bind(self: Arc<Self>, consistency: &Arc<Consistency>) -> SharedStore {
