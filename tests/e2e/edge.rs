@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Ledge, NatsServer, client, free_port, get, guests, run_ledge};
+use crate::harness::{FaultProxy, Ledge, NatsServer, client, free_port, get, guests, run_ledge};
 
 /// An app as a user keeps it: its own directory, its `.wasm` and its files inside it.
 fn edge_app(dir: &Path, site_version: &str) {
@@ -421,10 +421,26 @@ fn items_at(node: &Ledge, count: usize) -> String {
     }
 }
 
+/// Waits until `node`'s reads are marked stale, checking that they go on answering meanwhile.
+fn wait_until_stale(node: &Ledge) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = call(node, "GET", "/data/kv/default/fresh", "", None);
+        assert_eq!((read.status, read.body.as_str()), (200, "round 999"));
+        if read.stale.as_deref() == Some("1") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "reads were never marked stale");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     let mut hub_nats = NatsServer::start();
-    let eu_leaf = NatsServer::leaf_of(&hub_nats, "eu");
+    // The eu region reaches the hub over a link the test can cut.
+    let mut eu_link = FaultProxy::to(hub_nats.leaf_port());
+    let eu_leaf = NatsServer::leaf_behind(&eu_link, "eu");
     let ap_leaf = NatsServer::leaf_of(&hub_nats, "ap");
     let states = tempfile::tempdir().unwrap();
     let hub_1 = node(&hub_nats.url(), false, "hub", "hub-1", states.path());
@@ -571,20 +587,89 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert_eq!(items_at(&ap, 7), rows);
     assert!(rows.starts_with(&everywhere), "{rows}");
 
+    // An edge killed while it applies a burst of writes comes back with a whole copy: each
+    // entry is applied in one transaction with its position, the rest comes from the log.
+    let burst = "INSERT INTO items (name) VALUES ('spoon')\n".repeat(200);
+    let burst_url = hub_1.at("/data/sql/default");
+    let burst = std::thread::spawn(move || {
+        let response = client().post(burst_url).body(burst).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = call(
+            &eu,
+            "POST",
+            "/data/sql/default",
+            "SELECT count(*) FROM items",
+            None,
+        );
+        if count.body != "count(*)\n[Value::Integer(7)]" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "eu never saw the burst: {}",
+            count.body
+        );
+    }
+    eu.kill();
+    let (status, body) = burst.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
+    let rows = items_at(&hub_1, 207);
+    assert_eq!(items_at(&eu, 207), rows);
+    assert_eq!(items_at(&ap, 207), rows);
+
+    // Behind a slow link (20 ms each way), a region still reads another region's write with
+    // its bookmark, never an older value.
+    eu_link.delay(Duration::from_millis(20));
+    for round in 0..20 {
+        let value = format!("slow {round}");
+        let put = call(&ap, "PUT", "/data/kv/default/far", &value, None);
+        assert_eq!(put.status, 200, "{}", put.body);
+        let got = call(
+            &eu,
+            "GET",
+            "/data/kv/default/far",
+            "",
+            put.bookmark.as_deref(),
+        );
+        assert_eq!((got.status, got.body), (200, value));
+    }
+    eu_link.delay(Duration::ZERO);
+
+    // A partition between a region and the hub: the region reads its copy, marked stale, and
+    // its writes fail saying when to retry, while the other region writes on; once the link is
+    // back the region catches up and writes again, with no one stepping in.
+    eu_link.cut();
+    let written_in_ap = sql_until_done(&ap, "INSERT INTO items (name) VALUES ('plate')");
+    assert!(written_in_ap.bookmark.is_some());
+    wait_until_stale(&eu);
+    assert_eq!(items_at(&eu, 207), rows);
+    let failed = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "INSERT INTO items (name) VALUES ('bowl')",
+        None,
+    );
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert_eq!(failed.retry_after.as_deref(), Some("1"));
+    eu_link.heal();
+    let rows = items_at(&eu, 208);
+    assert_eq!(items_at(&hub_1, 208), rows);
+    sql_until_done(&eu, "INSERT INTO items (name) VALUES ('bowl')");
+    let rows = items_at(&ap, 209);
+    assert_eq!(items_at(&eu, 209), rows);
+    let fresh = call(&eu, "GET", "/data/kv/default/fresh", "", None);
+    assert_eq!(fresh.stale, None, "a healed region's reads are not stale");
+
     // Without the hub, the region still reads its copy; a write fails, telling the client
     // when to try again, and succeeds once the hub is back.
     hub_nats.stop();
-    assert_eq!(items_at(&eu, 7), rows);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let read = call(&eu, "GET", "/data/kv/default/fresh", "", None);
-        assert_eq!((read.status, read.body.as_str()), (200, "round 999"));
-        if read.stale.as_deref() == Some("1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "reads were never marked stale");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(items_at(&eu, 209), rows);
+    wait_until_stale(&eu);
     let failed = call(
         &eu,
         "POST",
@@ -597,9 +682,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert_eq!(failed.retry_after.as_deref(), Some("1"));
     hub_nats.restart();
     sql_until_done(&eu, "INSERT INTO items (name) VALUES ('saucer')");
-    let rows = items_at(&eu, 8);
-    assert_eq!(items_at(&hub_1, 8), rows);
-    assert_eq!(items_at(&ap, 8), rows);
+    let rows = items_at(&eu, 210);
+    assert_eq!(items_at(&hub_1, 210), rows);
+    assert_eq!(items_at(&ap, 210), rows);
 
     // `ledge status` shows each store and database: its log, its writer, every copy at it.
     wait_for_status(&hub_nats, "saw every copy at its log's end", |status| {

@@ -604,13 +604,14 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts a hub: JetStream in domain `hub`, taking leaf connections.
+    /// Starts a hub: JetStream in domain `hub`, taking leaf connections. It does not tell its
+    /// leaves its own address, so a leaf behind a [`FaultProxy`] reconnects only through it.
     pub fn start() -> Self {
         let leaf_port = free_port();
         let mut hub = Self::start_with(|store| {
             format!(
                 "jetstream {{ store_dir: \"{store}\", domain: hub, sync_interval: always }}\n\
-                 leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n"
+                 leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true }}\n"
             )
         });
         hub.leaf_port = Some(leaf_port);
@@ -620,7 +621,20 @@ impl NatsServer {
     /// Starts a region's leaf of `hub`, with JetStream in its own `domain`; waits until the
     /// hub's JetStream answers through it.
     pub fn leaf_of(hub: &NatsServer, domain: &str) -> Self {
-        let leaf_port = hub.leaf_port.expect("a hub takes leaf connections");
+        Self::leaf_at(hub.leaf_port(), domain)
+    }
+
+    /// Starts a region's leaf that reaches its hub through `link`, as [`NatsServer::leaf_of`].
+    pub fn leaf_behind(link: &FaultProxy, domain: &str) -> Self {
+        Self::leaf_at(link.port, domain)
+    }
+
+    /// Where a hub takes leaf connections.
+    pub fn leaf_port(&self) -> u16 {
+        self.leaf_port.expect("a hub takes leaf connections")
+    }
+
+    fn leaf_at(leaf_port: u16, domain: &str) -> Self {
         let server = Self::start_with(|store| {
             format!(
                 "jetstream {{ store_dir: \"{store}\", domain: {domain}, sync_interval: always }}\n\
@@ -710,6 +724,87 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The network between a region and its hub: `tests/fault-proxy` on a free loopback port,
+/// passing bytes on to `upstream`; it delays, cuts and heals on command. Stopped when dropped.
+pub struct FaultProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    commands: std::process::ChildStdin,
+    acknowledgements: BufReader<std::process::ChildStdout>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (a port on 127.0.0.1), without delay.
+    pub fn to(upstream: u16) -> Self {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        let binary = BUILT.get_or_init(|| {
+            run(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(repo_root())
+                    .args(["build", "--release", "-q", "-p", "fault-proxy"]),
+            );
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| repo_root().join("target"), PathBuf::from);
+            target.join("release/fault-proxy")
+        });
+        let port = free_port();
+        let mut child = Command::new(binary)
+            .args([format!("127.0.0.1:{port}"), format!("127.0.0.1:{upstream}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("fault-proxy starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "fault-proxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            commands: child.stdin.take().unwrap(),
+            acknowledgements: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        }
+    }
+
+    /// Holds every byte for `delay` in each direction from now on.
+    pub fn delay(&mut self, delay: Duration) {
+        self.command(&format!("delay {}", delay.as_millis()));
+    }
+
+    /// Partitions: closes every open connection and each new one.
+    pub fn cut(&mut self) {
+        self.command("cut");
+    }
+
+    /// Ends a partition.
+    pub fn heal(&mut self) {
+        self.command("heal");
+    }
+
+    fn command(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.commands, "{command}").unwrap();
+        let mut acknowledgement = String::new();
+        self.acknowledgements
+            .read_line(&mut acknowledgement)
+            .unwrap();
+        assert_eq!(
+            acknowledgement.trim(),
+            "ok",
+            "fault-proxy refused `{command}`"
+        );
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
