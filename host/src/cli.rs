@@ -260,6 +260,12 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
 
+    /// How many log entries of a replicated store or database its writer lets pass before it
+    /// snapshots the file into the object store and drops the entries the snapshot holds; a
+    /// new node starts from the snapshot instead of replaying the whole log.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value = "10000")]
+    pub snapshot_every: u64,
+
     /// How the apps are served.
     #[command(flatten)]
     pub serve: ServeArgs,

@@ -22,6 +22,8 @@ pub const DEPLOYMENTS: &str = "ledge-deployments";
 pub const NODES: &str = "ledge-nodes";
 /// The object store of bundles, named by their SHA-256.
 pub const BUNDLES: &str = "ledge-bundles";
+/// The object store of replicated files' snapshots, one object per file id.
+pub const SNAPSHOTS: &str = "ledge-snapshots";
 /// How long a node's report lives unless it is put again: a node silent this long is gone.
 pub const NODE_REPORT_TTL: Duration = Duration::from_secs(10);
 /// How long reading a whole bucket may take.
@@ -40,6 +42,8 @@ pub struct Cluster {
     pub nodes: kv::Store,
     /// Bundles ([`BUNDLES`]).
     pub bundles: object_store::ObjectStore,
+    /// Snapshots of replicated stores and databases, by file id.
+    pub snapshots: object_store::ObjectStore,
     /// Counts shared by every node ([`super::counts::COUNTS`]).
     pub counts: kv::Store,
     /// Writer leases of replicated stores and databases ([`super::replication::LEASES`]).
@@ -159,21 +163,34 @@ impl Cluster {
             LEASE_TTL,
         );
         let leases = leases.await?;
-        let bundles = with_hub_replicas(|num_replicas| {
-            jetstream.create_object_store(object_store::Config {
-                bucket: BUNDLES.into(),
-                description: Some("ledge: app bundles, by SHA-256".into()),
-                storage: jetstream::stream::StorageType::File,
-                num_replicas,
-                ..Default::default()
-            })
-        })
-        .await
-        .with_context(|| format!("cannot open the object store {BUNDLES} at {servers}"))?;
+        let object_store = |bucket: &'static str, description: &str| {
+            let description = Some(format!("ledge: {description}"));
+            let servers = servers.clone();
+            async move {
+                with_hub_replicas(|num_replicas| {
+                    jetstream_ref.create_object_store(object_store::Config {
+                        bucket: bucket.into(),
+                        description: description.clone(),
+                        storage: jetstream::stream::StorageType::File,
+                        num_replicas,
+                        ..Default::default()
+                    })
+                })
+                .await
+                .with_context(|| format!("cannot open the object store {bucket} at {servers}"))
+            }
+        };
+        let bundles = object_store(BUNDLES, "app bundles, by SHA-256").await?;
+        let snapshots = object_store(
+            SNAPSHOTS,
+            "snapshots of replicated stores and databases, by id",
+        )
+        .await?;
         Ok(Self {
             deployments,
             nodes,
             bundles,
+            snapshots,
             counts,
             leases,
             client,
@@ -181,6 +198,9 @@ impl Cluster {
         })
     }
 }
+
+/// The longest wait between two attempts to reconnect to NATS.
+const RECONNECT_DELAY_LIMIT: Duration = Duration::from_millis(250);
 
 /// Creates something in the hub's JetStream (a bucket, an object store, a log) with
 /// [`HUB_REPLICAS`] copies, or with one on a hub of a single server, which refuses more.
@@ -294,6 +314,11 @@ async fn options(args: &NatsArgs, name: &str) -> Result<ConnectOptions> {
     let mut options = ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(2))
+        // After an outage, try again soon: the default backoff grows to 4 s, all of which a
+        // node would spend not writing and not following its logs.
+        .reconnect_delay_callback(|attempts| {
+            RECONNECT_DELAY_LIMIT.min(Duration::from_millis(1 << attempts.min(16)))
+        })
         .tls_client_config(tls_config(args)?);
     if let Some(creds) = &args.nats_creds {
         options = options

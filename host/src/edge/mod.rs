@@ -8,7 +8,8 @@
 //! ([`deploy`]) read and write them, and [`node`] watches them, whether the NATS server is a
 //! developer's single process or a cluster. A fourth bucket holds the counts every node shares
 //! ([`counts`]: API-key quotas). Each replicated key-value store and SQL database has a log
-//! stream and a writer lease there ([`replication`]).
+//! stream and a writer lease there ([`replication`]). Every follower of a stream checks that
+//! it keeps up ([`stall`]).
 
 pub mod bundle;
 pub mod cluster;
@@ -17,3 +18,4 @@ pub mod deploy;
 pub mod node;
 pub mod records;
 pub mod replication;
+pub mod stall;

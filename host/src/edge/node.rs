@@ -22,6 +22,7 @@ use super::cluster::{Cluster, ClusterError, follow_bucket, key_of};
 use super::counts::SharedCounts;
 use super::records::{AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, now_millis};
 use super::replication::ClusterReplication;
+use super::stall::StallWatch;
 use crate::cli::{NatsArgs, NodeArgs};
 use crate::manifest::App;
 use crate::server::{Site, SiteTable, Sites};
@@ -35,8 +36,6 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const WATCH_AGAIN_AFTER: Duration = Duration::from_millis(100);
 /// How often a node checks that its watch of the deployment records keeps up.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
-/// How long a watch may lag the hub before it is made anew.
-const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// How long a bundle may take to fetch.
 const FETCH_LIMIT: Duration = Duration::from_secs(60);
 /// How long after a refusal a version is tried again.
@@ -73,7 +72,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     let counts = Arc::new(SharedCounts::default());
     let app_counts = counts.clone();
     host.shared_counts = Some(Box::new(move |app: &str| app_counts.for_app(app)));
-    let replication = ClusterReplication::new(&name, args.nats.hub_domain.is_none());
+    let replication =
+        ClusterReplication::new(&name, args.nats.hub_domain.is_none(), args.snapshot_every);
     host.replication = Some(replication.clone());
     let node = Arc::new(Node {
         name,
@@ -240,14 +240,13 @@ impl Node {
 
     /// Applies every deployment record, then each change, until the watch ends or falls
     /// behind ([`follow_bucket`] says why it is no KV watch). A watch can stall after the hub
-    /// comes back, so every [`WATCHDOG_EVERY`] the records' last revision at the hub is
-    /// compared with the last one delivered: behind for [`STALL_LIMIT`], the watch is given up
-    /// and made anew.
+    /// comes back, so every [`WATCHDOG_EVERY`] a [`StallWatch`] compares the records' last
+    /// revision at the hub with the last one delivered: stuck, the watch is given up and made
+    /// anew.
     async fn watch(&self, cluster: &Cluster) -> Result<()> {
         let mut records = follow_bucket(&cluster.deployments).await?;
         let mut delivered = 0;
-        let mut delivered_at_last_check = 0;
-        let mut behind_since: Option<Instant> = None;
+        let mut stall = StallWatch::default();
         let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -269,22 +268,17 @@ impl Node {
                 }
                 _ = watchdog.tick() => {
                     self.retry_refused(cluster).await;
-                    if delivered > delivered_at_last_check {
-                        // Still delivering: not stuck, however far behind.
-                        delivered_at_last_check = delivered;
-                        behind_since = None;
+                    if stall.progressed(delivered) {
                         continue;
                     }
                     let mut stream = cluster.deployments.stream.clone();
                     let Ok(info) = stream.info().await else {
-                        // The hub does not answer: nothing newer can be missed meanwhile.
+                        stall.unreachable();
                         continue;
                     };
                     let last = info.state.last_sequence;
-                    if last <= delivered {
-                        behind_since = None;
-                    } else if behind_since.get_or_insert_with(Instant::now).elapsed() >= STALL_LIMIT {
-                        bail!("the watch is stuck at revision {delivered}, the hub is at {last}");
+                    if let Some(after) = stall.compare(delivered, last).context("the deployment watch")? {
+                        watchdog.reset_after(after);
                     }
                 }
             }

@@ -16,16 +16,21 @@
 //! Every node (the writer too) follows the log with an ordered pull consumer from the position
 //! after the one its copy has applied, and applies each entry in order. A follower that stops
 //! receiving while the log moves on (a link that came back stuck) is made anew by a watchdog.
+//!
+//! Every `--snapshot-every` entries the writer copies its file into the object store
+//! [`SNAPSHOTS`](super::cluster::SNAPSHOTS) (one object per file, replaced each time), then
+//! purges the entries the copy holds from the log. A copy whose next entry is no longer in the
+//! log (a new node, or one away for long) first restores that snapshot, then follows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use async_nats::{RequestErrorKind, Subject};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -34,6 +39,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::cluster::{Cluster, with_hub_replicas};
 use super::records::{ReplicaReport, now_millis};
+use super::stall::StallWatch;
 use crate::data::replica::{Link, LinkError, Replica, Replication, unique_id};
 
 /// The KV bucket of writer leases, one key per replicated file.
@@ -53,11 +59,11 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How often a follower that received nothing since the last check asks the hub where the log
 /// is (one request per file and node each time).
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
-/// How long a follower may be behind the log without receiving before it is made anew.
-const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// How long a copy may go without hearing from its log (an entry, or the log's position from
 /// the watchdog) before reads from it are marked stale.
 const CURRENT_WITHIN: Duration = Duration::from_secs(3);
+/// How often the writer checks whether a file is due for a snapshot.
+const COMPACT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait before trying the cluster again after a failure.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -67,6 +73,7 @@ struct Reached {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     leases: kv::Store,
+    snapshots: object_store::ObjectStore,
 }
 
 /// Replication through the cluster, for one node.
@@ -74,18 +81,22 @@ pub struct ClusterReplication {
     node: String,
     /// Whether this node may be a writer: it is in the hub region.
     candidate: bool,
+    /// How many entries a log holds before its writer snapshots the file and purges them.
+    snapshot_every: u64,
     reached: watch::Sender<Option<Reached>>,
     /// Every file linked, for the node's report.
     files: Mutex<Vec<Weak<Replica>>>,
 }
 
 impl ClusterReplication {
-    /// Replication for node `node`; `candidate` if it is in the hub region. Files wait for
+    /// Replication for node `node`; `candidate` if it is in the hub region, and then it
+    /// snapshots each file it writes every `snapshot_every` entries. Files wait for
     /// [`ClusterReplication::reached`] before they follow their logs.
-    pub fn new(node: &str, candidate: bool) -> Arc<Self> {
+    pub fn new(node: &str, candidate: bool, snapshot_every: u64) -> Arc<Self> {
         Arc::new(Self {
             node: node.to_string(),
             candidate,
+            snapshot_every,
             reached: watch::channel(None).0,
             files: Mutex::default(),
         })
@@ -113,6 +124,7 @@ impl ClusterReplication {
             client: cluster.client.clone(),
             jetstream: cluster.jetstream.clone(),
             leases: cluster.leases.clone(),
+            snapshots: cluster.snapshots.clone(),
         }));
     }
 }
@@ -133,6 +145,7 @@ impl Replication for ClusterReplication {
             names: names.clone(),
             node: self.node.clone(),
             writer_until: writer_until.clone(),
+            snapshot_every: self.snapshot_every,
         };
         let task = tokio::spawn(file.run(self.reached.subscribe(), self.candidate));
         Arc::new(FileLink {
@@ -157,6 +170,7 @@ struct Names {
     subject: String,
     writes: String,
     lease: String,
+    snapshot: String,
 }
 
 impl Names {
@@ -166,6 +180,7 @@ impl Names {
             subject: format!("ledge.db.{id}"),
             writes: format!("ledge.write.{id}"),
             lease: id.to_string(),
+            snapshot: id.to_string(),
         }
     }
 }
@@ -221,7 +236,7 @@ impl FileLink {
 #[async_trait::async_trait]
 impl Link for FileLink {
     fn is_writer(&self) -> bool {
-        now_millis() < self.writer_until.load(Ordering::Acquire)
+        is_in_term(&self.writer_until)
     }
 
     fn is_current(&self) -> bool {
@@ -292,6 +307,12 @@ struct File {
     node: String,
     /// Until when this node is the file's writer, in milliseconds since the epoch (0: not).
     writer_until: Arc<AtomicU64>,
+    snapshot_every: u64,
+}
+
+/// Whether a writer's term that ends at `writer_until` (milliseconds since the epoch) runs now.
+fn is_in_term(writer_until: &AtomicU64) -> bool {
+    now_millis() < writer_until.load(Ordering::Acquire)
 }
 
 impl File {
@@ -315,10 +336,15 @@ impl File {
         };
         let file = Arc::new(self);
         let _contending = candidate.then(|| {
-            AbortOnDropHandle::new(tokio::spawn(file.clone().contend(reached, log.clone())))
+            let contend = file.clone().contend(reached.clone(), log.clone());
+            let compact = file.clone().compact(reached.clone(), log.clone());
+            (
+                AbortOnDropHandle::new(tokio::spawn(contend)),
+                AbortOnDropHandle::new(tokio::spawn(compact)),
+            )
         });
         loop {
-            let followed = file.follow(&log).await;
+            let followed = file.follow(&reached, &log).await;
             if file.replica.strong_count() == 0 {
                 return;
             }
@@ -344,12 +370,18 @@ impl File {
     }
 
     /// Applies the log from the entry after the one applied, until the consumer ends or
-    /// falls behind without receiving for [`STALL_LIMIT`].
-    async fn follow(&self, log: &stream::Stream) -> Result<()> {
-        let from = match self.replica.upgrade() {
-            Some(replica) => replica.applied() + 1,
-            None => return Ok(()),
+    /// is stuck (see [`StallWatch`]). A copy whose next entry was purged
+    /// restores the file's snapshot first.
+    async fn follow(&self, reached: &Reached, log: &stream::Stream) -> Result<()> {
+        let Some(replica) = self.replica.upgrade() else {
+            return Ok(());
         };
+        let first_kept = log.clone().info().await?.state.first_sequence;
+        if replica.applied() + 1 < first_kept {
+            self.restore(reached, &replica).await?;
+        }
+        let from = replica.applied() + 1;
+        drop(replica);
         let consumer = log
             .create_consumer(pull::OrderedConfig {
                 filter_subject: self.names.subject.clone(),
@@ -362,8 +394,7 @@ impl File {
             .await?;
         let mut entries = consumer.messages().await?;
         let mut log = log.clone();
-        let mut behind_since: Option<Instant> = None;
-        let mut applied_at_last_check = 0;
+        let mut stall = StallWatch::default();
         let mut watchdog = tokio::time::interval(WATCHDOG_EVERY);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -382,25 +413,96 @@ impl File {
                         return Ok(());
                     };
                     let applied = replica.applied();
-                    if applied > applied_at_last_check {
-                        applied_at_last_check = applied;
-                        behind_since = None;
+                    if stall.progressed(applied) {
                         continue;
                     }
                     let Ok(info) = log.info().await else {
-                        // The hub does not answer: nothing newer can be missed meanwhile.
+                        stall.unreachable();
                         continue;
                     };
                     self.heard_from_log();
-                    let last = info.state.last_sequence;
-                    if last <= applied {
-                        behind_since = None;
-                    } else if behind_since.get_or_insert_with(Instant::now).elapsed() >= STALL_LIMIT {
-                        anyhow::bail!("stuck at entry {applied}, the log is at {last}");
+                    if let Some(after) = stall.compare(applied, info.state.last_sequence)? {
+                        watchdog.reset_after(after);
                     }
                 }
             }
         }
+    }
+
+    /// Restores the snapshot the writer left in the object store into `replica`.
+    async fn restore(&self, reached: &Reached, replica: &Replica) -> Result<()> {
+        let path = replica.snapshot_path();
+        let fetched = async {
+            let mut snapshot = reached
+                .snapshots
+                .get(&self.names.snapshot)
+                .await
+                .context("the log was compacted, but its snapshot cannot be read")?;
+            let mut file = tokio::fs::File::create(&path).await?;
+            tokio::io::copy(&mut snapshot, &mut file).await?;
+            anyhow::Ok(())
+        };
+        let restored = match fetched.await {
+            Ok(()) => replica.restore(path.clone()).await,
+            Err(error) => Err(error),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        let at = restored?;
+        tracing::info!("{}: restored from the snapshot at entry {at}", self.name);
+        Ok(())
+    }
+
+    /// While this node is the writer: once the log holds [`File::snapshot_every`] entries,
+    /// snapshots the file into the object store and purges the entries the snapshot holds.
+    async fn compact(self: Arc<Self>, reached: Reached, mut log: stream::Stream) {
+        let mut check = tokio::time::interval(COMPACT_CHECK_EVERY);
+        loop {
+            check.tick().await;
+            let Some(replica) = self.replica.upgrade() else {
+                return;
+            };
+            if !is_in_term(&self.writer_until) {
+                continue;
+            }
+            let Ok(info) = log.info().await else {
+                continue;
+            };
+            let purged = info.state.first_sequence.saturating_sub(1);
+            if replica.applied() < purged + self.snapshot_every {
+                continue;
+            }
+            if let Err(error) = self.snapshot(&reached, &log, &replica).await {
+                tracing::warn!("{}: no snapshot: {error:#}", self.name);
+            }
+        }
+    }
+
+    /// Puts a snapshot of `replica` in the object store, then purges the log up to it.
+    async fn snapshot(
+        &self,
+        reached: &Reached,
+        log: &stream::Stream,
+        replica: &Replica,
+    ) -> Result<()> {
+        let path = replica.snapshot_path();
+        let stored = async {
+            let at = replica.snapshot(path.clone()).await?;
+            let mut file = tokio::fs::File::open(&path).await?;
+            reached
+                .snapshots
+                .put(self.names.snapshot.as_str(), &mut file)
+                .await?;
+            anyhow::Ok(at)
+        };
+        let stored = stored.await;
+        let _ = tokio::fs::remove_file(&path).await;
+        let at = stored?;
+        log.purge().sequence(at + 1).await?;
+        tracing::info!(
+            "{}: snapshot at entry {at}; the log keeps what follows",
+            self.name
+        );
+        Ok(())
     }
 
     fn heard_from_log(&self) {
@@ -410,11 +512,7 @@ impl File {
     /// Contends for the lease; while holding it, catches up and then serves as the writer.
     async fn contend(self: Arc<Self>, reached: Reached, log: stream::Stream) {
         loop {
-            let taken = reached
-                .leases
-                .create(&self.names.lease, self.node.clone().into())
-                .await;
-            if let Ok(revision) = taken {
+            if let Some(revision) = self.take_lease(&reached).await {
                 if let Err(error) = self.hold(&reached, &log, revision).await {
                     tracing::warn!("{}: no longer its writer: {error:#}", self.name);
                 }
@@ -424,6 +522,20 @@ impl File {
                 return;
             }
             tokio::time::sleep(CONTEND_EVERY).await;
+        }
+    }
+
+    /// Takes the lease if no one holds it, or if it still names this node (its term ended
+    /// when the hub was out of reach, or a renewal's answer was lost): the lease's revision.
+    async fn take_lease(&self, reached: &Reached) -> Option<u64> {
+        let node = Bytes::from(self.node.clone());
+        match reached.leases.create(&self.names.lease, node.clone()).await {
+            Ok(revision) => Some(revision),
+            Err(_) => {
+                let lease = reached.leases.entry(&self.names.lease).await.ok()??;
+                (lease.operation == kv::Operation::Put && lease.value == node)
+                    .then_some(lease.revision)
+            }
         }
     }
 

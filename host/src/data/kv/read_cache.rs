@@ -89,6 +89,13 @@ impl ReadCache {
         self.entries.invalidate(key);
     }
 
+    /// Forgets every key: call once the store's whole contents were replaced.
+    pub fn invalidate_all(&self) {
+        let mut writes = self.lock_writes();
+        *writes += 1;
+        self.entries.invalidate_all();
+    }
+
     fn lock_writes(&self) -> std::sync::MutexGuard<'_, u64> {
         self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
 use crate::data::replica::bookmark::Consistency;
-use crate::data::replica::{self, CATCH_UP_WAIT, FORWARD_LIMIT, Kind, Replica, Replication};
+use crate::data::replica::{
+    self, Applied, CATCH_UP_WAIT, FORWARD_LIMIT, Kind, Replica, Replication,
+};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
@@ -222,8 +224,9 @@ impl SqliteStore {
             replica,
         });
         if let Some(replica) = &store.replica {
-            replica.on_applied(Box::new(move |keys| {
-                keys.iter().for_each(|key| cache.invalidate(key));
+            replica.on_applied(Box::new(move |applied| match applied {
+                Applied::Keys(keys) => keys.iter().for_each(|key| cache.invalidate(key)),
+                Applied::Everything => cache.invalidate_all(),
             }));
             let writer: Weak<dyn replica::Writer> = Arc::downgrade(&store) as _;
             replica.serve_with(writer);

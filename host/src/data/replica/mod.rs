@@ -11,7 +11,9 @@
 //! transaction. Every other node applies the log in order ([`Replica::apply`]), each entry in
 //! one transaction with its position, so a crash never half-applies one and a restart resumes
 //! exactly. Nodes that are not the writer forward writes to it ([`Link::forward`]) and wait
-//! for its answer.
+//! for its answer. So that the log need not be kept forever, the writer now and then copies
+//! its file ([`Replica::snapshot`]); a copy behind the entries the log still holds starts
+//! again from that copy ([`Replica::restore`]).
 //!
 //! This module is the data tier's half: it knows SQLite and nothing of NATS. The cluster's
 //! half (`crate::edge::replication`) implements [`Link`] and [`Replication`].
@@ -254,8 +256,16 @@ pub fn unique_id() -> String {
     format!("{:016x}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// What runs with the key-value keys of each entry applied.
-pub type AppliedHook = Box<dyn Fn(&[String]) + Send + Sync>;
+/// What a copy took in, for its key-value read cache.
+pub enum Applied<'a> {
+    /// An entry that wrote these keys.
+    Keys(&'a [String]),
+    /// A snapshot: every key may have changed.
+    Everything,
+}
+
+/// What runs after a copy took something in.
+pub type AppliedHook = Box<dyn Fn(Applied<'_>) + Send + Sync>;
 
 /// One node's copy of a replicated file, with its link to the cluster.
 pub struct Replica {
@@ -270,7 +280,8 @@ pub struct Replica {
     link: OnceLock<Arc<dyn Link>>,
     /// What answers forwarded requests: the newest app version's store or database.
     writer: Mutex<Option<Weak<dyn Writer>>>,
-    /// What runs after an entry is applied (the key-value read cache drops its keys).
+    /// What runs after an entry or a snapshot is applied (the key-value read cache drops what
+    /// changed).
     on_applied: Mutex<Option<AppliedHook>>,
 }
 
@@ -349,7 +360,7 @@ impl Replica {
         *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
     }
 
-    /// Makes `hook` run with the keys of each entry applied, in place of the one before.
+    /// Makes `hook` run after each entry or snapshot applied, in place of the one before.
     pub fn on_applied(&self, hook: AppliedHook) {
         *self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
@@ -441,11 +452,70 @@ impl Replica {
             .write(move |db| apply_entry(db, position, &entry))
             .await
             .map_err(|e| anyhow::anyhow!("{}: cannot apply entry {position}: {e}", self.name))?;
-        if let Some(hook) = &*self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) {
-            hook(&keys);
-        }
-        self.applied.send_if_modified(|at| raise(at, applied));
+        self.took_in(Applied::Keys(&keys), applied);
         Ok(())
+    }
+
+    /// A path for a snapshot of this file, beside it (the caller removes the file).
+    pub fn snapshot_path(&self) -> PathBuf {
+        let mut name = self
+            .file
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_os_string();
+        name.push(format!(".snapshot-{}", unique_id()));
+        self.file.path().with_file_name(name)
+    }
+
+    /// Writes a consistent copy of this file to a new file at `path` (from
+    /// [`Replica::snapshot_path`]), while reads and writes go on; returns the position it
+    /// holds.
+    pub async fn snapshot(&self, path: PathBuf) -> Result<u64> {
+        let target = path.clone();
+        self.file
+            .read(move |db| {
+                db.execute("VACUUM INTO ?1", [target.to_string_lossy()])
+                    .map(drop)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: cannot snapshot: {e}", self.name))?;
+        let copy = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(position(&copy)?)
+    }
+
+    /// Replaces this copy's contents with the snapshot at `path` (as [`Replica::snapshot`]
+    /// wrote it) in one transaction, unless the copy has applied as far already. Returns the
+    /// position the copy is at.
+    pub async fn restore(&self, path: PathBuf) -> Result<u64> {
+        let at = self
+            .file
+            .write(move |db| {
+                let snapshot =
+                    Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                let (from, at) = (position(&snapshot)?, position(db)?);
+                if from <= at {
+                    return Ok(at);
+                }
+                rusqlite::backup::Backup::new(&snapshot, db)?.run_to_completion(
+                    1024,
+                    Duration::ZERO,
+                    None,
+                )?;
+                Ok(from)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: cannot restore its snapshot: {e}", self.name))?;
+        self.took_in(Applied::Everything, at);
+        Ok(at)
+    }
+
+    /// Runs the hook for what was taken in, then moves the applied position to `position`.
+    fn took_in(&self, applied: Applied<'_>, position: u64) {
+        if let Some(hook) = &*self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) {
+            hook(applied);
+        }
+        self.applied.send_if_modified(|at| raise(at, position));
     }
 }
 
