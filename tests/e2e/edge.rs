@@ -84,7 +84,8 @@ fn wait_for_live_nodes(nats: &NatsServer, count: usize) {
 }
 
 /// Node `name` of `region` following the hub at `nats`, or, given `leaf`, a region's leaf
-/// server; its state directory is `<states>/<name>`.
+/// server; its state directory is `<states>/<name>`. As a writer, it snapshots a file and
+/// compacts its log every 100 entries, so that the tests see logs compacted.
 fn node(nats: &str, leaf: bool, region: &str, name: &str, states: &Path) -> Ledge {
     let state = states.join(name);
     let mut args = vec![
@@ -96,6 +97,8 @@ fn node(nats: &str, leaf: bool, region: &str, name: &str, states: &Path) -> Ledg
         nats,
         "--state-dir",
         state.to_str().unwrap(),
+        "--snapshot-every",
+        "100",
     ];
     if leaf {
         args.extend(["--hub-domain", "hub"]);
@@ -621,6 +624,29 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert_eq!(items_at(&eu, 207), rows);
     assert_eq!(items_at(&ap, 207), rows);
 
+    // The writers have snapshotted both files (the store while hub-2 wrote it, the database
+    // after the burst) and dropped the entries the snapshots hold; a new node starts from the
+    // snapshots and follows the logs from there.
+    let needle = "database `default` of app `shop`: snapshot at entry";
+    let log = hub_1.wait_for_log(needle);
+    assert!(log.contains(needle), "{log}");
+    let ap_2 = node(&ap_leaf.url(), true, "ap", "ap-2", states.path());
+    assert_eq!(items_at(&ap_2, 207), rows);
+    for file in ["database", "key-value store"] {
+        let needle = format!("{file} `default` of app `shop`: restored from the snapshot");
+        let log = ap_2.wait_for_log(&needle);
+        assert!(log.contains(&needle), "{log}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fresh = call(&ap_2, "GET", "/data/kv/default/fresh", "", None);
+        if (fresh.status, fresh.body.as_str()) == (200, "round 999") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", fresh.status, fresh.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // Behind a slow link (20 ms each way), a region still reads another region's write with
     // its bookmark, never an older value.
     eu_link.delay(Duration::from_millis(20));
@@ -683,8 +709,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     hub_nats.restart();
     sql_until_done(&eu, "INSERT INTO items (name) VALUES ('saucer')");
     let rows = items_at(&eu, 210);
-    assert_eq!(items_at(&hub_1, 210), rows);
-    assert_eq!(items_at(&ap, 210), rows);
+    for node in [&hub_1, &ap, &ap_2] {
+        assert_eq!(items_at(node, 210), rows);
+    }
 
     // `ledge status` shows each store and database: its log, its writer, every copy at it.
     wait_for_status(&hub_nats, "saw every copy at its log's end", |status| {
@@ -693,7 +720,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
             && data.values().all(|file| {
                 let copies = file["applied"].as_object().unwrap();
                 file["writer"] == "hub-1"
-                    && copies.len() == 3
+                    && copies.len() == 4
                     && copies.values().all(|applied| *applied == file["log"])
             })
     });
