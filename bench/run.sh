@@ -44,37 +44,7 @@ wait_ready() {
   echo "server on $PORT did not come up" >&2; return 1
 }
 
-# latency_ms PERCENTILE < wrk report: that percentile in milliseconds (wrk mixes us, ms and s).
-latency_ms() {
-  awk -v p="$1" '$1 == p {
-    v = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
-    printf "%.2f ms\n", (u == "us" ? v / 1000 : u == "s" ? v * 1000 : v)
-  }'
-}
-
-# load URL [DURATION]: one wrk run against URL (with WRK_SCRIPT and WRK_HEADERS, one request
-# header per line); prints requests/s, p50 and p99, tab-separated.
-load() {
-  local url=$1 options=() header report errors
-  [ -z "${WRK_SCRIPT:-}" ] || options=(-s "$WRK_SCRIPT")
-  while IFS= read -r header; do
-    [ -z "$header" ] || options+=(-H "$header")
-  done <<<"${WRK_HEADERS:-}"
-  report=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2:-$DURATION}" --latency "${options[@]}" "$url")
-  errors=$(grep -E "Non-2xx|Socket errors" <<<"$report" || true)
-  [ -z "$errors" ] || echo "warning: $url: $errors" >&2
-  printf '%s\t%s\t%s\n' "$(awk '/Requests\/sec/ {print $2}' <<<"$report")" \
-    "$(latency_ms 50% <<<"$report")" "$(latency_ms 99% <<<"$report")"
-}
-
-# median FILE: the median of each tab-separated column of FILE, tab-separated.
-median() {
-  local lines middle column
-  lines=$(wc -l <"$1"); middle=$(( (lines + 1) / 2 ))
-  for column in $(seq 1 "$(head -1 "$1" | awk -F'\t' '{print NF}')"); do
-    cut -f"$column" "$1" | sort -g | sed -n "${middle}p"
-  done | paste -sd$'\t'
-}
+source bench/lib.sh
 
 # start_server COMMAND...: runs it in the background (SERVER holds its pid) until it answers.
 start_server() {
