@@ -617,8 +617,8 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         );
     }
     eu.kill();
-    let (status, body) = burst.join().unwrap();
-    assert_eq!(status, 200, "{body}");
+    let (burst_status, body) = burst.join().unwrap();
+    assert_eq!(burst_status, 200, "{body}");
     let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
     let rows = items_at(&hub_1, 207);
     assert_eq!(items_at(&eu, 207), rows);
@@ -723,5 +723,72 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
                     && copies.len() == 4
                     && copies.values().all(|applied| *applied == file["log"])
             })
+    });
+
+    // A second writer forced by hand: the database's lease rewritten to name another holder.
+    // The writer's next renewal fails, so it stops committing; writes fail, saying when to
+    // retry, until the forged lease lapses and a hub node takes it again. Nothing forks.
+    let cluster = status(&hub_nats);
+    let (database, _) = cluster["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, file)| file["name"].as_str().unwrap().starts_with("database"))
+        .unwrap();
+    force_lease(&hub_nats, database, "intruder");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let answer = call(
+            &eu,
+            "POST",
+            "/data/sql/default",
+            "INSERT INTO items (name) VALUES ('jug')",
+            None,
+        );
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes went on under a forged lease"
+        );
+    };
+    assert_eq!(
+        refused.retry_after.as_deref(),
+        Some("1"),
+        "{}",
+        refused.body
+    );
+    let written = sql_until_done(&eu, "INSERT INTO items (name) VALUES ('jug')");
+    let counted = call(
+        &hub_1,
+        "POST",
+        "/data/sql/default",
+        "SELECT count(*) FROM items",
+        written.bookmark.as_deref(),
+    );
+    let count: usize = counted
+        .body
+        .trim_start_matches("count(*)\n[Value::Integer(")
+        .trim_end_matches(")]")
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", counted.body));
+    let rows = items_at(&hub_1, count);
+    for node in [&eu, &ap, &ap_2] {
+        assert_eq!(items_at(node, count), rows);
+    }
+}
+
+/// Rewrites the writer lease of replicated file `id` to name `holder`, as an operator could
+/// by hand.
+fn force_lease(nats: &NatsServer, id: &str, holder: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let leases = async_nats::jetstream::new(client)
+            .get_key_value("ledge-leases")
+            .await
+            .unwrap();
+        leases.put(id, holder.to_string().into()).await.unwrap();
     });
 }
