@@ -221,7 +221,7 @@ for round in $(seq 1 "$RUNS"); do
   start_hub
   # Prints the milliseconds from the hub's return until the write succeeded, and until both
   # edges read it.
-  heal=$(python3 - "heal $round" "$back" <<'PY'
+  healed=$(python3 - "heal $round" "$back" <<'PY'
 import http.client, sys, time
 value, back = sys.argv[1], int(sys.argv[2]) / 1e9
 def call(port, method, body=None):
@@ -244,7 +244,7 @@ for port in (39002, 39003):
 print(round((written - back) * 1000), round((time.time() - back) * 1000))
 PY
 )
-  writer_back+=("${heal% *}"); data_heal+=("${heal#* }")
+  writer_back+=("${healed% *}"); data_heal+=("${healed#* }")
 done
 
 {

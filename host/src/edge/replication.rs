@@ -24,7 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
@@ -64,6 +64,9 @@ const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 const CURRENT_WITHIN: Duration = Duration::from_secs(3);
 /// How often the writer checks whether a file is due for a snapshot.
 const COMPACT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a writer keeps asking the log whether it stored an append whose acknowledgement
+/// was lost.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
 /// How long to wait before trying the cluster again after a failure.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -198,10 +201,11 @@ struct FileLink {
 }
 
 impl FileLink {
-    /// After an append whose acknowledgement was lost (`error`): the position the log holds
-    /// it at if it was stored after all (the entry after `after` carries its `id`), so the
-    /// writer commits what every copy will apply; else the failure, now certain unless the
-    /// log cannot be asked.
+    /// After an append whose acknowledgement was lost (`error`), asks the log until it
+    /// answers, for up to [`SETTLE_LIMIT`]: the position it holds the entry at if it was stored
+    /// after all (the entry after `after` carries its `id`), so the writer commits what every
+    /// copy will apply; else the failure, then certain. If the log never answers, the error
+    /// says that the outcome is unknown: the entry may still be applied everywhere.
     async fn settle(
         &self,
         reached: &Reached,
@@ -209,21 +213,38 @@ impl FileLink {
         id: &str,
         error: String,
     ) -> Result<u64, LinkError> {
-        let stored_id = async {
-            let log = reached
-                .jetstream
-                .get_stream(&self.names.stream)
-                .await
-                .ok()?;
-            let entry = log.get_raw_message(after + 1).await.ok()?;
-            let stored_id = entry.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
-            Some(stored_id.as_str() == id)
-        };
-        match tokio::time::timeout(RETRY_AFTER * 10, stored_id).await {
-            Ok(Some(true)) => Ok(after + 1),
-            Ok(Some(false)) => Err(LinkError::Fenced),
-            _ => Err(LinkError::Unreachable(format!("the log: {error}"))),
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            match self.stored_after(reached, after, id).await {
+                Ok(Some(true)) => return Ok(after + 1),
+                Ok(Some(false)) => return Err(LinkError::Fenced),
+                Ok(None) => return Err(LinkError::Unreachable(format!("the log: {error}"))),
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(RETRY_AFTER).await,
+                Err(asking) => {
+                    return Err(LinkError::Unreachable(format!(
+                        "the log: {error}; whether it stored the write is unknown ({asking:#}), \
+                         so it may still be applied"
+                    )));
+                }
+            }
         }
+    }
+
+    /// Whether the log's entry after `after` is the one appended as `id`; `None` if the log
+    /// holds nothing after `after`.
+    async fn stored_after(&self, reached: &Reached, after: u64, id: &str) -> Result<Option<bool>> {
+        let ask = async {
+            let mut log = reached.jetstream.get_stream(&self.names.stream).await?;
+            if log.info().await?.state.last_sequence <= after {
+                return Ok(None);
+            }
+            let entry = log.get_raw_message(after + 1).await?;
+            let stored_id = entry.headers.get(async_nats::header::NATS_MESSAGE_ID);
+            Ok(Some(stored_id.is_some_and(|stored| stored.as_str() == id)))
+        };
+        tokio::time::timeout(RETRY_AFTER * 5, ask)
+            .await
+            .map_err(|_| anyhow!("no answer in {:?}", RETRY_AFTER * 5))?
     }
 
     fn reached(&self) -> Result<Reached, LinkError> {
