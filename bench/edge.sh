@@ -92,6 +92,8 @@ deploy_ms() {
   echo $(((end - start) / 1000000))
 }
 median_of() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# rounds_row NAME ROUND...: a table row of NAME, the rounds' median and every round (ms).
+rounds_row() { local name=$1; shift; echo "| $name | $(echo "$*" | median_of) ms | $* |"; }
 
 new_component=() files_only=() manifest_only=() heal=()
 for round in $(seq 1 "$RUNS"); do
@@ -255,10 +257,10 @@ done
   echo
   echo "| deploy | median | all rounds (ms) |"
   echo "|---|---:|---|"
-  echo "| a component changed (fetch + compile on every node) | $(echo "${new_component[*]}" | median_of) ms | ${new_component[*]} |"
-  echo "| only a file changed | $(echo "${files_only[*]}" | median_of) ms | ${files_only[*]} |"
-  echo "| only the manifest changed | $(echo "${manifest_only[*]}" | median_of) ms | ${manifest_only[*]} |"
-  echo "| first deploy after a 2 s hub outage (heal) | $(echo "${heal[*]}" | median_of) ms | ${heal[*]} |"
+  rounds_row "a component changed (fetch + compile on every node)" "${new_component[@]}"
+  rounds_row "only a file changed" "${files_only[@]}"
+  rounds_row "only the manifest changed" "${manifest_only[@]}"
+  rounds_row "first deploy after a 2 s hub outage (heal)" "${heal[@]}"
   echo
   echo "Replicated data (the data guest's key-value store; ${DATA_WRITES:-1000} writes each):"
   echo
@@ -274,6 +276,6 @@ done
   echo
   echo "| data heal after a 2 s hub outage (bar: < 5 s) | median | all rounds (ms) |"
   echo "|---|---:|---|"
-  echo "| hub back until a write at the hub's node succeeds | $(echo "${writer_back[*]}" | median_of) ms | ${writer_back[*]} |"
-  echo "| hub back until that write is read at both edges | $(echo "${data_heal[*]}" | median_of) ms | ${data_heal[*]} |"
+  rounds_row "hub back until a write at the hub's node succeeds" "${writer_back[@]}"
+  rounds_row "hub back until that write is read at both edges" "${data_heal[@]}"
 } | tee "$OUT"

