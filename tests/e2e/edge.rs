@@ -702,13 +702,15 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         assert_eq!(items_at(node, 210), rows);
     }
 
-    // `ledge status` shows each store and database: its log, its writer, every copy at it.
+    // `ledge status` shows each store and database: its log (compacted: it keeps only what
+    // follows the snapshot), its writer, every copy at its end.
     wait_for_status(&hub_nats, "saw every copy at its log's end", |status| {
         let data = status["data"].as_object().unwrap();
         data.len() == 2
             && data.values().all(|file| {
                 let copies = file["applied"].as_object().unwrap();
-                file["writer"] == "hub-1"
+                file["kept_from"].as_u64() > Some(1)
+                    && file["writer"] == "hub-1"
                     && copies.len() == 4
                     && copies.values().all(|applied| *applied == file["log"])
             })

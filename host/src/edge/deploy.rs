@@ -293,9 +293,13 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         println!("Data (log position; each node's applied position and lag):");
     }
     for file in data.values() {
-        let log = file
-            .log
-            .map_or("unknown".to_string(), |log| log.to_string());
+        let log = match (file.log, file.kept_from) {
+            (Some(log), Some(kept_from)) if kept_from > 1 => {
+                format!("{log} (a snapshot up to {})", kept_from - 1)
+            }
+            (Some(log), _) => log.to_string(),
+            (None, _) => "unknown".to_string(),
+        };
         let copies: Vec<String> = file
             .applied
             .iter()
@@ -320,6 +324,9 @@ struct DataStatus {
     name: String,
     /// The position of the log's last entry, if the hub answered.
     log: Option<u64>,
+    /// The position of the log's first entry kept: those before it are in the file's
+    /// snapshot.
+    kept_from: Option<u64>,
     /// The node that holds its writer lease, as the nodes report.
     writer: Option<String>,
     /// Each live node's applied position.
@@ -334,6 +341,7 @@ async fn data_status(cluster: &Cluster, nodes: &[NodeReport]) -> BTreeMap<String
             let file = data.entry(copy.id.clone()).or_insert_with(|| DataStatus {
                 name: copy.name.clone(),
                 log: None,
+                kept_from: None,
                 writer: None,
                 applied: BTreeMap::new(),
             });
@@ -348,6 +356,7 @@ async fn data_status(cluster: &Cluster, nodes: &[NodeReport]) -> BTreeMap<String
             && let Ok(info) = log.info().await
         {
             file.log = Some(info.state.last_sequence);
+            file.kept_from = Some(info.state.first_sequence);
         }
     }
     data
