@@ -282,6 +282,13 @@ pub struct DeployArgs {
     #[arg(long)]
     pub build: bool,
 
+    /// A schema migration to deploy with this version, as `@file.sql` (database `default`)
+    /// or `@file.sql:<database>`; repeatable, run in order. Each runs once per database (by
+    /// file name and checksum), and every node has it applied to its copy before it serves
+    /// the version.
+    #[arg(long = "sqlite", value_name = "@FILE[:DATABASE]")]
+    pub sqlite: Vec<String>,
+
     /// How long to wait for every live node to serve the new version.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub wait: Duration,

@@ -14,6 +14,7 @@ use crate::cli::ServeArgs;
 use crate::data::kv::SharedStore;
 use crate::data::replica::Replication;
 use crate::data::runtime_config::RuntimeConfig;
+use crate::data::startup::Migration;
 use crate::data::{DataTier, Opening, startup};
 use crate::engine::{
     CompileOutcome, ComponentPool, EngineSettings, GuestLog, MessageHandler, PoolSettings, Runtime,
@@ -147,6 +148,8 @@ pub struct Seed<'a> {
     pub key_values: &'a [(String, String)],
     /// SQL or `@migration.sql[:database]` arguments, in order.
     pub sqlite: &'a [String],
+    /// Migrations deployed with the version (`ledge deploy --sqlite`), in order.
+    pub migrations: &'a [Migration],
 }
 
 /// An app ready to serve, with what it runs in the background (its Redis subscriptions),
@@ -215,6 +218,7 @@ pub async fn load_app(
     .await?;
     startup::apply_key_values(&data, seed.key_values).await?;
     startup::apply_sqlite(&data, seed.sqlite, Path::new("."))?;
+    startup::apply_migrations(&data, seed.migrations).await?;
 
     let in_process: InProcessSlot = Arc::default();
     let components = ComponentContext {

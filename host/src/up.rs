@@ -61,6 +61,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let seed = Seed {
         key_values: &args.key_values,
         sqlite: &args.sqlite,
+        migrations: &[],
     };
     let mut sites = Vec::new();
     let mut loaded = Vec::new();

@@ -28,16 +28,23 @@ fn edge_app(dir: &Path, site_version: &str) {
 }
 
 fn deploy(app: &Path, nats: &NatsServer) -> (bool, String, String) {
-    let manifest = app.join("spin.toml");
-    let (status, stdout, stderr) = run_ledge(&[
+    deploy_with(app, nats, &[])
+}
+
+/// Deploys the app in `app` with `more` arguments to `ledge deploy`.
+fn deploy_with(app: &Path, nats: &NatsServer, more: &[&str]) -> (bool, String, String) {
+    let (manifest, url) = (app.join("spin.toml"), nats.url());
+    let mut args = vec![
         "deploy",
         "-f",
         manifest.to_str().unwrap(),
         "--nats",
-        &nats.url(),
+        &url,
         "--wait",
         "60s",
-    ]);
+    ];
+    args.extend(more);
+    let (status, stdout, stderr) = run_ledge(&args);
     (status.success(), stdout, stderr)
 }
 
@@ -498,6 +505,54 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     for node in [&hub_1, &hub_2, &ap] {
         assert_eq!(items_at(node, 1), everywhere);
     }
+
+    // A migration deployed with a new version runs once, at the writer, and every node has it
+    // in its own copy before it serves that version: once the deploy says every node serves
+    // it, each answers from its copy with the new column and index.
+    let migration = app.path().join("0002-price.sql");
+    std::fs::write(
+        &migration,
+        "-- prices; a `;` in a comment or a string does not end a statement\n\
+         ALTER TABLE items ADD COLUMN price INTEGER NOT NULL DEFAULT 0;\n\
+         CREATE INDEX items_by_price ON items (price);\n\
+         UPDATE items SET price = 3 WHERE name != 'a;b';\n",
+    )
+    .unwrap();
+    let sqlite = format!("@{}", migration.display());
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(deployed, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("shop version 2 is served by 4 nodes"),
+        "{stdout}"
+    );
+    for node in [&hub_1, &hub_2, &eu, &ap] {
+        let priced = call(
+            node,
+            "POST",
+            "/data/sql/default",
+            "SELECT price FROM items INDEXED BY items_by_price",
+            None,
+        );
+        assert_eq!(
+            (priced.status, priced.body.as_str()),
+            (200, "price\n[Value::Integer(3)]"),
+            "{}",
+            node.url
+        );
+    }
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(
+        deployed && stdout.contains("version 2"),
+        "{stdout}\n{stderr}"
+    );
+    let recorded = call(
+        &ap,
+        "POST",
+        "/data/sql/default",
+        "SELECT name FROM _ledge_migrations",
+        None,
+    );
+    assert_eq!(recorded.body, "name\n[Value::Text(\"0002-price.sql\")]");
 
     // Key-value: a value put in one region is read in the other, and its deletion too.
     let put = call(&eu, "PUT", "/data/kv/default/cart", "3 kettles", None);

@@ -4,11 +4,16 @@
 //! restart does not apply them again).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::sqlite::Value;
+use super::replica::bookmark::Consistency;
+use super::replica::first_keyword;
+use super::sqlite::{SharedDatabase, Value};
 use super::{DEFAULT_LABEL, DataTier};
 
 /// The table where applied migrations are recorded.
@@ -34,75 +39,213 @@ pub async fn apply_key_values(tier: &DataTier, pairs: &[(String, String)]) -> Re
 /// Runs the `--sqlite` arguments in order.
 pub fn apply_sqlite(tier: &DataTier, arguments: &[String], base_dir: &Path) -> Result<()> {
     for argument in arguments {
-        match argument.strip_prefix('@') {
-            Some(file_and_label) => {
-                let (file, label) = match file_and_label.rsplit_once(':') {
-                    Some((file, label)) if !label.contains('/') => (file, label),
-                    _ => (file_and_label, DEFAULT_LABEL),
-                };
-                migrate(tier, &base_dir.join(file), label)?;
-            }
-            None => {
-                let database = tier.sqlite.get(DEFAULT_LABEL).ok_or_else(|| {
-                    anyhow!("--sqlite needs a component with `sqlite_databases = [\"default\"]`")
-                })?;
-                database
-                    .execute_batch_blocking(argument)
-                    .map_err(|e| anyhow!("--sqlite \"{argument}\": {e}"))?;
-            }
+        if argument.starts_with('@') {
+            migrate(tier, &Migration::read(argument, base_dir)?)?;
+            continue;
         }
+        let database = tier.sqlite.get(DEFAULT_LABEL).ok_or_else(|| {
+            anyhow!("--sqlite needs a component with `sqlite_databases = [\"default\"]`")
+        })?;
+        database
+            .execute_batch_blocking(argument)
+            .map_err(|e| anyhow!("--sqlite \"{argument}\": {e}"))?;
     }
     Ok(())
 }
 
-/// Applies the migration `file` to database `label` unless it was applied before.
-fn migrate(tier: &DataTier, file: &Path, label: &str) -> Result<()> {
+/// A schema migration: a SQL file applied once per database, recorded there by its name and
+/// checksum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The database's label (`default` unless `@file.sql:<label>`).
+    pub database: String,
+    /// The file's name, its key among the database's applied migrations.
+    pub name: String,
+    /// The file's SQL.
+    pub sql: String,
+}
+
+impl Migration {
+    /// Reads the migration that `--sqlite @file.sql[:database]` names, relative to `base_dir`.
+    pub fn read(argument: &str, base_dir: &Path) -> Result<Self> {
+        let Some(file_and_label) = argument.strip_prefix('@') else {
+            bail!(
+                "--sqlite \"{argument}\": a migration is a file\n  \
+                 fix: put the SQL in a file and pass --sqlite @file.sql[:database]"
+            );
+        };
+        let (file, label) = match file_and_label.rsplit_once(':') {
+            Some((file, label)) if !label.contains('/') => (file, label),
+            _ => (file_and_label, DEFAULT_LABEL),
+        };
+        let file = base_dir.join(file);
+        let sql = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read the migration {}", file.display()))?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Self {
+            database: label.to_string(),
+            name,
+            sql,
+        })
+    }
+
+    fn checksum(&self) -> String {
+        format!("{:x}", Sha256::digest(self.sql.as_bytes()))
+    }
+
+    /// What to do given the checksum recorded under this migration's name, if any: whether
+    /// it still has to run.
+    fn still_to_run(&self, recorded: Option<&Value>) -> Result<bool> {
+        match recorded {
+            None => Ok(true),
+            Some(Value::Text(previous)) if *previous == self.checksum() => Ok(false),
+            Some(_) => bail!(
+                "the migration {} was already applied to `{}` with different contents\n  \
+                 fix: add a new migration file instead of editing an applied one",
+                self.name,
+                self.database
+            ),
+        }
+    }
+}
+
+fn create_migrations_table() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
+    )
+}
+
+fn select_checksum() -> String {
+    format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE name = ?1")
+}
+
+fn insert_record() -> String {
+    format!("INSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES (?1, ?2)")
+}
+
+/// Applies `migration` unless it was applied before, on this thread (`ledge up`).
+fn migrate(tier: &DataTier, migration: &Migration) -> Result<()> {
+    let (name, label) = (&migration.name, &migration.database);
     let database = tier.sqlite.get(label).ok_or_else(|| {
-        anyhow!(
-            "--sqlite @{}:{label}: no component is granted the database `{label}`",
-            file.display()
-        )
+        anyhow!("--sqlite @{name}:{label}: no component is granted the database `{label}`")
     })?;
-    let sql = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the migration {}", file.display()))?;
-    let name = file.file_name().map_or_else(
-        || file.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let checksum = format!("{:x}", Sha256::digest(sql.as_bytes()));
     database
-        .execute_batch_blocking(&format!(
-            "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
-        ))
+        .execute_batch_blocking(&create_migrations_table())
         .map_err(|e| anyhow!("{e}"))?;
     let applied = database
-        .query_blocking(
-            &format!("SELECT checksum FROM {MIGRATIONS_TABLE} WHERE name = ?1"),
-            &[Value::Text(name.clone())],
-        )
+        .query_blocking(&select_checksum(), &[Value::Text(name.clone())])
         .map_err(|e| anyhow!("{e}"))?;
-    match applied.rows.first().and_then(|row| row.first()) {
-        Some(Value::Text(previous)) if *previous == checksum => {
-            tracing::debug!("migration {name} already applied to `{label}`");
-            return Ok(());
-        }
-        Some(_) => bail!(
-            "the migration {} was already applied to `{label}` with different contents\n  fix: add a new migration file instead of editing an applied one",
-            file.display()
-        ),
-        None => {}
+    if !migration.still_to_run(applied.rows.first().and_then(|row| row.first()))? {
+        tracing::debug!("migration {name} already applied to `{label}`");
+        return Ok(());
     }
     // The migration and its record commit together. A line break ends a trailing `--` comment
     // of the file; the name and checksum are quoted as SQL string literals.
     database
         .execute_batch_blocking(&format!(
-            "{sql}\n;\nINSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES ({}, {});",
-            sql_text(&name),
-            sql_text(&checksum)
+            "{}\n;\nINSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES ({}, {});",
+            migration.sql,
+            sql_text(name),
+            sql_text(&migration.checksum())
         ))
-        .map_err(|e| anyhow!("the migration {} failed: {e}", file.display()))?;
+        .map_err(|e| anyhow!("the migration {name} failed: {e}"))?;
     tracing::info!("applied migration {name} to `{label}`");
     Ok(())
+}
+
+/// Applies each of `migrations` unless it was applied before, through a connection as a guest
+/// holds one: on a replicated database (`ledge node`) the migration and its record are one
+/// transaction at the writer, one entry of the log. Returns once this node's own copy has the
+/// migration, so the version that needs it can be served.
+pub async fn apply_migrations(tier: &DataTier, migrations: &[Migration]) -> Result<()> {
+    for migration in migrations {
+        let (name, label) = (&migration.name, &migration.database);
+        let database = tier.sqlite.get(label).ok_or_else(|| {
+            anyhow!("the migration {name}: no component is granted the database `{label}`")
+        })?;
+        let connection = database.connect(&Arc::new(Consistency::default()));
+        let execute = |statement: String, params: Vec<Value>| connection.execute(statement, params);
+        execute("BEGIN".into(), Vec::new()).await?;
+        let applied = async {
+            execute(create_migrations_table(), Vec::new()).await?;
+            let recorded = execute(select_checksum(), vec![Value::Text(name.clone())]).await?;
+            if !migration.still_to_run(recorded.rows.first().and_then(|row| row.first()))? {
+                return Ok(false);
+            }
+            for statement in statements(&migration.sql) {
+                execute(statement, Vec::new())
+                    .await
+                    .map_err(|e| anyhow!("the migration {name} failed: {e}"))?;
+            }
+            let record = vec![Value::Text(name.clone()), Value::Text(migration.checksum())];
+            execute(insert_record(), record).await?;
+            execute("COMMIT".into(), Vec::new()).await?;
+            anyhow::Ok(true)
+        };
+        let applied = applied.await;
+        if !matches!(applied, Ok(true)) {
+            let _ = execute("ROLLBACK".into(), Vec::new()).await;
+        }
+        if applied? {
+            tracing::info!("applied migration {name} to `{label}`");
+        }
+        drop(connection);
+        wait_for_own_copy(database, migration).await?;
+    }
+    Ok(())
+}
+
+/// How long a node waits for its own copy to apply a migration committed at the writer.
+const OWN_COPY_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until a read from this node's copy of `database` sees `migration` recorded.
+async fn wait_for_own_copy(database: &SharedDatabase, migration: &Migration) -> Result<()> {
+    let deadline = Instant::now() + OWN_COPY_WAIT;
+    let name = vec![Value::Text(migration.name.clone())];
+    loop {
+        let local = database.connect(&Arc::new(Consistency::default()));
+        let recorded = local.execute(select_checksum(), name.clone()).await;
+        if recorded.is_ok_and(|recorded| !recorded.rows.is_empty()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the migration {} is committed but this node's copy of `{}` did not apply it \
+                 within {OWN_COPY_WAIT:?}",
+                migration.name,
+                migration.database
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The statements of a SQL script, split as SQLite reads it: a `;` inside a string, a
+/// comment or a trigger's body does not end a statement.
+fn statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (end, _) in sql.match_indices(';') {
+        let candidate = &sql[start..=end];
+        let Ok(text) = std::ffi::CString::new(candidate) else {
+            continue;
+        };
+        // SAFETY: `text` is a NUL-terminated string that outlives the call.
+        if unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) } != 0 {
+            if !first_keyword(candidate).is_empty() {
+                statements.push(candidate.trim().to_string());
+            }
+            start = end + 1;
+        }
+    }
+    let rest = &sql[start..];
+    if !first_keyword(rest).is_empty() {
+        statements.push(rest.trim().to_string());
+    }
+    statements
 }
 
 /// `text` as a SQL string literal.

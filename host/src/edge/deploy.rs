@@ -2,6 +2,7 @@
 //! buckets, see [`super::cluster`]).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -15,6 +16,7 @@ use super::cluster::{Cluster, latest_values};
 use super::records::{DEFAULT_STAGE, Deployment, NodeReport, Version, now_millis};
 use super::replication::log_stream;
 use crate::cli::{DeployArgs, StatusArgs};
+use crate::data::startup::Migration;
 use crate::gateway::GatewayPolicies;
 use crate::manifest::App;
 
@@ -45,6 +47,11 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     app.check_sources()?;
     // Refused here rather than on every node.
     GatewayPolicies::configure(&app.gateway)?;
+    let migrations = args
+        .sqlite
+        .iter()
+        .map(|argument| Migration::read(argument, Path::new(".")))
+        .collect::<Result<Vec<_>>>()?;
     let packed = bundle::pack(&app)?;
     let cluster = Cluster::connect(&args.nats, "ledge-deploy")
         .await
@@ -69,6 +76,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         size: packed.bytes.len() as u64,
         app_version: app.version.clone().unwrap_or_default(),
         deployed_at: now_millis(),
+        migrations,
     };
     let (number, new) = record(&cluster.deployments, &app.name, version).await?;
     let short = &packed.digest[..12];

@@ -20,10 +20,13 @@ use tokio_util::task::AbortOnDropHandle;
 use super::bundle;
 use super::cluster::{Cluster, ClusterError, follow_bucket, key_of};
 use super::counts::SharedCounts;
-use super::records::{AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, now_millis};
+use super::records::{
+    AppReport, DEFAULT_STAGE, Deployment, Failure, NodeReport, Version, now_millis,
+};
 use super::replication::ClusterReplication;
 use super::stall::StallWatch;
 use crate::cli::{NatsArgs, NodeArgs};
+use crate::data::startup::Migration;
 use crate::manifest::App;
 use crate::server::{Site, SiteTable, Sites};
 use crate::serving::{self, AppDirs, Host, LoadedApp, Seed};
@@ -188,7 +191,8 @@ impl Node {
             let manifest = self.state_dir.join("bundles").join(&version.bundle);
             let loaded = async {
                 let manifest = bundle::manifest_in(&manifest, &version.bundle)?;
-                self.load(&name, &manifest, &version.bundle).await
+                // Its migrations were applied before it was first served.
+                self.load(&name, &manifest, &version.bundle, &[]).await
             };
             match loaded.await {
                 Ok((app, loaded)) => {
@@ -297,17 +301,18 @@ impl Node {
         let Some((number, version)) = deployment.staged(DEFAULT_STAGE) else {
             return;
         };
-        self.switch(cluster, name, number, &version.bundle).await;
+        self.switch(cluster, name, number, version).await;
     }
 
-    /// Serves version `number` (bundle `bundle`) of app `name`, unless it does already;
-    /// records a refusal when it cannot.
-    async fn switch(&self, cluster: &Cluster, name: &str, number: u64, bundle: &str) {
-        if self.serves(name, bundle) {
+    /// Serves `version` (number `number`) of app `name`, unless it does already; records a
+    /// refusal when it cannot.
+    async fn switch(&self, cluster: &Cluster, name: &str, number: u64, version: &Version) {
+        let bundle = version.bundle.as_str();
+        if self.serves(name, number, bundle) {
             return;
         }
         let started = Instant::now();
-        match self.fetch_and_load(cluster, name, bundle).await {
+        match self.fetch_and_load(cluster, name, version).await {
             Ok((app, loaded)) => {
                 let served = Served {
                     version: number,
@@ -327,35 +332,40 @@ impl Node {
         }
     }
 
-    /// Tries again each version refused [`RETRY_REFUSED_AFTER`] ago or more: what failed may
-    /// have been passing (a timeout, a source URL down, a domain another app gave up).
+    /// Tries again, for each app whose version was refused [`RETRY_REFUSED_AFTER`] ago or
+    /// more, what its record stages now: what failed may have been passing (a timeout, a
+    /// source URL down, a domain another app gave up, the writer of a migration away).
     async fn retry_refused(&self, cluster: &Cluster) {
-        let due: Vec<(String, u64, String)> = {
+        let due: Vec<String> = {
             let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
             apps.iter_mut()
                 .filter_map(|(name, app)| {
-                    let failed = app.failed.as_ref()?;
+                    app.failed.as_ref()?;
                     let at = app.failed_at.as_mut()?;
                     if at.elapsed() < RETRY_REFUSED_AFTER {
                         return None;
                     }
                     *at = Instant::now();
-                    Some((name.clone(), failed.version, failed.bundle.clone()))
+                    Some(name.clone())
                 })
                 .collect()
         };
-        for (name, number, bundle) in due {
-            self.switch(cluster, &name, number, &bundle).await;
+        for name in due {
+            if let Ok(Some(record)) = cluster.deployments.get(&name).await {
+                self.apply(cluster, &name, &record).await;
+            }
         }
     }
 
-    /// Fetches, checks and unpacks `bundle`, then loads it beside what is served.
+    /// Fetches, checks and unpacks the bundle of `version`, then loads it beside what is
+    /// served, with its migrations applied to this node's copies.
     async fn fetch_and_load(
         &self,
         cluster: &Cluster,
         name: &str,
-        bundle: &str,
+        version: &Version,
     ) -> Result<(App, LoadedApp)> {
+        let bundle = version.bundle.as_str();
         bundle::check_digest(bundle)?;
         let bundles = self.state_dir.join("bundles");
         let manifest = match bundle::manifest_in(&bundles.join(bundle), bundle) {
@@ -376,12 +386,19 @@ impl Node {
                     .await??
             }
         };
-        self.load(name, &manifest, bundle).await
+        self.load(name, &manifest, bundle, &version.migrations)
+            .await
     }
 
     /// Loads the app in `manifest` (compiling its components) on a blocking thread, so the
     /// requests being served keep their workers.
-    async fn load(&self, name: &str, manifest: &Path, bundle: &str) -> Result<(App, LoadedApp)> {
+    async fn load(
+        &self,
+        name: &str,
+        manifest: &Path,
+        bundle: &str,
+        migrations: &[Migration],
+    ) -> Result<(App, LoadedApp)> {
         let mut app = App::load(manifest)?;
         if app.name != name {
             bail!(
@@ -403,18 +420,21 @@ impl Node {
                 &app,
                 gateway,
                 &dirs,
-                &Seed::default(),
+                &Seed {
+                    migrations,
+                    ..Seed::default()
+                },
             ))
         })?;
         Ok((app, loaded))
     }
 
-    /// Whether `name` is served from `bundle` already.
-    fn serves(&self, name: &str, bundle: &str) -> bool {
+    /// Whether `name` is served as version `number` from `bundle` already.
+    fn serves(&self, name: &str, number: u64, bundle: &str) -> bool {
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.get(name)
             .and_then(|app| app.serving.as_ref())
-            .is_some_and(|served| served.bundle == bundle)
+            .is_some_and(|served| served.version == number && served.bundle == bundle)
     }
 
     /// Serves `served` as app `name` from the next request on, then records it. Refused,

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::startup::Migration;
+
 /// The stage a plain `ledge deploy` updates and every node serves.
 pub const DEFAULT_STAGE: &str = "default";
 
@@ -35,6 +37,10 @@ pub struct Version {
     pub app_version: String,
     /// When it was deployed, in milliseconds since the Unix epoch.
     pub deployed_at: u64,
+    /// The schema migrations deployed with it (`ledge deploy --sqlite @file.sql`), in order:
+    /// each node has them applied to its copy before it serves this version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
 }
 
 /// What one stage runs.
@@ -58,6 +64,7 @@ impl Deployment {
     pub fn deploy(&mut self, version: Version) -> (u64, bool) {
         if let Some((number, current)) = self.staged(DEFAULT_STAGE)
             && current.bundle == version.bundle
+            && current.migrations == version.migrations
         {
             return (number, false);
         }
@@ -146,6 +153,7 @@ mod tests {
             size: 1,
             app_version: "1.0.0".into(),
             deployed_at: 0,
+            migrations: Vec::new(),
         }
     }
 
