@@ -252,3 +252,24 @@ fn statements(sql: &str) -> Vec<String> {
 fn sql_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_splits_where_sqlite_ends_a_statement() {
+        let script = "-- prices; first\nCREATE TABLE t (a TEXT);\nINSERT INTO t VALUES ('x;y');\n\
+                      CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 'z;'; END;\n\
+                      /* last; */ SELECT 1\n-- the end;\n";
+        assert_eq!(
+            statements(script),
+            [
+                "-- prices; first\nCREATE TABLE t (a TEXT);",
+                "INSERT INTO t VALUES ('x;y');",
+                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET a = 'z;'; END;",
+                "/* last; */ SELECT 1\n-- the end;",
+            ]
+        );
+    }
+}
