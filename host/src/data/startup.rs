@@ -158,44 +158,79 @@ fn migrate(tier: &DataTier, migration: &Migration) -> Result<()> {
 
 /// Applies each of `migrations` unless it was applied before, through a connection as a guest
 /// holds one: on a replicated database (`ledge node`) the migration and its record are one
-/// transaction at the writer, one entry of the log. Returns once this node's own copy has the
-/// migration, so the version that needs it can be served.
+/// transaction at the writer, one entry of the log. Several nodes may try at once: a try that
+/// fails is rolled back and made again (it runs once: the record decides) for up to
+/// [`MIGRATION_TRIES_FOR`]. Returns once this node's own copy has the migration, so the
+/// version that needs it can be served.
 pub async fn apply_migrations(tier: &DataTier, migrations: &[Migration]) -> Result<()> {
     for migration in migrations {
         let (name, label) = (&migration.name, &migration.database);
         let database = tier.sqlite.get(label).ok_or_else(|| {
             anyhow!("the migration {name}: no component is granted the database `{label}`")
         })?;
-        let connection = database.connect(&Arc::new(Consistency::default()));
-        let execute = |statement: String, params: Vec<Value>| connection.execute(statement, params);
-        execute("BEGIN".into(), Vec::new()).await?;
-        let applied = async {
-            execute(create_migrations_table(), Vec::new()).await?;
-            let recorded = execute(select_checksum(), vec![Value::Text(name.clone())]).await?;
-            if !migration.still_to_run(recorded.rows.first().and_then(|row| row.first()))? {
-                return Ok(false);
+        let deadline = Instant::now() + MIGRATION_TRIES_FOR;
+        let applied = loop {
+            match try_migration(database, migration).await {
+                Ok(applied) => break applied,
+                Err(Try::Again(error)) if Instant::now() < deadline => {
+                    tracing::debug!("the migration {name}: trying again after: {error:#}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(Try::Again(error) | Try::Never(error)) => return Err(error),
             }
-            for statement in statements(&migration.sql) {
-                execute(statement, Vec::new())
-                    .await
-                    .map_err(|e| anyhow!("the migration {name} failed: {e}"))?;
-            }
-            let record = vec![Value::Text(name.clone()), Value::Text(migration.checksum())];
-            execute(insert_record(), record).await?;
-            execute("COMMIT".into(), Vec::new()).await?;
-            anyhow::Ok(true)
         };
-        let applied = applied.await;
-        if !matches!(applied, Ok(true)) {
-            let _ = execute("ROLLBACK".into(), Vec::new()).await;
-        }
-        if applied? {
+        if applied {
             tracing::info!("applied migration {name} to `{label}`");
         }
-        drop(connection);
         wait_for_own_copy(database, migration).await?;
     }
     Ok(())
+}
+
+/// How long a node keeps trying a migration that fails (the writer busy with another node's
+/// try, or away), before it refuses the version that needs it.
+const MIGRATION_TRIES_FOR: Duration = Duration::from_secs(20);
+
+/// Why one try of a migration failed.
+enum Try {
+    /// What may pass: a statement failed (the writer was busy or away).
+    Again(anyhow::Error),
+    /// What will not: it was applied with other contents.
+    Never(anyhow::Error),
+}
+
+/// Runs `migration` in one transaction on a new connection to `database`, unless it was
+/// applied before; whether it ran.
+async fn try_migration(database: &SharedDatabase, migration: &Migration) -> Result<bool, Try> {
+    let name = &migration.name;
+    let connection = database.connect(&Arc::new(Consistency::default()));
+    let execute = |statement: String, params: Vec<Value>| async {
+        connection
+            .execute(statement, params)
+            .await
+            .map_err(|e| Try::Again(anyhow!("the migration {name} failed: {e}")))
+    };
+    execute("BEGIN".into(), Vec::new()).await?;
+    let applied = async {
+        execute(create_migrations_table(), Vec::new()).await?;
+        let recorded = execute(select_checksum(), vec![Value::Text(name.clone())]).await?;
+        let recorded = recorded.rows.first().and_then(|row| row.first());
+        if !migration.still_to_run(recorded).map_err(Try::Never)? {
+            return Ok(false);
+        }
+        for statement in statements(&migration.sql) {
+            execute(statement, Vec::new()).await?;
+        }
+        let record = vec![Value::Text(name.clone()), Value::Text(migration.checksum())];
+        execute(insert_record(), record).await?;
+        execute("COMMIT".into(), Vec::new()).await?;
+        Ok(true)
+    };
+    let applied = applied.await;
+    if !matches!(applied, Ok(true)) {
+        let _ = execute("ROLLBACK".into(), Vec::new()).await;
+    }
+    applied
 }
 
 /// How long a node waits for its own copy to apply a migration committed at the writer.

@@ -281,7 +281,12 @@ impl RemoteConnections {
             since,
             in_transaction,
         } = request;
-        let connection = self.lock().get(&id).map(|remote| remote.connection.clone());
+        // A statement in progress is no idleness: counting it keeps the idle timer of the one
+        // before (which would fire while this one waits for the writer) from rolling back.
+        let connection = self.lock().get_mut(&id).map(|remote| {
+            remote.statements += 1;
+            remote.connection.clone()
+        });
         let connection = match connection {
             Some(connection) => connection,
             None if in_transaction => {
