@@ -536,8 +536,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         assert_eq!(
             (priced.status, priced.body.as_str()),
             (200, "price\n[Value::Integer(3)]"),
-            "{}",
-            node.url
+            "{}:\n{}",
+            node.url,
+            node.stderr()
         );
     }
     let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);

@@ -92,7 +92,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
             app.name
         );
     }
-    let nodes = wait_for_nodes(&cluster, &app.name, &packed.digest, args.wait).await?;
+    let nodes = wait_for_nodes(&cluster, &app.name, number, args.wait).await?;
     println!(
         "{} version {number} is served by {nodes} node{} ({} ms)",
         app.name,
@@ -151,12 +151,14 @@ async fn record(deployments: &kv::Store, app: &str, version: Version) -> Result<
     }
 }
 
-/// Waits until every live node serves `bundle` for `app`, showing how many do. Fails naming
-/// each node that refused it, and why, or that did not switch in time.
+/// Waits until every live node serves version `number` of `app`, showing how many do. Fails
+/// naming each node that refused it, and why, or that did not switch in time. The version,
+/// not its bundle, is what a node must have switched to: two versions may share a bundle
+/// (a new one may differ only in its migrations).
 async fn wait_for_nodes(
     cluster: &Cluster,
     app: &str,
-    bundle: &str,
+    number: u64,
     wait: Duration,
 ) -> Result<usize> {
     let progress = ProgressBar::new_spinner();
@@ -167,13 +169,13 @@ async fn wait_for_nodes(
         let reports = live_nodes(&cluster.nodes).await?;
         let serving = reports
             .iter()
-            .filter(|r| r.apps.get(app).is_some_and(|a| a.bundle == bundle))
+            .filter(|r| r.apps.get(app).is_some_and(|a| a.version == number))
             .count();
         let refused: Vec<String> = reports
             .iter()
             .filter_map(|r| {
                 let failed = r.apps.get(app)?.failed.as_ref()?;
-                (failed.bundle == bundle)
+                (failed.version == number)
                     .then(|| format!("node {} ({}): {}", r.node, r.region, failed.error))
             })
             .collect();
@@ -195,7 +197,7 @@ async fn wait_for_nodes(
         if Instant::now() >= deadline {
             let late: Vec<String> = reports
                 .iter()
-                .filter(|r| r.apps.get(app).is_none_or(|a| a.bundle != bundle))
+                .filter(|r| r.apps.get(app).is_none_or(|a| a.version != number))
                 .map(|r| {
                     let serves = r
                         .apps
