@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::replica::bookmark::Consistency;
+use super::replica::bookmark::{Bookmark, Consistency};
 use super::replica::first_keyword;
 use super::sqlite::{SharedDatabase, Value};
 use super::{DEFAULT_LABEL, DataTier};
@@ -168,9 +168,14 @@ pub async fn apply_migrations(tier: &DataTier, migrations: &[Migration]) -> Resu
         let database = tier.sqlite.get(label).ok_or_else(|| {
             anyhow!("the migration {name}: no component is granted the database `{label}`")
         })?;
+        // What the tries see at the writer (the record, committed by this node or another)
+        // raises the bookmark: this node's copy must reach it.
+        let seen = Arc::new(Bookmark::default());
+        let consistency = Arc::new(Consistency::default());
+        consistency.enter(&seen);
         let deadline = Instant::now() + MIGRATION_TRIES_FOR;
         let applied = loop {
-            match try_migration(database, migration).await {
+            match try_migration(database, &consistency, migration).await {
                 Ok(applied) => break applied,
                 Err(Try::Again(error)) if Instant::now() < deadline => {
                     tracing::debug!("the migration {name}: trying again after: {error:#}");
@@ -182,7 +187,7 @@ pub async fn apply_migrations(tier: &DataTier, migrations: &[Migration]) -> Resu
         if applied {
             tracing::info!("applied migration {name} to `{label}`");
         }
-        wait_for_own_copy(database, migration).await?;
+        wait_for_own_copy(database, &seen, migration).await?;
     }
     Ok(())
 }
@@ -199,11 +204,15 @@ enum Try {
     Never(anyhow::Error),
 }
 
-/// Runs `migration` in one transaction on a new connection to `database`, unless it was
-/// applied before; whether it ran.
-async fn try_migration(database: &SharedDatabase, migration: &Migration) -> Result<bool, Try> {
+/// Runs `migration` in one transaction on a new connection to `database` at `consistency`,
+/// unless it was applied before; whether it ran.
+async fn try_migration(
+    database: &SharedDatabase,
+    consistency: &Arc<Consistency>,
+    migration: &Migration,
+) -> Result<bool, Try> {
     let name = &migration.name;
-    let connection = database.connect(&Arc::new(Consistency::default()));
+    let connection = database.connect(consistency);
     let execute = |statement: String, params: Vec<Value>| async {
         connection
             .execute(statement, params)
@@ -236,26 +245,29 @@ async fn try_migration(database: &SharedDatabase, migration: &Migration) -> Resu
 /// How long a node waits for its own copy to apply a migration committed at the writer.
 const OWN_COPY_WAIT: Duration = Duration::from_secs(30);
 
-/// Waits until a read from this node's copy of `database` sees `migration` recorded.
-async fn wait_for_own_copy(database: &SharedDatabase, migration: &Migration) -> Result<()> {
-    let deadline = Instant::now() + OWN_COPY_WAIT;
-    let name = vec![Value::Text(migration.name.clone())];
-    loop {
-        let local = database.connect(&Arc::new(Consistency::default()));
-        let recorded = local.execute(select_checksum(), name.clone()).await;
-        if recorded.is_ok_and(|recorded| !recorded.rows.is_empty()) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the migration {} is committed but this node's copy of `{}` did not apply it \
-                 within {OWN_COPY_WAIT:?}",
-                migration.name,
-                migration.database
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until this node's copy of `database` has applied what the migration's tries saw at
+/// the writer (`seen`): the migration and its record. Only the copy's own position counts: a
+/// read would be answered by the writer while the copy lacks the table it names.
+async fn wait_for_own_copy(
+    database: &SharedDatabase,
+    seen: &Bookmark,
+    migration: &Migration,
+) -> Result<()> {
+    let Some(replica) = database.replica() else {
+        return Ok(());
+    };
+    if !replica
+        .reached(seen.floor(&replica.id), OWN_COPY_WAIT)
+        .await
+    {
+        bail!(
+            "the migration {} is committed but this node's copy of `{}` did not apply it \
+             within {OWN_COPY_WAIT:?}",
+            migration.name,
+            migration.database
+        );
     }
+    Ok(())
 }
 
 /// The statements of a SQL script, split as SQLite reads it: a `;` inside a string, a

@@ -33,7 +33,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use super::replicated::{self, RemoteConnections};
 use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value};
 use crate::data::replica::bookmark::Consistency;
-use crate::data::replica::{self, Capture, Kind, Replica, first_keyword};
+use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Kind, Replica, first_keyword};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, Call, Reader, SqliteFile, WriterLease, off_thread};
 
 /// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
@@ -160,6 +160,10 @@ impl SqlDatabase for EmbeddedDatabase {
             )
         })?)
     }
+
+    fn replica(&self) -> Option<Arc<Replica>> {
+        self.replica.clone()
+    }
 }
 
 /// A guest's connection to an [`EmbeddedDatabase`].
@@ -263,6 +267,15 @@ impl SqlConnection for EmbeddedConnection {
         let (result, position) = match &self.replica {
             Some(replica) if state.transaction.is_none() && !replica.is_writer() => {
                 replicated::execute_elsewhere(self, &mut state, replica, statement, params).await?
+            }
+            Some(replica) if state.transaction.is_none() => {
+                // The writer's copy has what it committed, but a write the writer before it
+                // committed as its term ended may still be on its way from the log.
+                let floor = self.consistency.floor(&replica.id);
+                if floor > replica.applied() {
+                    replica.reached(floor, CATCH_UP_WAIT).await;
+                }
+                self.execute_here(&mut state, statement, params).await?
             }
             _ => self.execute_here(&mut state, statement, params).await?,
         };

@@ -14,6 +14,7 @@ use anyhow::{Result, anyhow};
 use rusqlite::ErrorCode;
 
 use super::Opening;
+use super::replica::Replica;
 use super::replica::bookmark::Consistency;
 use super::runtime_config::BackendTable;
 
@@ -128,6 +129,9 @@ pub trait SqlDatabase: Send + Sync {
 
     /// Runs one statement outside any guest connection, on this thread (start-up bookkeeping).
     fn query_blocking(&self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError>;
+
+    /// This node's copy of the database when it is replicated (`ledge node`).
+    fn replica(&self) -> Option<Arc<Replica>>;
 }
 
 /// One connection to a database, as a guest holds it.
