@@ -554,6 +554,31 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         None,
     );
     assert_eq!(recorded.body, "name\n[Value::Text(\"0002-price.sql\")]");
+    // A migration edited after it ran is refused by every node, naming why; they keep serving
+    // version 2, and take the next version once the file is as it was.
+    let applied = std::fs::read_to_string(&migration).unwrap();
+    std::fs::write(&migration, "ALTER TABLE items ADD COLUMN weight INTEGER;\n").unwrap();
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(!deployed, "{stdout}");
+    assert!(
+        stderr.contains("4 nodes did not switch to it")
+            && stderr.contains("0002-price.sql was already applied to `default` with different"),
+        "{stderr}"
+    );
+    let priced = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "SELECT price FROM items",
+        None,
+    );
+    assert_eq!(priced.body, "price\n[Value::Integer(3)]");
+    std::fs::write(&migration, applied).unwrap();
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(
+        deployed && stdout.contains("shop version 4 is served by 4 nodes"),
+        "{stdout}\n{stderr}"
+    );
 
     // Key-value: a value put in one region is read in the other, and its deletion too.
     let put = call(&eu, "PUT", "/data/kv/default/cart", "3 kettles", None);

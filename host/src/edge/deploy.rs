@@ -180,24 +180,23 @@ async fn wait_for_nodes(
             })
             .collect();
         progress.set_message(format!("{serving} of {} nodes serve it", reports.len()));
-        if !refused.is_empty() {
-            break Err(anyhow!(
-                "{} node{} did not switch to it:\n  {}",
-                refused.len(),
-                if refused.len() == 1 { "" } else { "s" },
-                refused.join("\n  ")
-            ));
-        }
         if serving == reports.len() {
             if reports.is_empty() {
                 progress.println("No node is live yet: nodes serve it when they start.");
             }
             break Ok(serving);
         }
-        if Instant::now() >= deadline {
+        // Once every node has either switched or refused (or time is up), the refusals are
+        // the answer; nodes that have not decided yet are named as late.
+        let settled = serving + refused.len() == reports.len();
+        if settled || Instant::now() >= deadline {
             let late: Vec<String> = reports
                 .iter()
-                .filter(|r| r.apps.get(app).is_none_or(|a| a.version != number))
+                .filter(|r| {
+                    r.apps.get(app).is_none_or(|a| {
+                        a.version != number && a.failed.as_ref().is_none_or(|f| f.version != number)
+                    })
+                })
                 .map(|r| {
                     let serves = r
                         .apps
@@ -206,12 +205,24 @@ async fn wait_for_nodes(
                     format!("node {} ({}) still serves {serves}", r.node, r.region)
                 })
                 .collect();
-            break Err(anyhow!(
-                "not every node switched within {}:\n  {}\n  fix: see those nodes' logs; \
-                 they switch once they can fetch and load the bundle",
-                humantime::format_duration(wait),
-                late.join("\n  ")
-            ));
+            let mut problems = Vec::new();
+            if !refused.is_empty() {
+                problems.push(format!(
+                    "{} node{} did not switch to it:\n  {}",
+                    refused.len(),
+                    if refused.len() == 1 { "" } else { "s" },
+                    refused.join("\n  ")
+                ));
+            }
+            if !late.is_empty() {
+                problems.push(format!(
+                    "not every node switched within {}:\n  {}\n  fix: see those nodes' logs; \
+                     they switch once they can fetch and load the bundle",
+                    humantime::format_duration(wait),
+                    late.join("\n  ")
+                ));
+            }
+            break Err(anyhow!("{}", problems.join("\n")));
         }
         tokio::time::sleep(POLL_EVERY).await;
     };
