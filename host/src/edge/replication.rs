@@ -602,6 +602,20 @@ impl File {
                     let Some(reply) = request.reply.clone() else {
                         continue;
                     };
+                    if !is_in_term(&self.writer_until) {
+                        // The term ran out before a renewal came back: another node may be
+                        // the writer by now, and this copy may miss its commits. The request
+                        // goes back to the subject once this node no longer listens (the
+                        // unsubscription is sent first, on the same connection), for the
+                        // lease's holder, or as "no responders" to its sender.
+                        let _ = requests.unsubscribe().await;
+                        let subject = Subject::from(self.names.writes.as_str());
+                        let _ = reached
+                            .client
+                            .publish_with_reply(subject, reply, request.payload)
+                            .await;
+                        anyhow::bail!("its term ended before the lease was renewed");
+                    }
                     let (replica, client) = (self.replica.clone(), reached.client.clone());
                     tokio::spawn(async move {
                         let Some(replica) = replica.upgrade() else {
