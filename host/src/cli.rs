@@ -140,6 +140,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub disable_cache: bool,
 
+    /// Name the guests' compiled code for a profiler: `perfmap` writes
+    /// `/tmp/perf-<pid>.map` for `perf report`, `jitdump` writes a `jit-<pid>.dump` for
+    /// `perf inject --jit`.
+    #[arg(long, value_enum)]
+    pub profile: Option<GuestProfiler>,
+
     /// A wasmtime cache configuration file (Spin's `--cache`): its `[cache]` `directory` is
     /// where compiled components are kept, and `enabled = false` turns the cache off.
     #[arg(long, value_name = "FILE", conflicts_with = "disable_cache")]
@@ -421,4 +427,13 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// How guest code is named for a native profiler (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestProfiler {
+    /// `/tmp/perf-<pid>.map`, which `perf report` reads by itself.
+    Perfmap,
+    /// A jitdump file, for `perf inject --jit`.
+    Jitdump,
 }

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use tokio::sync::Semaphore;
+use wasmtime::ProfilingStrategy;
 
-use crate::cli::ServeArgs;
+use crate::cli::{GuestProfiler, ServeArgs};
 use crate::data::kv::SharedStore;
 use crate::data::replica::Replication;
 use crate::data::runtime_config::RuntimeConfig;
@@ -62,6 +63,11 @@ impl Host {
                 pooling: !args.disable_pooling,
                 cache_dir,
                 request_timeout: args.request_timeout,
+                profiler: match args.profile {
+                    None => ProfilingStrategy::None,
+                    Some(GuestProfiler::Perfmap) => ProfilingStrategy::PerfMap,
+                    Some(GuestProfiler::Jitdump) => ProfilingStrategy::JitDump,
+                },
             },
             crate::capabilities::ALL,
         )?;

@@ -355,6 +355,11 @@ impl Ledge {
         format!("{}{path}", self.url)
     }
 
+    /// The process id of the `ledge` process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What ledge has logged so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

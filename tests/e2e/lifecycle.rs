@@ -104,6 +104,24 @@ fn pooling_can_be_disabled() {
 }
 
 #[test]
+fn profile_perfmap_names_guest_code_for_perf() {
+    let app = echo_app();
+    let ledge = app.up(&["--profile", "perfmap"]);
+    assert_eq!(get(&ledge.at("/fine")), (200, "ok\n".to_string()));
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", ledge.pid()));
+    let symbols = std::fs::read_to_string(&map).unwrap_or_default();
+    drop(ledge);
+    let _ = std::fs::remove_file(&map);
+    assert!(
+        symbols
+            .lines()
+            .any(|line| line.contains("wasm[0]::function")),
+        "{}: {symbols}",
+        map.display()
+    );
+}
+
+#[test]
 fn ledge_build_runs_each_command_and_stops_at_the_first_failure() {
     let app = AppDir::new(&format!(
         "{HEADER}[component.a-good]\nsource = \"{{faults}}\"\n[component.a-good.build]\ncommand = \"printf built > marker.txt\"\n\

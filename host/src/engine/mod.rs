@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::allowed_hosts::AllowedHosts;
@@ -46,6 +48,8 @@ pub struct EngineSettings {
     pub cache_dir: Option<PathBuf>,
     /// The longest a request may run in the guest.
     pub request_timeout: Option<Duration>,
+    /// How guest code is named for a native profiler, if at all.
+    pub profiler: ProfilingStrategy,
 }
 
 /// The engine and linker shared by every component of the app.
@@ -78,7 +82,8 @@ impl Runtime {
         config
             .wasm_component_model(true)
             .wasm_component_model_async(true)
-            .epoch_interruption(settings.request_timeout.is_some());
+            .epoch_interruption(settings.request_timeout.is_some())
+            .profiler(settings.profiler);
         if settings.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
         }
@@ -129,6 +134,7 @@ impl Runtime {
             pooling: false,
             cache_dir: None,
             request_timeout: None,
+            profiler: ProfilingStrategy::None,
         };
         let capabilities = Capabilities {
             link: |_| Ok(()),
