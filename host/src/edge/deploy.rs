@@ -188,15 +188,15 @@ async fn wait_for_nodes(
         }
         // Once every node has either switched or refused (or time is up), the refusals are
         // the answer; nodes that have not decided yet are named as late.
-        let settled = serving + refused.len() == reports.len();
-        if settled || Instant::now() >= deadline {
+        let decided = |r: &NodeReport| {
+            r.apps.get(app).is_some_and(|a| {
+                a.version == number || a.failed.as_ref().is_some_and(|f| f.version == number)
+            })
+        };
+        if reports.iter().all(decided) || Instant::now() >= deadline {
             let late: Vec<String> = reports
                 .iter()
-                .filter(|r| {
-                    r.apps.get(app).is_none_or(|a| {
-                        a.version != number && a.failed.as_ref().is_none_or(|f| f.version != number)
-                    })
-                })
+                .filter(|r| !decided(r))
                 .map(|r| {
                     let serves = r
                         .apps

@@ -270,7 +270,8 @@ impl SqlConnection for EmbeddedConnection {
             }
             Some(replica) if state.transaction.is_none() => {
                 // The writer's copy has what it committed, but a write the writer before it
-                // committed as its term ended may still be on its way from the log.
+                // committed as its term ended may still be on its way from the log: wait for
+                // it as a read elsewhere would, then read here either way.
                 let floor = self.consistency.floor(&replica.id);
                 if floor > replica.applied() {
                     replica.reached(floor, CATCH_UP_WAIT).await;
