@@ -223,7 +223,7 @@ pub async fn load_app(
     )
     .await?;
     startup::apply_key_values(&data, seed.key_values).await?;
-    startup::apply_sqlite(&data, seed.sqlite, Path::new("."))?;
+    startup::apply_sqlite(&data, seed.sqlite, Path::new(".")).await?;
     startup::apply_migrations(&data, seed.migrations).await?;
 
     let in_process: InProcessSlot = Arc::default();

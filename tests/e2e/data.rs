@@ -249,6 +249,42 @@ fn start_up_data_and_migrations_apply_once() {
         ),
         (200, "n\n[Value::Integer(1)]".into())
     );
+    drop(ledge);
+
+    // A migration SQLite refuses stops the start naming it and SQLite's reason, and leaves
+    // nothing of it behind; so does one edited after it ran.
+    let broken = app.dir.path().join("002_broken.sql");
+    std::fs::write(
+        &broken,
+        "CREATE TABLE seats (n INTEGER);\nINSERT INTO nowhere VALUES (1);\n",
+    )
+    .unwrap();
+    let stderr = app.up_fails_with(&[
+        "--variable",
+        "secret_key=s3cret",
+        "--sqlite",
+        &migrate,
+        "--sqlite",
+        &format!("@{}", broken.display()),
+    ]);
+    assert!(
+        stderr.contains("the migration 002_broken.sql failed: no such table: nowhere"),
+        "{stderr}"
+    );
+    std::fs::write(&migration, "CREATE TABLE shows (name TEXT, seats INTEGER);").unwrap();
+    let stderr = app.up_fails_with(&["--variable", "secret_key=s3cret", "--sqlite", &migrate]);
+    assert!(
+        stderr.contains("001_shows.sql was already applied to `default` with different contents"),
+        "{stderr}"
+    );
+    let ledge = up(&app, &[]);
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "SELECT name FROM sqlite_master WHERE name = 'seats'"
+        ),
+        (200, "name".into())
+    );
 }
 
 /// A one-shot HTTP server on loopback that answers `pong` and counts its connections.

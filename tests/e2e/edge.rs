@@ -579,6 +579,27 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         deployed && stdout.contains("shop version 4 is served by 4 nodes"),
         "{stdout}\n{stderr}"
     );
+    // A migration SQLite refuses is refused by every node with SQLite's reason, not tried
+    // again as if the writer were busy; they keep serving version 4.
+    let broken = app.path().join("0003-broken.sql");
+    std::fs::write(&broken, "UPDATE nowhere SET price = 4;\n").unwrap();
+    let broken = format!("@{}", broken.display());
+    let (deployed, stdout, stderr) = deploy_with(
+        app.path(),
+        &hub_nats,
+        &["--sqlite", &sqlite, "--sqlite", &broken],
+    );
+    assert!(!deployed, "{stdout}");
+    assert!(
+        stderr.contains("4 nodes did not switch to it")
+            && stderr.contains("the migration 0003-broken.sql failed: no such table: nowhere"),
+        "{stderr}"
+    );
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(
+        deployed && stdout.contains("shop version 6 is served by 4 nodes"),
+        "{stdout}\n{stderr}"
+    );
 
     // Key-value: a value put in one region is read in the other, and its deletion too.
     let put = call(&eu, "PUT", "/data/kv/default/cart", "3 kettles", None);
@@ -609,7 +630,12 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
             200,
             "stream-then-result 3\nresult-then-stream 3\nhalfway [Value::Integer(1)]\n\
              stream-dropped\nboth-dropped [Value::Integer(3)]"
-        )
+        ),
+        "eu:\n{}\nhub 1:\n{}\nhub 2:\n{}\nap:\n{}",
+        eu.stderr(),
+        hub_1.stderr(),
+        hub_2.stderr(),
+        ap.stderr()
     );
     let orders = call(&ap, "GET", "/p3/kv-orders/default", "", None);
     assert_eq!(

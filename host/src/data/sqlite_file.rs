@@ -125,9 +125,15 @@ impl SqliteFile {
     /// Takes the writer, waiting up to the busy timeout for the caller that holds it. Blocks
     /// the thread: call it inside [`off_thread`] or at start-up.
     pub fn lease_writer(&self) -> rusqlite::Result<WriterLease> {
+        self.lease_writer_within(self.busy_timeout)
+    }
+
+    /// Takes the writer, waiting up to `wait` (at most the busy timeout) for the caller that
+    /// holds it. Blocks the thread, as [`SqliteFile::lease_writer`].
+    pub fn lease_writer_within(&self, wait: Duration) -> rusqlite::Result<WriterLease> {
         let connection = self
             .writer
-            .try_lock_arc_for(self.busy_timeout)
+            .try_lock_arc_for(wait.min(self.busy_timeout))
             .ok_or_else(database_is_locked)?;
         Ok(WriterLease {
             connection,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::replica::bookmark::{Bookmark, Consistency};
 use super::replica::first_keyword;
-use super::sqlite::{SharedDatabase, Value};
+use super::sqlite::{SharedDatabase, SqlError, Value};
 use super::{DEFAULT_LABEL, DataTier};
 
 /// The table where applied migrations are recorded.
@@ -36,11 +36,12 @@ pub async fn apply_key_values(tier: &DataTier, pairs: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// Runs the `--sqlite` arguments in order.
-pub fn apply_sqlite(tier: &DataTier, arguments: &[String], base_dir: &Path) -> Result<()> {
+/// Runs the `--sqlite` arguments in order: SQL as given, and each `@file.sql[:database]` as
+/// a migration.
+pub async fn apply_sqlite(tier: &DataTier, arguments: &[String], base_dir: &Path) -> Result<()> {
     for argument in arguments {
         if argument.starts_with('@') {
-            migrate(tier, &Migration::read(argument, base_dir)?)?;
+            apply_migrations(tier, &[Migration::read(argument, base_dir)?]).await?;
             continue;
         }
         let database = tier.sqlite.get(DEFAULT_LABEL).ok_or_else(|| {
@@ -126,42 +127,13 @@ fn insert_record() -> String {
     format!("INSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES (?1, ?2)")
 }
 
-/// Applies `migration` unless it was applied before, on this thread (`ledge up`).
-fn migrate(tier: &DataTier, migration: &Migration) -> Result<()> {
-    let (name, label) = (&migration.name, &migration.database);
-    let database = tier.sqlite.get(label).ok_or_else(|| {
-        anyhow!("--sqlite @{name}:{label}: no component is granted the database `{label}`")
-    })?;
-    database
-        .execute_batch_blocking(&create_migrations_table())
-        .map_err(|e| anyhow!("{e}"))?;
-    let applied = database
-        .query_blocking(&select_checksum(), &[Value::Text(name.clone())])
-        .map_err(|e| anyhow!("{e}"))?;
-    if !migration.still_to_run(applied.rows.first().and_then(|row| row.first()))? {
-        tracing::debug!("migration {name} already applied to `{label}`");
-        return Ok(());
-    }
-    // The migration and its record commit together. A line break ends a trailing `--` comment
-    // of the file; the name and checksum are quoted as SQL string literals.
-    database
-        .execute_batch_blocking(&format!(
-            "{}\n;\nINSERT INTO {MIGRATIONS_TABLE} (name, checksum) VALUES ({}, {});",
-            migration.sql,
-            sql_text(name),
-            sql_text(&migration.checksum())
-        ))
-        .map_err(|e| anyhow!("the migration {name} failed: {e}"))?;
-    tracing::info!("applied migration {name} to `{label}`");
-    Ok(())
-}
-
 /// Applies each of `migrations` unless it was applied before, through a connection as a guest
-/// holds one: on a replicated database (`ledge node`) the migration and its record are one
-/// transaction at the writer, one entry of the log. Several nodes may try at once: a try that
-/// fails is rolled back and made again (it runs once: the record decides) for up to
-/// [`MIGRATION_TRIES_FOR`]. Returns once this node's own copy has the migration, so the
-/// version that needs it can be served.
+/// holds one: the migration and its record commit in one transaction (on a replicated
+/// database, at the writer, as one entry of the log). Several nodes may try at once: a try
+/// that the database could not take now (busy, or the writer away) is rolled back and made
+/// again (it runs once: the record decides) for up to [`MIGRATION_TRIES_FOR`]; one that
+/// SQLite refuses (a syntax error, a missing table) fails at once. Returns once this node's
+/// own copy has the migration, so the version that needs it can be served.
 pub async fn apply_migrations(tier: &DataTier, migrations: &[Migration]) -> Result<()> {
     for migration in migrations {
         let (name, label) = (&migration.name, &migration.database);
@@ -198,9 +170,9 @@ const MIGRATION_TRIES_FOR: Duration = Duration::from_secs(20);
 
 /// Why one try of a migration failed.
 enum Try {
-    /// What may pass: a statement failed (the writer was busy or away).
+    /// What may pass: the database was busy, or the writer away or changed.
     Again(anyhow::Error),
-    /// What will not: it was applied with other contents.
+    /// What will not: SQLite refused a statement, or it was applied with other contents.
     Never(anyhow::Error),
 }
 
@@ -217,7 +189,13 @@ async fn try_migration(
         connection
             .execute(statement, params)
             .await
-            .map_err(|e| Try::Again(anyhow!("the migration {name} failed: {e}")))
+            .map_err(|error| {
+                let failed = anyhow!("the migration {name} failed: {error}");
+                match error {
+                    SqlError::Unavailable(_) => Try::Again(failed),
+                    SqlError::Io(_) | SqlError::DatabaseFull => Try::Never(failed),
+                }
+            })
     };
     execute("BEGIN".into(), Vec::new()).await?;
     let applied = async {
@@ -293,11 +271,6 @@ fn statements(sql: &str) -> Vec<String> {
         statements.push(rest.trim().to_string());
     }
     statements
-}
-
-/// `text` as a SQL string literal.
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[cfg(test)]

@@ -248,6 +248,15 @@ pub fn refused(message: &str) -> rusqlite::Error {
     )
 }
 
+/// A write the log could not take now (the writer away, or no longer the writer), as SQLite
+/// reports a busy database: made again, it may succeed.
+pub fn not_now(message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some(message.to_string()),
+    )
+}
+
 /// A name unique across nodes and restarts: for a guest connection at the writer, or for one
 /// append to a log.
 pub fn unique_id() -> String {
@@ -278,8 +287,10 @@ pub struct Replica {
     /// The position applied to the file.
     applied: watch::Sender<u64>,
     link: OnceLock<Arc<dyn Link>>,
-    /// What answers forwarded requests: the newest app version's store or database.
-    writer: Mutex<Option<Weak<dyn Writer>>>,
+    /// What may answer forwarded requests, oldest first: each open app version's store or
+    /// database. The newest still open answers, so a version that fails to load and is
+    /// dropped leaves the one before it answering.
+    writers: Mutex<Vec<Weak<dyn Writer>>>,
     /// What runs after an entry or a snapshot is applied (the key-value read cache drops what
     /// changed).
     on_applied: Mutex<Option<AppliedHook>>,
@@ -323,7 +334,7 @@ impl Replica {
             file,
             applied: watch::channel(position).0,
             link: OnceLock::new(),
-            writer: Mutex::new(None),
+            writers: Mutex::default(),
             on_applied: Mutex::new(None),
         });
         let _ = replica.link.set(replication.link(&replica));
@@ -354,10 +365,12 @@ impl Replica {
         }
     }
 
-    /// Makes `writer` answer the requests other nodes forward here, in place of the one
-    /// before (an older version of the app).
+    /// Makes `writer` answer the requests other nodes forward here while it is open, in place
+    /// of the ones before (older versions of the app).
     pub fn serve_with(&self, writer: Weak<dyn Writer>) {
-        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        writers.retain(|writer| writer.strong_count() > 0);
+        writers.push(writer);
     }
 
     /// Makes `hook` run after each entry or snapshot applied, in place of the one before.
@@ -368,11 +381,12 @@ impl Replica {
     /// Answers a request another node forwarded, if this node's file has a writer.
     pub async fn serve(&self, request: Bytes) -> Option<Bytes> {
         let writer = self
-            .writer
+            .writers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()?
-            .upgrade()?;
+            .iter()
+            .rev()
+            .find_map(Weak::upgrade)?;
         Some(writer.serve(request).await)
     }
 
@@ -432,7 +446,7 @@ impl Replica {
             .block_on(self.link().append(after, bytes.into()))
             .map_err(|error| {
                 tracing::warn!("{}: not committed: {error}", self.name);
-                refused(&error.to_string())
+                not_now(&error.to_string())
             })?;
         set_position(db, appended)?;
         Ok(appended)

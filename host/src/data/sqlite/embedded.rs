@@ -131,7 +131,16 @@ impl EmbeddedDatabase {
             replica: self.replica.clone(),
             consistency: consistency.clone(),
             remote_id: replica::unique_id(),
+            writer_wait: None,
         }
+    }
+
+    /// A connection for statements another node forwards here, whose writes wait at most
+    /// `writer_wait` for another transaction: less than the sender waits for the answer.
+    pub(super) fn forwarded_connection(&self, writer_wait: Duration) -> EmbeddedConnection {
+        let mut connection = self.connection(&Arc::default());
+        connection.writer_wait = Some(writer_wait);
+        connection
     }
 }
 
@@ -146,18 +155,6 @@ impl SqlDatabase for EmbeddedDatabase {
             let tx = db.transaction()?;
             tx.execute_batch(sql)?;
             tx.commit()
-        })?)
-    }
-
-    fn query_blocking(&self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError> {
-        self.refuse_if_replicated()?;
-        Ok(self.file.write_blocking(|db| {
-            run_from(
-                db,
-                db.prepare_cached(statement)?,
-                params,
-                LastWrite::default(),
-            )
         })?)
     }
 
@@ -178,6 +175,9 @@ pub(super) struct EmbeddedConnection {
     pub(super) consistency: Arc<Consistency>,
     /// The connection's name at the writer, when its statements are forwarded there.
     pub(super) remote_id: String,
+    /// How long a write waits for another connection's transaction, when shorter than the
+    /// busy timeout (a connection another node forwards to this writer).
+    writer_wait: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -185,6 +185,9 @@ pub(super) struct ConnectionState {
     pub(super) last_write: LastWrite,
     /// The connection is inside a transaction that runs at the writer (on another node).
     pub(super) remote_transaction: bool,
+    /// A statement forwarded to the writer got no answer: the writer may hold a transaction
+    /// the connection does not know it opened.
+    pub(super) lost_at_writer: bool,
     /// The transaction the connection is in, holding the writer.
     transaction: Option<OpenTransaction>,
     /// How many transactions the connection has begun (tells its transactions apart).
@@ -206,7 +209,7 @@ impl Drop for EmbeddedConnection {
             && self
                 .state
                 .try_lock()
-                .is_ok_and(|state| state.remote_transaction)
+                .is_ok_and(|state| state.remote_transaction || state.lost_at_writer)
         {
             replicated::close_elsewhere(self, replica);
         }
@@ -310,6 +313,7 @@ impl EmbeddedConnection {
             None => Some(self.file.reader().await?),
         };
         let file = self.file.clone();
+        let writer_wait = self.writer_wait;
         let (transaction_meta, writer) = match open {
             Some(open) => (
                 Some((open.deadline, open.number)),
@@ -324,7 +328,8 @@ impl EmbeddedConnection {
                 params: &params,
                 since,
             };
-            execute_blocking(&file, call, &run, writer, reader, replica.as_deref())
+            let replica = replica.as_deref();
+            execute_blocking(&file, call, &run, writer, writer_wait, reader, replica)
         })
         .await;
         if let Ok((result, _)) = &result {
@@ -385,13 +390,15 @@ type HeldWriter = (Option<Capture>, WriterLease);
 
 /// Runs one statement of a guest connection: on `reader` if it is read-only and the
 /// connection is outside a transaction, else on the writer (the connection's own `writer`
-/// inside a transaction, with what it has captured for a replicated database). Gives the
-/// writer back while a transaction is open.
+/// inside a transaction, with what it has captured for a replicated database; outside one,
+/// the file's, waited for up to `writer_wait`, or the busy timeout). Gives the writer back
+/// while a transaction is open.
 fn execute_blocking(
     file: &SqliteFile,
     call: &Call,
     run: &Run<'_>,
     writer: Option<HeldWriter>,
+    writer_wait: Option<Duration>,
     reader: Option<Reader>,
     replica: Option<&Replica>,
 ) -> (Result<(QueryResult, u64), SqlError>, Option<HeldWriter>) {
@@ -412,12 +419,14 @@ fn execute_blocking(
             Err(error) => return (Err(error.into()), None),
         }
     }
-    let (mut capture, mut writer) = match writer {
-        Some(pinned) => pinned,
-        None => match file.lease_writer() {
-            Ok(writer) => (None, writer),
-            Err(error) => return (Err(error.into()), None),
-        },
+    let leased = match (writer, writer_wait) {
+        (Some(pinned), _) => Ok(pinned),
+        (None, None) => file.lease_writer().map(|writer| (None, writer)),
+        (None, Some(wait)) => file.lease_writer_within(wait).map(|writer| (None, writer)),
+    };
+    let (mut capture, mut writer) = match leased {
+        Ok(leased) => leased,
+        Err(error) => return (Err(error.into()), None),
     };
     let result = call.run(writer.get_interrupt_handle(), || match replica {
         Some(replica) => replicated::run_on_writer(replica, &mut writer, &mut capture, run),

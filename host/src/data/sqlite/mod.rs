@@ -103,15 +103,24 @@ pub enum SqlError {
     /// The disk or database is full.
     #[error("the database is full")]
     DatabaseFull,
-    /// SQLite's own message (syntax errors, constraint violations, "database is locked", ...).
+    /// SQLite's own message (syntax errors, constraint violations, ...): the same statement
+    /// on the same data fails the same way.
     #[error("{0}")]
     Io(String),
+    /// The database could not take the statement now (busy or locked; on a replicated
+    /// database, the writer away or changed): it may succeed if made again. A guest sees it as
+    /// `io`, as Spin has no other variant for it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for SqlError {
     fn from(error: rusqlite::Error) -> Self {
         match error.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => Self::DatabaseFull,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Self::Unavailable(error.to_string())
+            }
             _ => Self::Io(error.to_string()),
         }
     }
@@ -123,12 +132,9 @@ pub trait SqlDatabase: Send + Sync {
     /// (which only a replicated database heeds).
     fn connect(&self, consistency: &Arc<Consistency>) -> Arc<dyn SqlConnection>;
 
-    /// Runs several `;`-separated statements in one transaction, on this thread (start-up SQL
-    /// and migrations).
+    /// Runs several `;`-separated statements in one transaction, on this thread (start-up
+    /// SQL).
     fn execute_batch_blocking(&self, sql: &str) -> Result<(), SqlError>;
-
-    /// Runs one statement outside any guest connection, on this thread (start-up bookkeeping).
-    fn query_blocking(&self, statement: &str, params: &[Value]) -> Result<QueryResult, SqlError>;
 
     /// This node's copy of the database when it is replicated (`ledge node`).
     fn replica(&self) -> Option<Arc<Replica>>;

@@ -32,6 +32,11 @@ use crate::data::sqlite_file::off_thread;
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long a statement another node forwards waits at the writer for another transaction
+/// (at most; the busy timeout if shorter): it is answered before its sender stops waiting
+/// ([`FORWARD_LIMIT`]), so the sender knows whether it opened a transaction there.
+const FORWARDED_WRITER_WAIT: Duration = Duration::from_secs(3);
+
 /// Runs one statement on the writer connection `writer` of a replicated database; `capture`
 /// holds what the connection's open transaction has done so far. Returns the position a
 /// commit reached (0 when nothing committed).
@@ -84,7 +89,7 @@ pub(super) fn run_on_writer(
                 Ok(position) => position,
                 Err(error) => {
                     writer.execute_batch("ROLLBACK")?;
-                    return Err(replica::refused(&format!(
+                    return Err(replica::not_now(&format!(
                         "the transaction was rolled back: {error}"
                     )));
                 }
@@ -97,7 +102,7 @@ pub(super) fn run_on_writer(
                 Err(error) => {
                     // The log has it: this copy applies it from there, as every other does.
                     writer.execute_batch("ROLLBACK")?;
-                    Err(replica::refused(&format!(
+                    Err(replica::not_now(&format!(
                         "the transaction is in the replication log but did not commit on the \
                          writer ({error}); it is applied from the log"
                     )))
@@ -183,7 +188,7 @@ pub(super) async fn execute_elsewhere(
         since: state.last_write,
         in_transaction: state.remote_transaction,
     });
-    let (result, position, in_transaction) = forward(connection, replica, &request).await?;
+    let (result, position, in_transaction) = forward(connection, state, replica, &request).await?;
     state.last_write = result.last_write;
     state.remote_transaction = in_transaction;
     Ok((result, position))
@@ -223,9 +228,11 @@ async fn read_here(
     Ok(Some(result))
 }
 
-/// Sends `request` to the writer and reads its answer.
+/// Sends `request` to the writer and reads its answer; without one, `state` notes that the
+/// writer may have run it.
 async fn forward(
     connection: &EmbeddedConnection,
+    state: &mut ConnectionState,
     replica: &Replica,
     request: &Forwarded,
 ) -> Answer {
@@ -235,7 +242,8 @@ async fn forward(
         .await
         .map_err(|error| {
             connection.consistency.writer_unreachable();
-            SqlError::Io(format!("{}: {error}", replica.name))
+            state.lost_at_writer = true;
+            SqlError::Unavailable(format!("{}: {error}", replica.name))
         })?;
     postcard::from_bytes::<Answer>(&answer)
         .map_err(|e| SqlError::Io(format!("the writer's answer is unreadable: {e}")))?
@@ -282,25 +290,35 @@ impl RemoteConnections {
             in_transaction,
         } = request;
         // A statement in progress is no idleness: counting it keeps the idle timer of the one
-        // before (which would fire while this one waits for the writer) from rolling back.
-        let connection = self.lock().get_mut(&id).map(|remote| {
+        // before (which would fire while this one waits for the writer) from rolling back. A
+        // new connection is listed before its first statement runs, so that a `ROLLBACK` or a
+        // close its sender makes after giving up on the answer finds it.
+        let listed = self.lock().get_mut(&id).map(|remote| {
             remote.statements += 1;
             remote.connection.clone()
         });
-        let connection = match connection {
+        let connection = match listed {
             Some(connection) => connection,
             None if in_transaction => {
                 return if replica::first_keyword(&statement).eq_ignore_ascii_case("ROLLBACK") {
                     Ok((QueryResult::default(), 0, false))
                 } else {
-                    Err(SqlError::Io(format!(
+                    Err(SqlError::Unavailable(format!(
                         "the transaction was rolled back at the writer (idle for \
                          {REMOTE_IDLE_LIMIT:?}, or the writer changed); roll back and begin \
                          it again"
                     )))
                 };
             }
-            None => Arc::new(database.connection(&Arc::default())),
+            None => {
+                let connection = Arc::new(database.forwarded_connection(FORWARDED_WRITER_WAIT));
+                let remote = Remote {
+                    connection: connection.clone(),
+                    statements: 1,
+                };
+                self.lock().insert(id.clone(), remote);
+                connection
+            }
         };
         let mut state = connection.state.lock().await;
         state.last_write = since;
@@ -308,17 +326,12 @@ impl RemoteConnections {
         let in_transaction = state.in_transaction();
         drop(state);
         let mut remotes = self.lock();
-        if !in_transaction {
+        // Closed meanwhile: dropping `connection` below rolls back what it left open.
+        let closed = !remotes.contains_key(&id);
+        if !in_transaction || closed {
             remotes.remove(&id);
         } else {
-            let statements = remotes.get(&id).map_or(0, |remote| remote.statements) + 1;
-            remotes.insert(
-                id.clone(),
-                Remote {
-                    connection,
-                    statements,
-                },
-            );
+            let statements = remotes.get(&id).map_or(0, |remote| remote.statements);
             let remotes = Arc::downgrade(&self.0);
             tokio::spawn(async move {
                 tokio::time::sleep(REMOTE_IDLE_LIMIT).await;

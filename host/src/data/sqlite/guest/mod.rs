@@ -93,7 +93,9 @@ macro_rules! value_conversions {
             fn from(error: SqlError) -> Self {
                 match error {
                     SqlError::DatabaseFull => $version::Error::DatabaseFull,
-                    SqlError::Io(message) => $version::Error::Io(message),
+                    SqlError::Io(message) | SqlError::Unavailable(message) => {
+                        $version::Error::Io(message)
+                    }
                 }
             }
         }
