@@ -6,6 +6,7 @@ mod connection_clock;
 mod connections;
 mod headers;
 mod request;
+mod settle;
 mod sites;
 mod static_files;
 mod tls;

@@ -351,7 +351,7 @@ impl AppService {
 async fn invoke(id: &str, pool: &ComponentPool, request: Request<WasiBody>) -> Response<WasiBody> {
     let bookmark = Arc::new(Bookmark::from_headers(request.headers()));
     let mut response = match pool.invoke(request, bookmark.clone()).await {
-        Ok(response) => response,
+        Ok(response) => super::settle::settle(response).await,
         Err(error) => failure(id, error),
     };
     let status = response.status();
