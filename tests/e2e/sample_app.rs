@@ -134,6 +134,15 @@ fn p2_and_p3_components_both_answer() {
         body.starts_with("Hello from a p3 component (spin-sdk 7)!"),
         "{body}"
     );
+    // The p3 guest streams its body but ends it at once: it goes out whole, with its length
+    // rather than chunked (one write; see server/settle.rs).
+    let response = client().get(ledge.at("/hello")).send().unwrap();
+    let headers = response.headers().clone();
+    assert!(!headers.contains_key("transfer-encoding"), "{headers:?}");
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        response.text().unwrap().len().to_string()
+    );
     let (status, body) = get(&ledge.at("/echo/some/path"));
     assert_eq!(status, 200);
     assert!(body.contains("header spin-path-info: /some/path"), "{body}");
