@@ -18,7 +18,7 @@ use crate::data::replica::bookmark::Consistency;
 use crate::data::replica::{
     self, Applied, CATCH_UP_WAIT, FORWARD_LIMIT, Kind, Replica, Replication,
 };
-use crate::data::sqlite_file::{BUSY_TIMEOUT, SqliteFile, canonical_file_path};
+use crate::data::sqlite_file::{BUSY_TIMEOUT, Committer, Local, SqliteFile, canonical_file_path};
 
 /// A key-value store in a SQLite file.
 pub struct SqliteStore {
@@ -29,6 +29,29 @@ pub struct SqliteStore {
     cache: Arc<ReadCache>,
     /// The store's copy in the cluster, when it is replicated.
     replica: Option<Arc<Replica>>,
+    /// How its batches of writes commit: through the log when it is replicated, and
+    /// invalidating what they wrote in the read cache.
+    committer: Arc<dyn Committer>,
+}
+
+/// Commits a batch of a store's writes through `inner`, then drops the keys it wrote from
+/// the read cache (committed or not, on the writer's thread, before any is acknowledged).
+struct Invalidating {
+    cache: Arc<ReadCache>,
+    inner: Arc<dyn Committer>,
+}
+
+impl Committer for Invalidating {
+    fn commit(
+        &self,
+        db: &mut Connection,
+        keys: Vec<String>,
+        batch: &mut dyn FnMut(&Connection) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<u64> {
+        let result = self.inner.commit(db, keys.clone(), batch);
+        keys.iter().for_each(|key| self.cache.invalidate(key));
+        result
+    }
 }
 
 fn backend(error: rusqlite::Error) -> KvError {
@@ -218,10 +241,18 @@ impl SqliteStore {
             None => None,
         };
         let cache = Arc::new(ReadCache::new());
+        let committer = Arc::new(Invalidating {
+            cache: cache.clone(),
+            inner: match &replica {
+                Some(replica) => replica.clone(),
+                None => Arc::new(Local),
+            },
+        });
         let store = Arc::new(Self {
             file,
             cache: cache.clone(),
             replica,
+            committer,
         });
         if let Some(replica) = &store.replica {
             replica.on_applied(Box::new(move |applied| match applied {
@@ -236,35 +267,16 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Runs `write` here, on the writer, and invalidates its key in the read cache once it
-    /// has run, on the writer's thread (so that a cancelled caller cannot skip it). A
-    /// replicated store commits it through the log. Returns the position it committed at.
+    /// Runs `write` here, in the writer's next batch; the batch drops its key from the read
+    /// cache (see [`Invalidating`]). Returns the position it committed at.
     async fn write_here(&self, write: Write) -> Result<(Outcome, u64), KvError> {
-        let (cache, replica) = (self.cache.clone(), self.replica.clone());
-        let done = self
+        let keys = vec![write.key().to_string()];
+        let (outcome, position) = self
             .file
-            .write(move |db| {
-                let key = write.key().to_string();
-                let result = match &replica {
-                    Some(replica) => replica
-                        .commit(db, vec![key.clone()], |db, _capture| write.run(db))
-                        .map(|(outcome, position)| outcome.map(|outcome| (outcome, position))),
-                    // A set or a delete is one statement; the others read first.
-                    None if matches!(write, Write::Set { .. } | Write::Delete { .. }) => write
-                        .run(db)
-                        .map(|outcome| outcome.map(|outcome| (outcome, 0))),
-                    None => {
-                        let tx = db.savepoint()?;
-                        let outcome = write.run(&tx)?;
-                        tx.commit()?;
-                        Ok(outcome.map(|outcome| (outcome, 0)))
-                    }
-                };
-                cache.invalidate(&key);
-                result
-            })
-            .await;
-        done.map_err(backend)?
+            .write_batched(&self.committer, keys, None, move |db| write.run(db))
+            .await
+            .map_err(backend)?;
+        outcome.map(|outcome| (outcome, position))
     }
 
     /// Runs `write` where it commits: here, or at the writer when this node is not it.

@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use self::bookmark::Consistency;
 use self::changeset::{POSITION_TABLE, Session};
 use super::sqlite::Value;
-use super::sqlite_file::SqliteFile;
+use super::sqlite_file::{Committer, SqliteFile};
 
 /// How long a read waits for this node's copy to apply what its bookmark asks for before it
 /// runs at the writer instead.
@@ -533,6 +533,18 @@ impl Replica {
     }
 }
 
+/// A batch of writes on the writer commits as one replicated transaction: one entry in the log.
+impl Committer for Replica {
+    fn commit(
+        &self,
+        db: &mut Connection,
+        keys: Vec<String>,
+        batch: &mut dyn FnMut(&Connection) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<u64> {
+        Replica::commit(self, db, keys, |db, _capture| batch(db)).map(|((), position)| position)
+    }
+}
+
 /// Raises `at` to `position`; whether it moved.
 fn raise(at: &mut u64, position: u64) -> bool {
     let moved = position > *at;
@@ -674,6 +686,34 @@ mod tests {
         );
         assert_eq!(outcomes, [false, true, false, true]);
         assert!(!entry.ops.iter().any(|op| matches!(op, Op::Schema(..))));
+    }
+
+    #[test]
+    fn rows_rolled_back_to_a_savepoint_stay_out_of_the_entry() {
+        // A batch of writes rolls a failed one back to its savepoint and commits the rest.
+        let (mut writer, mut copy) = (database(), database());
+        writer
+            .execute_batch("INSERT INTO items (id, name) VALUES (1, 'old')")
+            .unwrap();
+        copy.execute_batch("INSERT INTO items (id, name) VALUES (1, 'old')")
+            .unwrap();
+        let (outcomes, entry) = captured(
+            &mut writer,
+            &[
+                "SAVEPOINT one",
+                "INSERT INTO items (id, name) VALUES (2, 'kept')",
+                "RELEASE one",
+                "SAVEPOINT two",
+                "INSERT INTO items (id, name) VALUES (3, 'dropped')",
+                "UPDATE items SET name = 'dropped' WHERE id = 1",
+                "ROLLBACK TO two",
+                "RELEASE two",
+            ],
+        );
+        assert!(outcomes.iter().all(|ok| *ok));
+        apply_entry(&mut copy, 1, &entry).unwrap();
+        assert_eq!(rows(&copy), [(1, "old".into()), (2, "kept".into())]);
+        assert_eq!(rows(&copy), rows(&writer));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A replicated database's guest connections (`ledge node`), on both sides of the cluster.
 //!
 //! On the writer, each write runs as one replicated transaction ([`run_on_writer`]): an
-//! autocommit statement is captured and appended to the log before it commits; a guest's
+//! autocommit statement is captured and appended to the log before it commits (a batch of
+//! plain autocommit writes, as one entry; see `sqlite_file::group_commit`); a guest's
 //! `BEGIN` ... `COMMIT` is captured statement by statement and appended at its `COMMIT`. A
 //! transaction must begin with `BEGIN` (a `SAVEPOINT` may follow inside it), so that only
 //! `COMMIT`/`END` commit.
@@ -27,7 +28,7 @@ use super::embedded::{
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
 use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Entry, FORWARD_LIMIT, Replica};
-use crate::data::sqlite_file::off_thread;
+use crate::data::sqlite_file::{has_deferred_violations, off_thread};
 
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
@@ -121,23 +122,6 @@ pub(super) fn run_on_writer(
             Ok((result, 0))
         }
     }
-}
-
-/// Whether the open transaction on `db` has deferred foreign-key violations, which make its
-/// `COMMIT` fail: checked before the transaction is appended to the log.
-fn has_deferred_violations(db: &Connection) -> bool {
-    let (mut current, mut highest) = (0, 0);
-    // SAFETY: `db` is a live connection and both counters outlive the call.
-    let status = unsafe {
-        rusqlite::ffi::sqlite3_db_status(
-            db.handle(),
-            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
-            &mut current,
-            &mut highest,
-            0,
-        )
-    };
-    status == rusqlite::ffi::SQLITE_OK && current > 0
 }
 
 /// What another node asks the writer of a database.

@@ -14,6 +14,11 @@
 //!
 //! SQLite work that may take long runs on tokio's blocking threads ([`off_thread`]), and the
 //! statement is interrupted when its caller stops waiting (its request ended or timed out).
+//! Autocommit writes that arrive together commit as one batch ([`group_commit`]).
+
+mod group_commit;
+
+pub use group_commit::{Committer, Local};
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
@@ -54,6 +59,8 @@ pub struct SqliteFile {
     writer_deadline: Arc<parking_lot::Mutex<Option<Instant>>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Arc<Semaphore>,
+    /// The autocommit writes waiting for the next batch.
+    batches: group_commit::Batches,
     /// The file's exclusive lock against other processes. Each call in flight holds the file,
     /// so the lock is released only once the last of them has finished.
     _owner: File,
@@ -110,6 +117,7 @@ impl SqliteFile {
             writer_deadline,
             readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(MAX_READERS)),
+            batches: group_commit::Batches::default(),
             _owner: owner,
         });
         open_files.retain(|_, file| file.strong_count() > 0);
@@ -353,6 +361,23 @@ where
     tokio::task::spawn_blocking(move || work(&call))
         .await
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// Whether `db`'s open transaction has deferred foreign-key violations, which would make its
+/// `COMMIT` fail.
+pub fn has_deferred_violations(db: &Connection) -> bool {
+    let (mut current, mut highest) = (0, 0);
+    // SAFETY: `db` is a live connection and both counters outlive the call.
+    let status = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            db.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut highest,
+            0,
+        )
+    };
+    status == rusqlite::ffi::SQLITE_OK && current > 0
 }
 
 /// SQLite's own error for a lock it waited on in vain.
