@@ -1,8 +1,10 @@
 //! The embedded SQL backend: one SQLite file per database ([`SqliteFile`]: one writer, pooled
 //! readers), with guest connections that behave like SQLite connections.
 //!
-//! A guest connection outside a transaction runs a read-only statement on a pooled reader and
-//! anything else on the writer, leasing it for that one statement. A statement that leaves the
+//! A guest connection outside a transaction runs a read-only statement on a pooled reader, a
+//! plain `INSERT`/`REPLACE`/`UPDATE`/`DELETE` in the writer's next batch (group commit: writes
+//! that arrive together share one commit, each failing alone), and anything else on the
+//! writer, leasing it for that one statement. A statement that leaves the
 //! writer inside a transaction (`BEGIN`, or `SAVEPOINT` outside one; a read-only `BEGIN` too,
 //! to keep it simple) pins the writer to that connection until `COMMIT`/`ROLLBACK`: its reads
 //! then run on the writer and see its own writes, while every other connection's reads see
@@ -34,7 +36,9 @@ use super::replicated::{self, RemoteConnections};
 use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value};
 use crate::data::replica::bookmark::Consistency;
 use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Kind, Replica, first_keyword};
-use crate::data::sqlite_file::{BUSY_TIMEOUT, Call, Reader, SqliteFile, WriterLease, off_thread};
+use crate::data::sqlite_file::{
+    BUSY_TIMEOUT, Call, Committer, Local, Reader, SqliteFile, WriterLease, off_thread,
+};
 
 /// `type = "spin"`: an embedded SQLite file, `path = "..."` (relative to the runtime config;
 /// default `<state-dir>/sqlite/<label>.db`) and `busy_timeout_ms` (default 5000).
@@ -77,6 +81,7 @@ fn open_backend(
         .map_err(|e| anyhow::anyhow!("at {}: {e:#}", path.display()))?;
     if let Some((app, replication)) = opening.replication {
         let replica = Replica::open(replication, app, Kind::Sql, label, database.file.clone())?;
+        database.committer = replica.clone();
         database.replica = Some(replica);
     }
     let database = Arc::new(database);
@@ -93,6 +98,8 @@ pub struct EmbeddedDatabase {
     transaction_limit: Duration,
     /// This node's copy of the replicated database, under `ledge node`.
     pub(super) replica: Option<Arc<Replica>>,
+    /// How batches of autocommit writes commit: through the log when it is replicated.
+    committer: Arc<dyn Committer>,
     /// The connections other nodes hold here while this node is the writer.
     pub(super) remote: RemoteConnections,
 }
@@ -118,6 +125,7 @@ impl EmbeddedDatabase {
             file: SqliteFile::open(path, "SQL database", override_changes, busy_timeout)?,
             transaction_limit,
             replica: None,
+            committer: Arc::new(Local),
             remote: RemoteConnections::default(),
         })
     }
@@ -129,6 +137,7 @@ impl EmbeddedDatabase {
             transaction_limit: self.transaction_limit,
             state: Arc::default(),
             replica: self.replica.clone(),
+            committer: self.committer.clone(),
             consistency: consistency.clone(),
             remote_id: replica::unique_id(),
             writer_wait: None,
@@ -171,6 +180,8 @@ pub(super) struct EmbeddedConnection {
     pub(super) state: Arc<tokio::sync::Mutex<ConnectionState>>,
     /// This node's copy, when the database is replicated.
     pub(super) replica: Option<Arc<Replica>>,
+    /// How its batched writes commit (the database's committer).
+    committer: Arc<dyn Committer>,
     /// What reads must include, and what writes raise.
     pub(super) consistency: Arc<Consistency>,
     /// The connection's name at the writer, when its statements are forwarded there.
@@ -307,6 +318,22 @@ impl EmbeddedConnection {
             return Err(SqlError::Io(reason));
         }
         let since = state.last_write;
+        if state.transaction.is_none() && is_batched(&statement) {
+            let committer = &self.committer;
+            let (result, position) = self
+                .file
+                .write_batched(committer, Vec::new(), self.writer_wait, move |db| {
+                    let run = Run {
+                        statement: &statement,
+                        params: &params,
+                        since,
+                    };
+                    run.on(db)
+                })
+                .await?;
+            state.last_write = result.last_write;
+            return Ok((result, position));
+        }
         let open = state.transaction.take();
         let reader = match open {
             Some(_) => None,
@@ -437,6 +464,16 @@ fn execute_blocking(
         result.map_err(Into::into),
         in_transaction.then_some((capture, writer)),
     )
+}
+
+/// Whether `statement` is a write that can commit in a batch with others: a plain `INSERT`,
+/// `REPLACE`, `UPDATE` or `DELETE` (a schema change or a `PRAGMA` runs alone; so does a write
+/// that begins with `WITH`, which would need parsing to tell from a read).
+fn is_batched(statement: &str) -> bool {
+    let keyword = first_keyword(statement);
+    ["INSERT", "REPLACE", "UPDATE", "DELETE"]
+        .iter()
+        .any(|write| keyword.eq_ignore_ascii_case(write))
 }
 
 /// Whether `statement` begins or ends a transaction: SQLite calls those read-only, but they
