@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -122,6 +122,7 @@ impl GuestLog {
                 log: self.clone(),
                 name,
                 pending: Mutex::new(Vec::new()),
+                queued: AtomicBool::new(false),
             }))),
         }
     }
@@ -133,6 +134,8 @@ struct StreamState {
     name: &'static str,
     /// The start of a line whose end has not arrived yet.
     pending: Mutex<Vec<u8>>,
+    /// Whether any bytes were queued: only then can a last line be unfinished at the close.
+    queued: AtomicBool,
 }
 
 impl StreamState {
@@ -201,7 +204,11 @@ struct Handle(Arc<StreamState>);
 impl Drop for Handle {
     fn drop(&mut self) {
         // The writer logs a final line that had no newline, after everything written before.
-        let _ = self.0.log.queue.0.try_send(Chunk::Closed(self.0.clone()));
+        // A stream that queued nothing has no such line: most instances print nothing, and
+        // waking the writer for each of them would cost every request a thread switch.
+        if self.0.queued.load(Ordering::Relaxed) {
+            let _ = self.0.log.queue.0.try_send(Chunk::Closed(self.0.clone()));
+        }
     }
 }
 
@@ -211,7 +218,7 @@ impl GuestOutput {
         let state = &self.handle.0;
         let chunk = Chunk::Written(state.clone(), bytes.to_vec());
         match state.log.queue.0.try_send(chunk) {
-            Ok(()) => {}
+            Ok(()) => state.queued.store(true, Ordering::Relaxed),
             Err(TrySendError::Full(_)) => {
                 state
                     .log
@@ -311,6 +318,14 @@ mod tests {
         drop(copy);
         let queued: Vec<Chunk> = chunks.try_iter().collect();
         assert!(matches!(queued.as_slice(), [Chunk::Closed(_)]));
+    }
+
+    #[test]
+    fn a_stream_that_wrote_nothing_does_not_wake_the_writer() {
+        let (queue, chunks) = Queue::bounded(8);
+        let log = GuestLog::open_with("c", None, true, queue).unwrap();
+        drop(log.stream("stdout"));
+        assert_eq!(chunks.try_iter().count(), 0);
     }
 
     #[test]
