@@ -222,7 +222,8 @@ fn run_batch(
         let committed = committer.commit(db, keys, &mut |db| {
             failures.clear();
             for (index, write) in writes.iter_mut().enumerate() {
-                db.execute_batch("SAVEPOINT batched_write")?;
+                // Prepared once per connection: these two run for every write of every batch.
+                db.prepare_cached("SAVEPOINT batched_write")?.execute([])?;
                 let failure = match write.run(db) {
                     Ok(()) if super::has_deferred_violations(db) => Some(foreign_key_failed()),
                     Ok(()) => None,
@@ -233,7 +234,9 @@ fn run_batch(
                     return Err(transaction_ended());
                 }
                 match failure {
-                    None => db.execute_batch("RELEASE batched_write")?,
+                    None => {
+                        db.prepare_cached("RELEASE batched_write")?.execute([])?;
+                    }
                     Some(_) => {
                         db.execute_batch("ROLLBACK TO batched_write; RELEASE batched_write")?
                     }
