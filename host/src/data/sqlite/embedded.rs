@@ -1,12 +1,14 @@
 //! The embedded SQL backend: one SQLite file per database ([`SqliteFile`]: one writer, pooled
 //! readers), with guest connections that behave like SQLite connections.
 //!
-//! A guest connection outside a transaction runs a read-only statement on a pooled reader, a
-//! plain `INSERT`/`REPLACE`/`UPDATE`/`DELETE` in the writer's next batch (group commit: writes
-//! that arrive together share one commit, each failing alone), and anything else on the
-//! writer, leasing it for that one statement. A statement that leaves the
-//! writer inside a transaction (`BEGIN`, or `SAVEPOINT` outside one; a read-only `BEGIN` too,
-//! to keep it simple) pins the writer to that connection until `COMMIT`/`ROLLBACK`: its reads
+//! A guest connection outside a transaction runs a read-only statement on a pooled reader (on
+//! the async thread while it takes under a thousand SQLite steps, see `Reader::try_quick`,
+//! else again on a blocking thread), a plain `INSERT`/`REPLACE`/`UPDATE`/`DELETE` in the
+//! writer's next batch (group commit: writes that arrive together share one commit, each
+//! failing alone), and anything else on the writer, leasing it for that one statement. A
+//! statement that leaves the writer inside a transaction (`BEGIN`, or `SAVEPOINT` outside
+//! one; a read-only `BEGIN` too, to keep it simple) pins the writer to that connection until
+//! `COMMIT`/`ROLLBACK`: its reads
 //! then run on the writer and see its own writes, while every other connection's reads see
 //! only committed data, and their writes wait up to the busy timeout ([`BUSY_TIMEOUT`] unless
 //! the runtime config's `busy_timeout_ms` says otherwise) and then fail with
@@ -335,10 +337,32 @@ impl EmbeddedConnection {
             return Ok((result, position));
         }
         let open = state.transaction.take();
-        let reader = match open {
+        let mut reader = match open {
             Some(_) => None,
             None => Some(self.file.reader().await?),
         };
+        if let Some(quick) = reader.as_mut() {
+            let run = Run {
+                statement: &statement,
+                params: &params,
+                since,
+            };
+            let read = |db: &Connection| match is_read(db, &run)? {
+                true => run.on(db).map(Some),
+                false => Ok(None),
+            };
+            match quick.try_quick(read) {
+                Some(Ok(Some(result))) => {
+                    state.last_write = result.last_write;
+                    return Ok((result, 0));
+                }
+                // A write: it runs on the writer.
+                Some(Ok(None)) => reader = None,
+                Some(Err(error)) => return Err(error.into()),
+                // Too long to run here: it runs again off-thread.
+                None => {}
+            }
+        }
         let file = self.file.clone();
         let writer_wait = self.writer_wait;
         let (transaction_meta, writer) = match open {
@@ -430,16 +454,12 @@ fn execute_blocking(
     replica: Option<&Replica>,
 ) -> (Result<(QueryResult, u64), SqlError>, Option<HeldWriter>) {
     if let Some(reader) = reader {
-        let read = (|| {
-            let prepared = reader.prepare_cached(run.statement)?;
-            if prepared.readonly() && !controls_transaction(run.statement) {
-                drop(prepared);
-                call.run(reader.get_interrupt_handle(), || run.on(&reader))
-                    .map(Some)
-            } else {
-                Ok(None)
-            }
-        })();
+        let read = is_read(&reader, run).and_then(|read| match read {
+            true => call
+                .run(reader.get_interrupt_handle(), || run.on(&reader))
+                .map(Some),
+            false => Ok(None),
+        });
         match read {
             Ok(Some(result)) => return (Ok((result, 0)), None),
             Ok(None) => {}
@@ -464,6 +484,12 @@ fn execute_blocking(
         result.map_err(Into::into),
         in_transaction.then_some((capture, writer)),
     )
+}
+
+/// Whether `run` only reads, so that a reader may run it (transaction control goes to the
+/// writer, which keeps the transaction).
+fn is_read(db: &Connection, run: &Run<'_>) -> rusqlite::Result<bool> {
+    Ok(db.prepare_cached(run.statement)?.readonly() && !controls_transaction(run.statement))
 }
 
 /// Whether `statement` is a write that can commit in a batch with others: a plain `INSERT`,

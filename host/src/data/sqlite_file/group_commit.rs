@@ -474,8 +474,14 @@ mod tests {
             .filter_map(|outcome| outcome.as_ref().err().map(ToString::to_string))
             .collect();
         assert!(outcomes[0].is_ok() && outcomes[3].is_ok(), "{outcomes:?}");
-        assert!(failures[0].contains("UNIQUE constraint failed"), "{failures:?}");
-        assert!(failures[1].contains("FOREIGN KEY constraint failed"), "{failures:?}");
+        assert!(
+            failures[0].contains("UNIQUE constraint failed"),
+            "{failures:?}"
+        );
+        assert!(
+            failures[1].contains("FOREIGN KEY constraint failed"),
+            "{failures:?}"
+        );
         assert_eq!(names(&file), ["kettle", "teapot"]);
         assert_eq!(commits.load(Ordering::SeqCst), 1);
         let children: i64 = file
@@ -509,7 +515,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (file, _) = file(&dir);
         // The commit hook turns every commit into a rollback, as a failed sync would fail it.
-        file.write_blocking(|db| db.commit_hook(Some(|| true))).unwrap();
+        file.write_blocking(|db| db.commit_hook(Some(|| true)))
+            .unwrap();
         let outcomes = one_batch(
             &file,
             &[
@@ -537,7 +544,10 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(refused.to_string().contains("database is locked"), "{refused}");
+        assert!(
+            refused.to_string().contains("database is locked"),
+            "{refused}"
+        );
         drop(held);
         // The leader retired; the next write starts another.
         insert(&file, "INSERT INTO items (name) VALUES ('next')")

@@ -43,6 +43,11 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many SQLite VM steps run between two looks at the writer's deadline.
 const DEADLINE_CHECK_STEPS: i32 = 1000;
 
+/// How many SQLite VM steps a read may take on an async thread ([`Reader::try_quick`]) before
+/// it is stopped, to run again off-thread: an indexed lookup takes a few dozen, a scan of a few
+/// hundred rows already more (a thousand steps run in tens of microseconds).
+const QUICK_READ_STEPS: i32 = 1000;
+
 /// What runs on every new connection of a file before its first use (functions to register).
 pub type ConnectionSetup = fn(&Connection) -> rusqlite::Result<()>;
 
@@ -197,6 +202,7 @@ impl SqliteFile {
         };
         Ok(Reader {
             connection: Some(connection),
+            spoiled: false,
             file: self.clone(),
             _permit: permit,
         })
@@ -267,6 +273,8 @@ impl Drop for WriterLease {
 /// A pooled reader connection; it goes back to the pool when dropped.
 pub struct Reader {
     connection: Option<Connection>,
+    /// Its settings could not be restored after a quick read: closed, not pooled, when dropped.
+    spoiled: bool,
     file: Arc<SqliteFile>,
     _permit: OwnedSemaphorePermit,
 }
@@ -279,6 +287,44 @@ impl Deref for Reader {
     }
 }
 
+impl Reader {
+    /// Runs the read-only `work` here, on the calling thread, if it finishes within
+    /// [`QUICK_READ_STEPS`] steps of SQLite's virtual machine without waiting for a lock: a
+    /// point read then costs less than the hop to a blocking thread would, and no read holds
+    /// an async thread longer than that. `None` when it was stopped, having changed nothing:
+    /// run it again through [`off_thread`].
+    pub fn try_quick<T>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Option<rusqlite::Result<T>> {
+        let busy_timeout = self.file.busy_timeout;
+        let connection = self.connection.as_mut().expect("present until dropped");
+        let limited = connection
+            .busy_timeout(Duration::ZERO)
+            .and_then(|()| connection.progress_handler(QUICK_READ_STEPS, Some(|| true)));
+        let result = limited.and_then(|()| work(connection));
+        let restored = connection
+            .progress_handler(0, None::<fn() -> bool>)
+            .and_then(|()| connection.busy_timeout(busy_timeout));
+        if let Err(error) = restored {
+            // Left as it is, the connection would stop every later read: it is not reused.
+            self.spoiled = true;
+            return Some(Err(error));
+        }
+        match result {
+            Err(rusqlite::Error::SqliteFailure(code, _))
+                if matches!(
+                    code.code,
+                    rusqlite::ErrorCode::OperationInterrupted | rusqlite::ErrorCode::DatabaseBusy
+                ) =>
+            {
+                None
+            }
+            result => Some(result),
+        }
+    }
+}
+
 impl Drop for Reader {
     fn drop(&mut self) {
         let Some(connection) = self.connection.take() else {
@@ -286,7 +332,9 @@ impl Drop for Reader {
         };
         // Only transaction-control statements could leave a reader inside a transaction, and
         // they run on the writer; should one slip through, the reader is closed, not reused.
-        if connection.is_autocommit() {
+        if self.spoiled {
+            tracing::warn!("a reader's settings could not be restored; closing it");
+        } else if connection.is_autocommit() {
             self.file
                 .readers
                 .lock()
@@ -438,4 +486,45 @@ pub fn canonical_file_path(path: &Path) -> Result<PathBuf> {
         .with_context(|| format!("{} names no file", path.display()))?;
     let file = dir.join(name);
     Ok(file.canonicalize().unwrap_or(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many rows a read of `statement` on `reader` counts, quickly or not at all.
+    fn count_quickly(reader: &mut Reader, statement: &str) -> Option<i64> {
+        reader
+            .try_quick(|db| db.query_row(statement, [], |row| row.get(0)))
+            .map(Result::unwrap)
+    }
+
+    #[tokio::test]
+    async fn a_point_read_runs_here_and_a_long_one_is_stopped_for_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(
+            &dir.path().join("quick.db"),
+            "SQL database",
+            |_| Ok(()),
+            BUSY_TIMEOUT,
+        )
+        .unwrap();
+        file.write_blocking(|db| {
+            db.execute_batch(
+                "CREATE TABLE items (id INTEGER PRIMARY KEY);
+                 INSERT INTO items WITH RECURSIVE n(v) AS
+                   (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 5000) SELECT v FROM n;",
+            )
+        })
+        .unwrap();
+        let mut reader = file.reader().await.unwrap();
+        let point = "SELECT count(*) FROM items WHERE id = 42";
+        let scan = "SELECT count(*) FROM items WHERE id % 7 = 0";
+        assert_eq!(count_quickly(&mut reader, point), Some(1));
+        assert_eq!(count_quickly(&mut reader, scan), None);
+        // The stopped read changed nothing: the same connection runs it in full, unlimited.
+        let full: i64 = reader.query_row(scan, [], |row| row.get(0)).unwrap();
+        assert_eq!(full, 714);
+        assert_eq!(count_quickly(&mut reader, point), Some(1));
+    }
 }
