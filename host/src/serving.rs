@@ -37,6 +37,8 @@ use crate::trigger_redis::{Listening, Subscription};
 pub struct Host {
     /// Compiles and runs the components.
     pub runtime: Runtime,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
     /// The serving flags.
     pub args: ServeArgs,
     /// Where `/metrics` is served, when it is.
@@ -54,23 +56,43 @@ pub struct Host {
 /// Gives an app's quota-count store by the app's name.
 pub type CountsByApp = Box<dyn Fn(&str) -> SharedStore + Send + Sync>;
 
-impl Host {
-    /// Starts the engine (compile cache in `cache_dir`), the metrics listener and the trace
-    /// exporter. Metrics come first, so the pools register theirs with the recorder.
-    pub async fn start(args: ServeArgs, cache_dir: Option<PathBuf>) -> Result<Self> {
-        let runtime = Runtime::new(
-            EngineSettings {
-                pooling: !args.disable_pooling,
-                cache_dir,
-                request_timeout: args.request_timeout,
-                profiler: match args.profile {
-                    None => ProfilingStrategy::None,
-                    Some(GuestProfiler::Perfmap) => ProfilingStrategy::PerfMap,
-                    Some(GuestProfiler::Jitdump) => ProfilingStrategy::JitDump,
-                },
+/// The engine, built on a blocking thread while the caller reads its apps: building it takes
+/// milliseconds (the pooling allocator maps and guards a thousand fiber stacks), which start-up
+/// need not wait for.
+pub struct RuntimeBuild(tokio::task::JoinHandle<Result<Runtime>>);
+
+impl RuntimeBuild {
+    /// Starts building the engine the serving flags ask for.
+    pub fn begin(args: &ServeArgs) -> Self {
+        let settings = EngineSettings {
+            pooling: !args.disable_pooling,
+            request_timeout: args.request_timeout,
+            profiler: match args.profile {
+                None => ProfilingStrategy::None,
+                Some(GuestProfiler::Perfmap) => ProfilingStrategy::PerfMap,
+                Some(GuestProfiler::Jitdump) => ProfilingStrategy::JitDump,
             },
-            crate::capabilities::ALL,
-        )?;
+        };
+        Self(tokio::task::spawn_blocking(move || {
+            Runtime::new(settings, crate::capabilities::ALL)
+        }))
+    }
+
+    async fn finish(self) -> Result<Runtime> {
+        self.0.await.context("building the engine failed")?
+    }
+}
+
+impl Host {
+    /// Starts the host on the engine `runtime` is building (compile cache in `cache_dir`): the
+    /// metrics listener and the trace exporter. Metrics come first, so the pools register
+    /// theirs with the recorder.
+    pub async fn start(
+        args: ServeArgs,
+        runtime: RuntimeBuild,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        let runtime = runtime.finish().await?;
         let admin = match args.admin_listen {
             Some(address) => Some(crate::server::admin::serve(address).await?),
             None => None,
@@ -78,6 +100,7 @@ impl Host {
         let traces = Traces::start(args.otlp_endpoint.as_deref())?.map(Arc::new);
         Ok(Self {
             runtime,
+            cache_dir,
             args,
             admin,
             traces,
@@ -194,6 +217,7 @@ pub async fn load_app(
     seed: &Seed<'_>,
 ) -> Result<LoadedApp> {
     let (runtime, args) = (&host.runtime, &host.args);
+    let cache_dir = host.cache_dir.as_deref();
     let state_dir = dirs.state.as_path();
     let log_dir = args
         .log_dir
@@ -230,6 +254,7 @@ pub async fn load_app(
     let components = ComponentContext {
         app,
         runtime,
+        cache_dir,
         args,
         data: &data,
         in_process: &in_process,
@@ -355,6 +380,7 @@ pub fn compile_cache_dir(args: &ServeArgs, state_dir: &Path) -> Result<Option<Pa
 struct ComponentContext<'a> {
     app: &'a App,
     runtime: &'a Runtime,
+    cache_dir: Option<&'a Path>,
     args: &'a ServeArgs,
     data: &'a DataTier,
     in_process: &'a InProcessSlot,
@@ -368,12 +394,9 @@ impl ComponentContext<'_> {
         let (app, args) = (self.app, self.args);
         let component = &app.components[id];
         let compile_started = Instant::now();
-        let (compiled, outcome) = crate::engine::load_component(
-            self.runtime.engine(),
-            &component.source,
-            self.runtime.settings().cache_dir.as_deref(),
-        )
-        .map_err(|error| self.source_error(id, error))?;
+        let (compiled, outcome) =
+            crate::engine::load_component(self.runtime.engine(), &component.source, self.cache_dir)
+                .map_err(|error| self.source_error(id, error))?;
         let how = match outcome {
             CompileOutcome::CacheHit => "loaded from the compile cache",
             CompileOutcome::Compiled => "compiled",

@@ -9,12 +9,13 @@ use anyhow::{Result, bail};
 use crate::cli::UpArgs;
 use crate::manifest::{App, DomainMapping, TriggerHandler};
 use crate::server::{AppService, Site, SiteTable, Sites, Target};
-use crate::serving::{self, AppDirs, Host, Seed};
+use crate::serving::{self, AppDirs, Host, RuntimeBuild, Seed};
 use crate::{builder, sources};
 
 /// Runs `ledge up` until a shutdown signal.
 pub async fn up(args: UpArgs) -> Result<()> {
     let started = Instant::now();
+    let runtime = RuntimeBuild::begin(&args.serve);
     let several = args.from.len() > 1;
     if several && !(args.key_values.is_empty() && args.sqlite.is_empty()) {
         bail!(
@@ -57,7 +58,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
 
     let cache_dir = serving::compile_cache_dir(&args.serve, &state_dirs[0])?;
-    let host = Host::start(args.serve, cache_dir).await?;
+    let host = Host::start(args.serve, runtime, cache_dir).await?;
     let seed = Seed {
         key_values: &args.key_values,
         sqlite: &args.sqlite,

@@ -29,7 +29,7 @@ use crate::cli::{NatsArgs, NodeArgs};
 use crate::data::startup::Migration;
 use crate::manifest::App;
 use crate::server::{Site, SiteTable, Sites};
-use crate::serving::{self, AppDirs, Host, LoadedApp, Seed};
+use crate::serving::{self, AppDirs, Host, LoadedApp, RuntimeBuild, Seed};
 
 /// How often a node puts its report, well inside [`super::cluster::NODE_REPORT_TTL`].
 const REPORT_EVERY: Duration = Duration::from_secs(2);
@@ -71,7 +71,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
         )
     })?;
     let cache_dir = serving::compile_cache_dir(&args.serve, &args.state_dir)?;
-    let mut host = Host::start(args.serve, cache_dir).await?;
+    let runtime = RuntimeBuild::begin(&args.serve);
+    let mut host = Host::start(args.serve, runtime, cache_dir).await?;
     let counts = Arc::new(SharedCounts::default());
     let app_counts = counts.clone();
     host.shared_counts = Some(Box::new(move |app: &str| app_counts.for_app(app)));

@@ -16,7 +16,6 @@ mod message;
 mod pool;
 mod wagi;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -44,8 +43,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct EngineSettings {
     /// Use the pooling instance allocator (the default; about twice as fast to instantiate).
     pub pooling: bool,
-    /// Where compiled components are cached; `None` disables the cache.
-    pub cache_dir: Option<PathBuf>,
     /// The longest a request may run in the guest.
     pub request_timeout: Option<Duration>,
     /// How guest code is named for a native profiler, if at all.
@@ -127,12 +124,11 @@ impl Runtime {
         self.epoch_ticker.is_some()
     }
 
-    /// A runtime with no capabilities, no pooling and no cache, for unit tests.
+    /// A runtime with no capabilities and no pooling, for unit tests.
     #[cfg(test)]
     pub(crate) fn bare() -> Self {
         let settings = EngineSettings {
             pooling: false,
-            cache_dir: None,
             request_timeout: None,
             profiler: ProfilingStrategy::None,
         };
