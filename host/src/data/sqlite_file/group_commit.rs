@@ -413,17 +413,20 @@ mod tests {
         let held = file.lease_writer().unwrap();
         let committer: Arc<dyn Committer> = Arc::new(Local);
         let mut writes = Vec::new();
-        for &statement in statements {
-            let (file, committer) = (file.clone(), committer.clone());
+        for (queued, &statement) in statements.iter().enumerate() {
+            let (queuing, committer) = (file.clone(), committer.clone());
             writes.push(tokio::spawn(async move {
-                file.write_batched(&committer, Vec::new(), None, move |db| {
-                    db.execute(statement, [])
-                })
-                .await
+                queuing
+                    .write_batched(&committer, Vec::new(), None, move |db| {
+                        db.execute(statement, [])
+                    })
+                    .await
             }));
-        }
-        while file.batches.lock().writes.len() < statements.len() {
-            tokio::task::yield_now().await;
+            // One at a time, so that the queue holds them in this order (tasks on two
+            // workers could otherwise queue in either order).
+            while file.batches.lock().writes.len() <= queued {
+                tokio::task::yield_now().await;
+            }
         }
         drop(held);
         let mut outcomes = Vec::new();
