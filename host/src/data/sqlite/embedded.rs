@@ -8,13 +8,12 @@
 //! failing alone), and anything else on the writer, leasing it for that one statement. A
 //! statement that leaves the writer inside a transaction (`BEGIN`, or `SAVEPOINT` outside
 //! one; a read-only `BEGIN` too, to keep it simple) pins the writer to that connection until
-//! `COMMIT`/`ROLLBACK`: its reads
-//! then run on the writer and see its own writes, while every other connection's reads see
-//! only committed data, and their writes wait up to the busy timeout ([`BUSY_TIMEOUT`] unless
-//! the runtime config's `busy_timeout_ms` says otherwise) and then fail with
-//! `database is locked`, as a second SQLite connection's would. Dropping the connection (the
-//! guest's drop, the instance's end, a trap or a timeout) rolls an open transaction back, and
-//! so does its time limit.
+//! `COMMIT`/`ROLLBACK`: its reads then run on the writer and see its own writes, while every
+//! other connection's reads see only committed data, and their writes wait up to the busy
+//! timeout ([`BUSY_TIMEOUT`] unless the runtime config's `busy_timeout_ms` says otherwise) and
+//! then fail with `database is locked`, as a second SQLite connection's would. Dropping the
+//! connection (the guest's drop, the instance's end, a trap or a timeout) rolls an open
+//! transaction back, and so does its time limit.
 //!
 //! `last_insert_rowid` and `changes` belong to the guest connection, not to the SQLite
 //! connection that ran the statement (the writer is shared, readers are pooled), so each
