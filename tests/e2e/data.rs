@@ -221,6 +221,63 @@ fn acknowledged_sqlite_writes_survive_kill_9() {
 }
 
 #[test]
+fn concurrent_writes_commit_together_and_a_failing_one_fails_alone() {
+    let app = data_app("{data2}");
+    let ledge = up(
+        &app,
+        &[
+            "--sqlite",
+            "CREATE TABLE IF NOT EXISTS names (id INTEGER PRIMARY KEY, name TEXT UNIQUE);\
+             INSERT OR IGNORE INTO names (name) VALUES ('taken')",
+        ],
+    );
+    // 8 clients write at once, so their plain INSERTs share commits; every fifth one breaks
+    // the UNIQUE constraint. Each guest connection asks for its own `last_insert_rowid()`.
+    let written: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|worker| {
+                let ledge = &ledge;
+                scope.spawn(move || {
+                    let mut written = 0;
+                    for i in 0..60 {
+                        let name = match i % 5 {
+                            0 => "taken".to_string(),
+                            _ => format!("w{worker}-{i}"),
+                        };
+                        let (status, body) = post(
+                            &ledge.at("/granted/sql/default"),
+                            &format!(
+                                "INSERT INTO names (name) VALUES ('{name}')\n\
+                                 SELECT name FROM names WHERE id = last_insert_rowid()"
+                            ),
+                        );
+                        if name == "taken" {
+                            assert_eq!(status, 500, "{body}");
+                            assert!(body.contains("UNIQUE constraint failed"), "{body}");
+                        } else {
+                            // The row id is this connection's own insert, batched or not.
+                            let own = format!("name\n[Value::Text(\"{name}\")]");
+                            assert_eq!((status, body), (200, own));
+                            written += 1;
+                        }
+                    }
+                    written
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(written, 8 * 48);
+    assert_eq!(
+        post(
+            &ledge.at("/granted/sql/default"),
+            "SELECT count(*) AS n FROM names"
+        ),
+        (200, format!("n\n[Value::Integer({})]", written + 1))
+    );
+}
+
+#[test]
 fn start_up_data_and_migrations_apply_once() {
     let app = data_app("{data2}");
     let migration = app.dir.path().join("001_shows.sql");
