@@ -140,6 +140,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub disable_cache: bool,
 
+    /// A component at least this big (e.g. `1MiB`) that is not in the compile cache is
+    /// compiled by the baseline compiler (Winch: about four times faster to compile, slower
+    /// to run) and served at once, while its optimized code compiles in the background and
+    /// then takes over; `off` always waits for the optimized code.
+    #[arg(long, value_name = "SIZE|off", value_parser = parse_size_or_off, default_value = "1MiB")]
+    pub baseline_compile_above: u64,
+
     /// Name the guests' compiled code for a profiler: `perfmap` writes
     /// `/tmp/perf-<pid>.map` for `perf report`, `jitdump` writes a `jit-<pid>.dump` for
     /// `perf inject --jit`.
@@ -374,6 +381,14 @@ fn parse_network(text: &str) -> Result<String, String> {
     crate::gateway::parse_network(text)
         .map(|_| text.to_string())
         .ok_or_else(|| format!("`{text}` is not an address or CIDR network, e.g. 10.0.0.0/8"))
+}
+
+/// A size as [`parse_size`] reads it, or `off` for no size at all (`u64::MAX`).
+fn parse_size_or_off(text: &str) -> Result<u64, String> {
+    match text {
+        "off" => Ok(u64::MAX),
+        _ => parse_size(text),
+    }
 }
 
 /// Parses a byte size: a number with an optional unit (`k`, `KB`, `KiB`, `M`, `MB`, `MiB`, `G`,

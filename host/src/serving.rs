@@ -18,7 +18,8 @@ use crate::data::runtime_config::RuntimeConfig;
 use crate::data::startup::Migration;
 use crate::data::{DataTier, Opening, startup};
 use crate::engine::{
-    CompileOutcome, ComponentPool, EngineSettings, GuestLog, MessageHandler, PoolSettings, Runtime,
+    CompileOutcome, ComponentPool, EngineSettings, GuestLog, LoadedComponent, MessageHandler,
+    Optimization, PoolSettings, Runtime,
 };
 use crate::files;
 use crate::gateway::traces::Traces;
@@ -35,8 +36,8 @@ use crate::trigger_redis::{Listening, Subscription};
 /// The engine and the observers every app of one process shares, with the flags they came
 /// from.
 pub struct Host {
-    /// Compiles and runs the components.
-    pub runtime: Runtime,
+    /// Compiles and runs the components (shared with their optimizing compiles).
+    pub runtime: Arc<Runtime>,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// The serving flags.
@@ -72,6 +73,7 @@ impl RuntimeBuild {
                 Some(GuestProfiler::Perfmap) => ProfilingStrategy::PerfMap,
                 Some(GuestProfiler::Jitdump) => ProfilingStrategy::JitDump,
             },
+            baseline_above: args.baseline_compile_above,
         };
         Self(tokio::task::spawn_blocking(move || {
             Runtime::new(settings, crate::capabilities::ALL)
@@ -92,7 +94,7 @@ impl Host {
         runtime: RuntimeBuild,
         cache_dir: Option<PathBuf>,
     ) -> Result<Self> {
-        let runtime = runtime.finish().await?;
+        let runtime = Arc::new(runtime.finish().await?);
         let admin = match args.admin_listen {
             Some(address) => Some(crate::server::admin::serve(address).await?),
             None => None,
@@ -261,7 +263,7 @@ pub async fn load_app(
         staging: dirs.staging.clone(),
         log_dir: &log_dir,
     };
-    let pools = components.http_pools()?;
+    let HttpPools { pools, pending } = components.http_pools()?;
     let listening = crate::trigger_redis::subscribe(components.redis_subscriptions()?).await?;
     let file_servers = file_servers(app, &dirs.staging)?;
     let counts = match &host.shared_counts {
@@ -325,10 +327,68 @@ pub async fn load_app(
     // Weak: the app's instances call back into it, and must not keep it alive.
     let service_in_process: Weak<dyn InProcess> = Arc::downgrade(&service) as Weak<AppService>;
     let _ = in_process.set(service_in_process);
+    optimize_in_background(runtime.clone(), pending);
     Ok(LoadedApp {
         service,
         _listening: listening,
     })
+}
+
+/// The pools of an app's HTTP components, by id, and the optimizing compiles still to do.
+struct HttpPools {
+    pools: BTreeMap<String, Arc<ComponentPool>>,
+    pending: Vec<PendingOptimization>,
+}
+
+/// A baseline-compiled component whose optimized code is still to compile.
+struct PendingOptimization {
+    id: String,
+    /// Gone when the app was replaced meanwhile.
+    pool: Weak<ComponentPool>,
+    optimization: Optimization,
+}
+
+/// Compiles the optimized code of baseline-compiled components, one at a time on a thread
+/// of its own (a process exiting meanwhile does not wait for it), and swaps each into its
+/// pool when ready. The code goes to the compile cache even when its pool is gone.
+fn optimize_in_background(runtime: Arc<Runtime>, pending: Vec<PendingOptimization>) {
+    if pending.is_empty() {
+        return;
+    }
+    let optimizing = move || {
+        for PendingOptimization {
+            id,
+            pool,
+            optimization,
+        } in pending
+        {
+            let started = Instant::now();
+            let swapped = optimization
+                .compile(runtime.engine())
+                .and_then(|component| match pool.upgrade() {
+                    Some(pool) => pool.recompiled(&runtime, &component).map(|()| true),
+                    None => Ok(false),
+                });
+            match swapped {
+                Ok(true) => tracing::info!(
+                    component = %id,
+                    "optimized in {} ms; new requests run the optimized code",
+                    started.elapsed().as_millis()
+                ),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(
+                    component = %id,
+                    "stays on its baseline code, the optimizing compile failed: {error:#}"
+                ),
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("ledge-optimize".into())
+        .spawn(optimizing)
+    {
+        tracing::warn!("cannot start optimizing the baseline-compiled components: {error}");
+    }
 }
 
 /// Where compiled components are cached: `<state-dir>/cache`, or what `--cache`'s wasmtime
@@ -379,7 +439,7 @@ pub fn compile_cache_dir(args: &ServeArgs, state_dir: &Path) -> Result<Option<Pa
 /// What loading a component needs from the app and the command line.
 struct ComponentContext<'a> {
     app: &'a App,
-    runtime: &'a Runtime,
+    runtime: &'a Arc<Runtime>,
     cache_dir: Option<&'a Path>,
     args: &'a ServeArgs,
     data: &'a DataTier,
@@ -390,16 +450,23 @@ struct ComponentContext<'a> {
 
 impl ComponentContext<'_> {
     /// Compiles (or loads from the cache) component `id` and gathers its instances' settings.
-    fn load(&self, id: &str) -> Result<(wasmtime::component::Component, PoolSettings)> {
+    /// With `baseline`, a big component missing from the cache may come back baseline-compiled,
+    /// with its optimization still to do.
+    fn load(&self, id: &str, baseline: bool) -> Result<(LoadedComponent, PoolSettings)> {
         let (app, args) = (self.app, self.args);
         let component = &app.components[id];
         let compile_started = Instant::now();
-        let (compiled, outcome) =
-            crate::engine::load_component(self.runtime.engine(), &component.source, self.cache_dir)
-                .map_err(|error| self.source_error(id, error))?;
-        let how = match outcome {
+        let loaded = crate::engine::load_component(
+            self.runtime,
+            &component.source,
+            self.cache_dir,
+            baseline,
+        )
+        .map_err(|error| self.source_error(id, error))?;
+        let how = match loaded.outcome {
             CompileOutcome::CacheHit => "loaded from the compile cache",
             CompileOutcome::Compiled => "compiled",
+            CompileOutcome::Baseline => "compiled by the baseline compiler (optimizing next)",
         };
         tracing::info!(component = %id, "{how} in {} ms", compile_started.elapsed().as_millis());
 
@@ -433,7 +500,7 @@ impl ComponentContext<'_> {
             in_process: self.in_process.clone(),
             wagi: component.wagi.clone(),
         };
-        Ok((compiled, settings))
+        Ok((loaded, settings))
     }
 
     /// An error about component `id`'s `.wasm`, at its `source` line.
@@ -446,9 +513,11 @@ impl ComponentContext<'_> {
             .fix("rebuild the component for wasm32-wasip2 (a wasi:http component) or check the path"))
     }
 
-    /// Every component an HTTP trigger uses, with its pool.
-    fn http_pools(&self) -> Result<BTreeMap<String, Arc<ComponentPool>>> {
+    /// Every component an HTTP trigger uses, with its pool, and the optimizing compiles still
+    /// to do for those that were baseline-compiled.
+    fn http_pools(&self) -> Result<HttpPools> {
         let mut pools = BTreeMap::new();
+        let mut pending = Vec::new();
         for trigger in &self.app.triggers {
             let TriggerHandler::Component(id) = &trigger.handler else {
                 continue;
@@ -456,13 +525,21 @@ impl ComponentContext<'_> {
             if pools.contains_key(id) || self.app.components[id].ledge.static_files.is_some() {
                 continue;
             }
-            let (compiled, settings) = self.load(id)?;
-            let pool = ComponentPool::new(self.runtime, id, &compiled, settings)
+            let (loaded, settings) = self.load(id, true)?;
+            let pool = ComponentPool::new(self.runtime, id, &loaded.component, settings)
                 .map_err(|error| self.source_error(id, error))?;
             tracing::debug!(component = %id, "serves {}", pool.kind());
-            pools.insert(id.clone(), Arc::new(pool));
+            let pool = Arc::new(pool);
+            if let Some(optimization) = loaded.optimization {
+                pending.push(PendingOptimization {
+                    id: id.clone(),
+                    pool: Arc::downgrade(&pool),
+                    optimization,
+                });
+            }
+            pools.insert(id.clone(), pool);
         }
-        Ok(pools)
+        Ok(HttpPools { pools, pending })
     }
 
     /// The app's Redis trigger subscriptions, their components loaded.
@@ -474,9 +551,10 @@ impl ComponentContext<'_> {
             let handler = match handlers.get(id) {
                 Some(handler) => handler.clone(),
                 None => {
-                    let (compiled, settings) = self.load(id)?;
-                    let handler = MessageHandler::new(self.runtime, id, &compiled, settings)
-                        .map_err(|error| self.source_error(id, error))?;
+                    let (loaded, settings) = self.load(id, false)?;
+                    let handler =
+                        MessageHandler::new(self.runtime, id, &loaded.component, settings)
+                            .map_err(|error| self.source_error(id, error))?;
                     handlers.entry(id).or_insert(Arc::new(handler)).clone()
                 }
             };

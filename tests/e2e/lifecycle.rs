@@ -31,6 +31,77 @@ fn the_second_start_loads_from_the_compile_cache() {
     );
 }
 
+/// A component missing from the compile cache and at least `--baseline-compile-above` big is
+/// served from the baseline compiler's code at once; its optimized code takes over while
+/// clients keep asking (none of their requests fails), and the next start loads that code
+/// from the cache.
+#[test]
+fn a_big_component_serves_at_once_and_its_optimized_code_takes_over() {
+    let app = AppDir::new(&format!(
+        "{HEADER}[[trigger.http]]\nroute = \"/hello\"\ncomponent = \"hello\"\n\
+         [[trigger.http]]\nroute = \"/f/...\"\ncomponent = \"faults\"\n\
+         [component.hello]\nsource = \"{{hello}}\"\n\
+         [component.faults]\nsource = \"{{faults}}\"\n"
+    ));
+    let ledge = app.up_with_default_cache(&["--baseline-compile-above", "1"]);
+    let log = ledge.wait_for_log("ready in");
+    assert_eq!(
+        log.matches("compiled by the baseline compiler").count(),
+        2,
+        "{log}"
+    );
+    let asking = std::sync::atomic::AtomicBool::new(true);
+    let answers: Vec<Vec<(u16, String)>> = std::thread::scope(|scope| {
+        let clients: Vec<_> = ["/hello", "/f/fine", "/hello", "/f/fine"]
+            .into_iter()
+            .map(|path| {
+                let (url, asking) = (ledge.at(path), &asking);
+                scope.spawn(move || {
+                    let mut answers = Vec::new();
+                    while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                        answers.push(get(&url));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while ledge
+            .stderr()
+            .matches("new requests run the optimized code")
+            .count()
+            < 2
+        {
+            assert!(std::time::Instant::now() < deadline, "{}", ledge.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Some requests on the optimized code too.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        asking.store(false, std::sync::atomic::Ordering::Relaxed);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for answer in answers.iter().flatten() {
+        assert_eq!(answer.0, 200, "{answer:?}");
+    }
+    assert!(answers.iter().all(|a| !a.is_empty()));
+    assert!(answers[0][0].1.starts_with("Hello from a p3 component"));
+    assert_eq!(answers[1][0].1, "ok\n");
+    drop(ledge);
+
+    let again = app.up_with_default_cache(&["--baseline-compile-above", "1"]);
+    let log = again.wait_for_log("ready in");
+    assert_eq!(
+        log.matches("loaded from the compile cache").count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains("baseline"), "{log}");
+    drop(again);
+    let off = app.up(&["--baseline-compile-above", "off", "--disable-cache"]);
+    let log = off.wait_for_log("ready in");
+    assert!(!log.contains("baseline"), "{log}");
+}
+
 #[test]
 fn a_wasmtime_cache_file_chooses_where_compiled_components_go() {
     let app = echo_app();

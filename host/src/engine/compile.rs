@@ -1,56 +1,138 @@
 //! From a `.wasm` file to a compiled [`Component`]: core modules are componentized first, and
 //! the compiled code is kept in an on-disk cache so a second start does not compile again.
 //!
-//! The cache key is the SHA-256 of the original bytes plus the engine's compatibility hash
-//! (wasmtime version, compiler and every setting that changes the generated code), so a cached
-//! artifact is only ever loaded by an engine that would have produced the same one.
+//! The cache key is the SHA-256 of the original bytes plus the optimizing engine's
+//! compatibility hash (wasmtime version, compiler and every setting that changes the generated
+//! code), so a cached artifact is only ever loaded by an engine that would have produced the
+//! same one.
+//!
+//! A big component missing from the cache (a JavaScript or Python guest is 13-25 MB, seconds
+//! of Cranelift) is compiled by the baseline compiler instead and served at once; its
+//! [`Optimization`] then compiles it with Cranelift off the request path, stores that in the
+//! cache and is swapped in by the caller. Only Cranelift's code is ever cached.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::Runtime;
+
 /// How a component was obtained, for the start-up log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompileOutcome {
     /// Loaded from the compile cache.
     CacheHit,
-    /// Compiled now (and stored, when the cache is on).
+    /// Compiled now by the optimizing compiler (and stored, when the cache is on).
     Compiled,
+    /// Compiled now by the baseline compiler, to be replaced by its optimized code.
+    Baseline,
 }
 
-/// Reads, componentizes if needed, and compiles `path`, using `cache_dir` when given.
+/// A compiled component, and how it came to be.
+pub struct LoadedComponent {
+    /// What serves from now on.
+    pub component: Component,
+    /// Where it came from.
+    pub outcome: CompileOutcome,
+    /// For a baseline-compiled component: the optimized compile still to do.
+    pub optimization: Option<Optimization>,
+}
+
+/// A component's optimized compile, still to do.
+pub struct Optimization {
+    bytes: Vec<u8>,
+    cache_entry: Option<PathBuf>,
+}
+
+impl Optimization {
+    /// Compiles the component with the optimizing `engine` (the runtime's) and stores it in
+    /// the compile cache. Takes seconds for a big component: run it off the request path.
+    pub fn compile(self, engine: &Engine) -> Result<Component> {
+        optimize(engine, &self.bytes, self.cache_entry.as_deref())
+    }
+}
+
+/// Compiles `bytes` with the optimizing `engine`, storing the code as `cache_entry`.
+fn optimize(engine: &Engine, bytes: &[u8], cache_entry: Option<&Path>) -> Result<Component> {
+    let component = Component::new(engine, bytes)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("the component failed to compile")?;
+    if let Some(entry) = cache_entry {
+        store_in_cache(&component, entry);
+    }
+    Ok(component)
+}
+
+/// Reads, componentizes if needed, and compiles `path`, using `cache_dir` when given. With
+/// `baseline`, a component the runtime's settings call big is compiled by the baseline
+/// compiler first.
 pub fn load_component(
-    engine: &Engine,
+    runtime: &Runtime,
     path: &Path,
     cache_dir: Option<&Path>,
-) -> Result<(Component, CompileOutcome)> {
+    baseline: bool,
+) -> Result<LoadedComponent> {
+    let engine = runtime.engine();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let cached = cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, &bytes))));
-    if let Some(cached) = &cached
-        && cached.is_file()
+    let cache_entry = cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, &bytes))));
+    if let Some(entry) = &cache_entry
+        && entry.is_file()
     {
         // SAFETY: the file was written by `Component::serialize` of an engine with the same
         // compatibility hash (it is part of the file name) into ledge's own state directory.
-        match unsafe { Component::deserialize_file(engine, cached) } {
-            Ok(component) => return Ok((component, CompileOutcome::CacheHit)),
+        match unsafe { Component::deserialize_file(engine, entry) } {
+            Ok(component) => {
+                return Ok(LoadedComponent {
+                    component,
+                    outcome: CompileOutcome::CacheHit,
+                    optimization: None,
+                });
+            }
             Err(error) => tracing::warn!(
                 "ignoring unusable cache entry {}: {error:#}",
-                cached.display()
+                entry.display()
             ),
         }
     }
     let component_bytes = componentize(&bytes)?;
-    let component = Component::new(engine, &component_bytes)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .context("the component failed to compile")?;
-    if let Some(cached) = cached {
-        store_in_cache(&component, &cached);
+    let baseline = baseline
+        .then(|| runtime.baseline_engine(component_bytes.len() as u64))
+        .flatten();
+    if let Some(baseline) = baseline {
+        let started = Instant::now();
+        match Component::new(baseline, &component_bytes) {
+            Ok(component) => {
+                tracing::debug!(
+                    "{}: baseline-compiled in {} ms",
+                    path.display(),
+                    started.elapsed().as_millis()
+                );
+                return Ok(LoadedComponent {
+                    component,
+                    outcome: CompileOutcome::Baseline,
+                    optimization: Some(Optimization {
+                        bytes: component_bytes.into_owned(),
+                        cache_entry,
+                    }),
+                });
+            }
+            // A proposal the baseline compiler lacks (GC, tail calls, exceptions, ...).
+            Err(error) => tracing::debug!(
+                "{}: the baseline compiler cannot compile it, optimizing now: {error:#}",
+                path.display()
+            ),
+        }
     }
-    Ok((component, CompileOutcome::Compiled))
+    Ok(LoadedComponent {
+        component: optimize(engine, &component_bytes, cache_entry.as_deref())?,
+        outcome: CompileOutcome::Compiled,
+        optimization: None,
+    })
 }
 
 const NOT_COMPONENTIZABLE: &str = "the core module cannot be componentized (a library module needs a \
@@ -118,7 +200,7 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
 
 /// Writes the artifact through a temporary file and a rename, so a concurrent start never
 /// reads half a file. A failure only costs the next start a compile.
-fn store_in_cache(component: &Component, path: &PathBuf) {
+fn store_in_cache(component: &Component, path: &Path) {
     let result = (|| -> Result<()> {
         let bytes = component
             .serialize()
@@ -160,5 +242,41 @@ mod tests {
         let module = wat::parse_str(r#"(module (import "env" "f" (func)))"#).unwrap();
         let error = componentize(&module).unwrap_err();
         assert!(format!("{error:#}").contains("component-type"), "{error:#}");
+    }
+
+    /// A component from the baseline compiler comes with its optimization, which caches
+    /// Cranelift's code, so the next load is a cache hit; small components and callers that
+    /// do not ask for it get the optimized code at once.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_big_component_is_baseline_compiled_and_its_optimized_code_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("c.wasm");
+        let cache = dir.path().join("cache");
+        std::fs::write(&wasm, wat::parse_str("(component (core module))").unwrap()).unwrap();
+        let size = std::fs::metadata(&wasm).unwrap().len();
+
+        let runtime = Runtime::bare_with(None, size);
+        let small = Runtime::bare_with(None, size + 1);
+        let loaded = load_component(&small, &wasm, Some(&cache), true).unwrap();
+        assert_eq!(loaded.outcome, CompileOutcome::Compiled);
+        std::fs::remove_dir_all(&cache).unwrap();
+        let loaded = load_component(&runtime, &wasm, Some(&cache), false).unwrap();
+        assert_eq!(loaded.outcome, CompileOutcome::Compiled, "not asked for");
+        std::fs::remove_dir_all(&cache).unwrap();
+
+        let loaded = load_component(&runtime, &wasm, Some(&cache), true).unwrap();
+        assert_eq!(loaded.outcome, CompileOutcome::Baseline);
+        assert!(!Engine::same(loaded.component.engine(), runtime.engine()));
+        assert!(!cache.exists(), "baseline code is never cached");
+        let optimized = loaded
+            .optimization
+            .unwrap()
+            .compile(runtime.engine())
+            .unwrap();
+        assert!(Engine::same(optimized.engine(), runtime.engine()));
+        let loaded = load_component(&runtime, &wasm, Some(&cache), true).unwrap();
+        assert_eq!(loaded.outcome, CompileOutcome::CacheHit);
+        assert!(loaded.optimization.is_none());
     }
 }

@@ -19,7 +19,7 @@ const MAX_STAND_INS: usize = 64;
 /// Links `component` (named `id`) with the runtime's linker, standing in a failing
 /// implementation for each imported interface the linker has none for.
 pub fn link(runtime: &Runtime, id: &str, component: &Component) -> Result<InstancePre<GuestState>> {
-    let (pre, stood_in) = link_with_stand_ins(&runtime.linker, id, component)?;
+    let (pre, stood_in) = link_with_stand_ins(runtime.linker(component.engine()), id, component)?;
     if !stood_in.is_empty() {
         tracing::warn!(
             component = id,
@@ -146,7 +146,8 @@ mod tests {
         let runtime = Runtime::bare();
         let bytes = wat::parse_str(COMPONENT).unwrap();
         let component = Component::new(runtime.engine(), &bytes).unwrap();
-        let (_, mut stood_in) = link_with_stand_ins(&runtime.linker, "test", &component).unwrap();
+        let (_, mut stood_in) =
+            link_with_stand_ins(runtime.linker(component.engine()), "test", &component).unwrap();
         stood_in.sort();
         assert_eq!(
             stood_in,

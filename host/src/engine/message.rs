@@ -71,7 +71,7 @@ impl MessageHandler {
         };
         Ok(Self {
             export,
-            stores: Stores::new(runtime, id, settings),
+            stores: Stores::new(runtime, component.engine(), id, settings),
         })
     }
 

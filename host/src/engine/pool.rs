@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use arc_swap::ArcSwap;
 use wasmtime::component::{Component, GuestTaskId, ResourceTable};
 use wasmtime::{Engine, Store, StoreContextMut, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -110,7 +111,10 @@ pub enum InvokeError {
 /// The instances of one component.
 pub struct ComponentPool {
     kind: HandlerKind,
-    handler: Handler,
+    id: String,
+    settings: PoolSettings,
+    /// Replaced once, when a baseline-compiled component's optimized code is ready.
+    handler: ArcSwap<Handler>,
 }
 
 /// How requests reach the component's instances.
@@ -130,8 +134,77 @@ impl ComponentPool {
         settings: PoolSettings,
     ) -> Result<Self> {
         let kind = handler_kind(runtime.engine(), component, settings.wagi.is_some())?;
+        let handler = Handler::new(runtime, id, component, kind, settings.clone())?;
+        Ok(Self {
+            kind,
+            id: id.to_string(),
+            settings,
+            handler: ArcSwap::from_pointee(handler),
+        })
+    }
+
+    /// Serves new requests from `component`, the same component compiled anew (its optimized
+    /// code): requests in flight, and the instances they run on, finish on the old code.
+    pub fn recompiled(&self, runtime: &Runtime, component: &Component) -> Result<()> {
+        let handler = Handler::new(
+            runtime,
+            &self.id,
+            component,
+            self.kind,
+            self.settings.clone(),
+        )?;
+        self.handler.store(Arc::new(handler));
+        Ok(())
+    }
+
+    /// The handler the component exports.
+    pub fn kind(&self) -> HandlerKind {
+        self.kind
+    }
+
+    /// Runs `request` through the component's handler; the data it reads includes what
+    /// `bookmark` has seen, and its writes raise it.
+    ///
+    /// The request timeout is enforced here, so the client gets its 504 on time; the instance
+    /// that overran is ended a moment later by its worker's expiration (a WAGI run is simply
+    /// dropped).
+    pub async fn invoke(
+        &self,
+        request: http::Request<WasiBody>,
+        bookmark: Arc<Bookmark>,
+    ) -> Result<http::Response<WasiBody>, InvokeError> {
+        let timeout = self.settings.request_timeout;
+        match &*self.handler.load_full() {
+            Handler::Proxy(handler) => {
+                let handled = handler.handle(bookmark, request);
+                within(timeout, handled).await?.map_err(|error| {
+                    if error.downcast_ref::<ExpirationError>().is_some() {
+                        InvokeError::Timeout
+                    } else if let Some(instantiation) =
+                        error.downcast_ref::<InstantiationError<Arc<Bookmark>>>()
+                    {
+                        InvokeError::Unavailable(format!("{:#}", instantiation.error))
+                    } else {
+                        InvokeError::Failed(format!("{error:?}"))
+                    }
+                })
+            }
+            Handler::Wagi(handler) => within(timeout, handler.handle(request, bookmark)).await?,
+        }
+    }
+}
+
+impl Handler {
+    /// Links `component` and prepares the handler of `kind` that runs it.
+    fn new(
+        runtime: &Runtime,
+        id: &str,
+        component: &Component,
+        kind: HandlerKind,
+        settings: PoolSettings,
+    ) -> Result<Self> {
         let instance_pre = super::link::link(runtime, id, component)?;
-        let stores = Stores::new(runtime, id, settings);
+        let stores = Stores::new(runtime, component.engine(), id, settings);
         let pre = match kind {
             HandlerKind::P2 => ProxyPre::P2(
                 wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre)
@@ -148,10 +221,7 @@ impl ComponentPool {
                     .clone()
                     .expect("handler_kind answers Wagi only for WAGI settings");
                 let handler = WagiHandler::new(instance_pre, wagi, stores)?;
-                return Ok(Self {
-                    kind,
-                    handler: Handler::Wagi(Box::new(handler)),
-                });
+                return Ok(Self::Wagi(Box::new(handler)));
             }
         };
         let (reuse, concurrent) = if kind == HandlerKind::P3 {
@@ -174,49 +244,7 @@ impl ComponentPool {
             max_reuse,
             max_concurrent,
         };
-        Ok(Self {
-            kind,
-            handler: Handler::Proxy(ProxyHandler::new(state)),
-        })
-    }
-
-    /// The handler the component exports.
-    pub fn kind(&self) -> HandlerKind {
-        self.kind
-    }
-
-    /// Runs `request` through the component's handler; the data it reads includes what
-    /// `bookmark` has seen, and its writes raise it.
-    ///
-    /// The request timeout is enforced here, so the client gets its 504 on time; the instance
-    /// that overran is ended a moment later by its worker's expiration (a WAGI run is simply
-    /// dropped).
-    pub async fn invoke(
-        &self,
-        request: http::Request<WasiBody>,
-        bookmark: Arc<Bookmark>,
-    ) -> Result<http::Response<WasiBody>, InvokeError> {
-        match &self.handler {
-            Handler::Proxy(handler) => {
-                let handled = handler.handle(bookmark, request);
-                let timeout = handler.state().stores.settings.request_timeout;
-                within(timeout, handled).await?.map_err(|error| {
-                    if error.downcast_ref::<ExpirationError>().is_some() {
-                        InvokeError::Timeout
-                    } else if let Some(instantiation) =
-                        error.downcast_ref::<InstantiationError<Arc<Bookmark>>>()
-                    {
-                        InvokeError::Unavailable(format!("{:#}", instantiation.error))
-                    } else {
-                        InvokeError::Failed(format!("{error:?}"))
-                    }
-                })
-            }
-            Handler::Wagi(handler) => {
-                let timeout = handler.stores().settings.request_timeout;
-                within(timeout, handler.handle(request, bookmark)).await?
-            }
-        }
+        Ok(Self::Proxy(ProxyHandler::new(state)))
     }
 }
 
@@ -281,8 +309,13 @@ pub(super) struct Stores {
 }
 
 impl Stores {
-    /// The stores of component `id`'s instances.
-    pub(super) fn new(runtime: &Runtime, id: &str, settings: PoolSettings) -> Self {
+    /// The stores of component `id`'s instances, in `engine` (the one it was compiled by).
+    pub(super) fn new(
+        runtime: &Runtime,
+        engine: &Engine,
+        id: &str,
+        settings: PoolSettings,
+    ) -> Self {
         Self {
             id: id.into(),
             instances_created: metrics::counter!(
@@ -290,7 +323,7 @@ impl Stores {
                 "app" => settings.app_name.clone(),
                 "component" => id.to_string()
             ),
-            engine: runtime.engine().clone(),
+            engine: engine.clone(),
             epoch_ticks: runtime.epoch_ticks(),
             grant: runtime.grant(),
             settings,
@@ -592,5 +625,75 @@ mod tests {
         let result = within(Some(Duration::from_millis(10)), slow).await;
         assert!(matches!(result, Err(InvokeError::Timeout)));
         assert_eq!(within(None, async { 7 }).await.unwrap(), 7);
+    }
+
+    /// Code from the baseline compiler runs under the same rules as optimized code: the
+    /// epoch ticks its engine too, so a guest that never returns yields and is timed out,
+    /// and its stores have the same memory limit.
+    #[cfg(target_arch = "x86_64")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn baseline_code_keeps_the_request_deadline_and_the_memory_limit() {
+        let runtime = Runtime::bare_with(Some(Duration::from_millis(100)), 0);
+        let engine = runtime
+            .baseline_engine(0)
+            .expect("x86-64 has a baseline compiler");
+        assert!(!Engine::same(engine, runtime.engine()));
+        let component = Component::new(
+            engine,
+            wat::parse_str(
+                r#"(component
+                  (core module $m
+                    (memory 1)
+                    (func (export "spin") (loop $forever (br $forever)))
+                    (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
+                  (core instance $i (instantiate $m))
+                  (func (export "spin") (canon lift (core func $i "spin")))
+                  (func (export "grow") (param "pages" u32) (result s32)
+                    (canon lift (core func $i "grow"))))"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let settings = PoolSettings {
+            app_name: "test".into(),
+            max_instance_memory: Some(4 << 16),
+            max_instance_reuse_count: None,
+            max_instance_concurrent_reuse_count: None,
+            request_timeout: Some(Duration::from_millis(100)),
+            environment: Vec::new(),
+            preopens: Vec::new(),
+            log: GuestLog::open("test", None, false).unwrap(),
+            grants: Arc::default(),
+            allowed_hosts: Arc::default(),
+            in_process: Arc::default(),
+            wagi: None,
+        };
+        let stores = Stores::new(&runtime, engine, "test", settings);
+        let mut store = stores.new_store(|_| {}).unwrap();
+        let instance = runtime
+            .linker(engine)
+            .instantiate_async(&mut store, &component)
+            .await
+            .unwrap();
+
+        let grow = instance
+            .get_typed_func::<(u32,), (i32,)>(&mut store, "grow")
+            .unwrap();
+        assert_eq!(grow.call_async(&mut store, (2,)).await.unwrap(), (1,));
+        assert_eq!(
+            grow.call_async(&mut store, (2,)).await.unwrap(),
+            (-1,),
+            "past the 4-page limit"
+        );
+
+        let spin = instance
+            .get_typed_func::<(), ()>(&mut store, "spin")
+            .unwrap();
+        let timeout = Some(Duration::from_millis(100));
+        let spun = within(timeout, spin.call_async(&mut store, ())).await;
+        assert!(
+            matches!(spun, Err(InvokeError::Timeout)),
+            "it yields and times out"
+        );
     }
 }

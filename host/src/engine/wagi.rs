@@ -41,11 +41,6 @@ impl WagiHandler {
         Ok(Self { pre, wagi, stores })
     }
 
-    /// How the component's stores are made (and its settings).
-    pub(super) fn stores(&self) -> &Stores {
-        &self.stores
-    }
-
     /// Runs the command for `request` and reads its response from the output.
     pub(super) async fn handle(
         &self,
