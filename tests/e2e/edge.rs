@@ -199,6 +199,23 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
         "nothing of a corrupted bundle is kept"
     );
 
+    // A node that joins now serves the newest version it can, v3 as the others do, and
+    // reports the staged one as refused.
+    let late = node(&nats.url(), false, "hub", "hub-2", states.path());
+    wait_for_status(&nats, "seen the late node serve v3, refusing v4", |s| {
+        s["nodes"].as_array().unwrap().iter().any(|node| {
+            let app = &node["apps"]["edge-app"];
+            node["node"] == "hub-2"
+                && app["version"] == 3
+                && app["failed"]["version"] == 4
+                && app["failed"]["error"]
+                    .as_str()
+                    .is_some_and(|error| error.contains("is corrupted"))
+        })
+    });
+    assert_eq!(get(&late.at("/version.txt")), (200, "v3".into()));
+    drop(late);
+
     // A node restarted with its state dir serves before it reaches NATS.
     eu.kill();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());

@@ -290,7 +290,10 @@ impl Node {
         }
     }
 
-    /// Serves what app `name`'s deployment record says.
+    /// Serves what app `name`'s deployment record says. When its staged version is refused
+    /// and this node serves nothing of the app yet (it joined after that version was
+    /// deployed), the newest earlier version it can load serves meanwhile, as it does on the
+    /// nodes that refused the staged one while serving that.
     async fn apply(&self, cluster: &Cluster, name: &str, record: &[u8]) {
         let deployment: Deployment = match serde_json::from_slice(record) {
             Ok(deployment) => deployment,
@@ -302,35 +305,53 @@ impl Node {
         let Some((number, version)) = deployment.staged(DEFAULT_STAGE) else {
             return;
         };
-        self.switch(cluster, name, number, version).await;
-    }
-
-    /// Serves `version` (number `number`) of app `name`, unless it does already; records a
-    /// refusal when it cannot.
-    async fn switch(&self, cluster: &Cluster, name: &str, number: u64, version: &Version) {
-        let bundle = version.bundle.as_str();
-        if self.serves(name, number, bundle) {
+        let Err(error) = self.switch(cluster, name, number, version).await else {
             return;
-        }
-        let started = Instant::now();
-        match self.fetch_and_load(cluster, name, version).await {
-            Ok((app, loaded)) => {
-                let served = Served {
-                    version: number,
-                    bundle: bundle.to_string(),
-                    app,
-                    loaded,
-                };
-                match self.install(name, served) {
-                    Ok(()) => tracing::info!(
-                        "app `{name}`: serving version {number} after {} ms",
-                        started.elapsed().as_millis()
+        };
+        if !self.serves_any(name) {
+            for (&earlier, version) in deployment.versions.range(..number).rev() {
+                match self.switch(cluster, name, earlier, version).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            "app `{name}`: serving version {earlier} until version {number} can be"
+                        );
+                        break;
+                    }
+                    Err(error) => tracing::info!(
+                        "app `{name}`: version {earlier} cannot serve either: {error:#}"
                     ),
-                    Err(error) => self.refuse(name, number, bundle, &error),
                 }
             }
-            Err(error) => self.refuse(name, number, bundle, &error),
         }
+        self.refuse(name, number, &version.bundle, &error);
+    }
+
+    /// Serves `version` (number `number`) of app `name`, unless it does already.
+    async fn switch(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        number: u64,
+        version: &Version,
+    ) -> Result<()> {
+        let bundle = version.bundle.as_str();
+        if self.serves(name, number, bundle) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (app, loaded) = self.fetch_and_load(cluster, name, version).await?;
+        let served = Served {
+            version: number,
+            bundle: bundle.to_string(),
+            app,
+            loaded,
+        };
+        self.install(name, served)?;
+        tracing::info!(
+            "app `{name}`: serving version {number} after {} ms",
+            started.elapsed().as_millis()
+        );
+        Ok(())
     }
 
     /// Tries again, for each app whose version was refused [`RETRY_REFUSED_AFTER`] ago or
@@ -436,6 +457,12 @@ impl Node {
         apps.get(name)
             .and_then(|app| app.serving.as_ref())
             .is_some_and(|served| served.version == number && served.bundle == bundle)
+    }
+
+    /// Whether any version of `name` is served.
+    fn serves_any(&self, name: &str) -> bool {
+        let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.get(name).is_some_and(|app| app.serving.is_some())
     }
 
     /// Serves `served` as app `name` from the next request on, then records it. Refused,
