@@ -181,6 +181,15 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
     nats.restart();
     wait_for_live_nodes(&nats, 2);
     deploy_version(app.path(), &nats, 3, &[&hub, &eu]);
+    // A node keeps the bundles of what it serves and of what that replaced, no others.
+    for name in ["hub-1", "eu-1"] {
+        let kept = |place: &str| {
+            std::fs::read_dir(states.path().join(name).join(place))
+                .map_or(0, |entries| entries.count())
+        };
+        assert_eq!(kept("bundles"), 2, "{name}: the bundles of v3 and v2");
+        assert!(kept("staging") <= 2, "{name}");
+    }
 
     // A bundle whose content does not match its digest is refused; v3 stays served.
     let corrupt = corrupt_deployment(&nats);

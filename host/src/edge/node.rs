@@ -150,6 +150,9 @@ struct Node {
 #[derive(Default)]
 struct NodeApp {
     serving: Option<Served>,
+    /// The bundle of the version `serving` replaced, kept for the requests that may still
+    /// read its files.
+    replaced: Option<String>,
     failed: Option<Failure>,
     /// When `failed` was last tried.
     failed_at: Option<Instant>,
@@ -482,7 +485,9 @@ impl Node {
         let entry = apps.get_mut(name).expect("inserted above");
         entry.failed = None;
         entry.failed_at = None;
+        entry.replaced = previous.as_ref().map(|served| served.bundle.clone());
         self.save(&apps);
+        self.remove_unused_bundles(&apps);
         drop(apps);
         // The old version is dropped here, its requests in flight still holding what they
         // need.
@@ -499,6 +504,7 @@ impl Node {
                 tracing::warn!("after removing app `{name}`: {error:#}");
             }
             self.save(&apps);
+            self.remove_unused_bundles(&apps);
             tracing::info!("app `{name}`: no longer deployed");
             self.changed.notify_one();
         }
@@ -557,6 +563,43 @@ impl Node {
             .and_then(|()| std::fs::rename(&partial, &path));
         if let Err(error) = written {
             tracing::warn!("cannot write {}: {error}", path.display());
+        }
+    }
+
+    /// Deletes the unpacked bundles, and their staged files, of every version that is neither
+    /// served nor the one a served version replaced: a node that is deployed to often would
+    /// otherwise keep every bundle it ever served. Switches run one at a time, so no bundle is
+    /// being unpacked meanwhile.
+    fn remove_unused_bundles(&self, apps: &BTreeMap<String, NodeApp>) {
+        let kept: Vec<&str> = apps
+            .values()
+            .flat_map(|app| {
+                [
+                    app.serving.as_ref().map(|s| s.bundle.as_str()),
+                    app.replaced.as_deref(),
+                ]
+            })
+            .flatten()
+            .collect();
+        for place in ["bundles", "staging"] {
+            let Ok(entries) = std::fs::read_dir(self.state_dir.join(place)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    continue;
+                };
+                if bundle::check_digest(name).is_err() || kept.contains(&name) {
+                    continue;
+                }
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => tracing::debug!("removed the unused {place} of bundle {name}"),
+                    Err(error) => {
+                        tracing::warn!("cannot remove {}: {error}", entry.path().display())
+                    }
+                }
+            }
         }
     }
 
