@@ -306,6 +306,11 @@ pub struct DeployArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub wait: Duration,
 
+    /// How many of the app's newest versions its record keeps (and those a stage runs); the
+    /// bundles only older versions used are deleted from the cluster.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value = "50")]
+    pub keep_versions: u64,
+
     /// The NATS cluster.
     #[command(flatten)]
     pub nats: NatsArgs,

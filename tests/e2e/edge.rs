@@ -223,15 +223,47 @@ fn a_deployed_app_is_served_by_every_node_and_versions_swap_without_a_failed_req
         })
     });
     assert_eq!(get(&late.at("/version.txt")), (200, "v3".into()));
-    drop(late);
+    assert!(late.terminate().success());
+
+    // A deploy keeps the app's newest versions (here 2: the refused v4 and the new v5) and
+    // deletes the bundles only the versions it dropped used.
+    edge_app(app.path(), "v5");
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &nats, &["--keep-versions", "2"]);
+    assert!(deployed, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("edge-app version 5 is served by 2 nodes")
+            && stdout.contains("Deleted 3 bundles no kept version uses"),
+        "{stdout}"
+    );
+    let record = &status(&nats)["apps"]["edge-app"]["versions"];
+    let kept: Vec<&String> = record.as_object().unwrap().keys().collect();
+    assert_eq!(kept, ["4", "5"]);
+    let v5 = record["5"]["bundle"].as_str().unwrap().to_string();
+    assert_eq!(bundles_held(&nats), [corrupt, v5].into());
 
     // A node restarted with its state dir serves before it reaches NATS.
     eu.kill();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let eu = node(&nowhere, true, "eu", "eu-1", states.path());
-    assert_eq!(get(&eu.at("/version.txt")), (200, "v3".into()));
+    assert_eq!(get(&eu.at("/version.txt")), (200, "v5".into()));
     assert_eq!(get(&eu.at("/echo/hi")).0, 200);
     drop(hub);
+}
+
+/// The names of the bundles the cluster holds.
+fn bundles_held(nats: &NatsServer) -> std::collections::BTreeSet<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let jetstream = async_nats::jetstream::new(client);
+        let bundles = jetstream.get_object_store("ledge-bundles").await.unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        let mut list = bundles.list().await.unwrap();
+        while let Some(info) = futures::StreamExt::next(&mut list).await {
+            names.insert(info.unwrap().name);
+        }
+        names
+    })
 }
 
 /// Records a new version whose bundle's bytes do not hash to its name; returns that name.

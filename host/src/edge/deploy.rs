@@ -1,7 +1,7 @@
 //! `ledge deploy` and `ledge status`: the operator's side of the deploy API (the cluster's
 //! buckets, see [`super::cluster`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,21 +56,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     let cluster = Cluster::connect(&args.nats, "ledge-deploy")
         .await
         .map_err(|e| e.into_inner())?;
-    // The object store's own digest of what it holds under this name: upload unless it is
-    // exactly this bundle (a deleted or damaged object is replaced).
-    let stored = format!(
-        "SHA-256={}",
-        base64::engine::general_purpose::URL_SAFE.encode(Sha256::digest(&packed.bytes))
-    );
-    let held = cluster.bundles.info(&packed.digest).await;
-    if !held.is_ok_and(|info| !info.deleted && info.digest.as_deref() == Some(&stored)) {
-        let mut bytes = packed.bytes.as_slice();
-        cluster
-            .bundles
-            .put(packed.digest.as_str(), &mut bytes)
-            .await
-            .map_err(|e| anyhow!("cannot upload bundle {}: {e}", packed.digest))?;
-    }
+    upload_unless_held(&cluster, &packed).await?;
     let version = Version {
         bundle: packed.digest.clone(),
         size: packed.bytes.len() as u64,
@@ -78,7 +64,12 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         deployed_at: now_millis(),
         migrations,
     };
-    let (number, new) = record(&cluster.deployments, &app.name, version).await?;
+    let keep = usize::try_from(args.keep_versions).unwrap_or(usize::MAX);
+    let (number, new, dropped) = record(&cluster.deployments, &app.name, version, keep).await?;
+    remove_unused_bundles(&cluster, dropped).await;
+    // A deploy running beside this one may have dropped the version that last used this
+    // bundle, and deleted it after this one found it held.
+    upload_unless_held(&cluster, &packed).await?;
     let short = &packed.digest[..12];
     if new {
         println!(
@@ -102,8 +93,69 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     Ok(())
 }
 
-/// Adds `version` to `app`'s record, retrying when another deploy changed it meanwhile.
-async fn record(deployments: &kv::Store, app: &str, version: Version) -> Result<(u64, bool)> {
+/// Uploads `packed` unless the object store holds exactly that bundle under its name (a
+/// deleted or damaged object is replaced).
+async fn upload_unless_held(cluster: &Cluster, packed: &bundle::Bundle) -> Result<()> {
+    // The object store's own digest of what it holds.
+    let stored = format!(
+        "SHA-256={}",
+        base64::engine::general_purpose::URL_SAFE.encode(Sha256::digest(&packed.bytes))
+    );
+    let held = cluster.bundles.info(&packed.digest).await;
+    if !held.is_ok_and(|info| !info.deleted && info.digest.as_deref() == Some(&stored)) {
+        let mut bytes = packed.bytes.as_slice();
+        cluster
+            .bundles
+            .put(packed.digest.as_str(), &mut bytes)
+            .await
+            .map_err(|e| anyhow!("cannot upload bundle {}: {e}", packed.digest))?;
+    }
+    Ok(())
+}
+
+/// Deletes the bundles of `dropped` (those of the versions the record just dropped) that no
+/// version of any app uses. A failure leaves them, and is only a warning.
+async fn remove_unused_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
+    if dropped.is_empty() {
+        return;
+    }
+    let removed = async {
+        let mut unused = dropped;
+        for (app, value) in latest_values(&cluster.deployments).await? {
+            let deployment: Deployment = serde_json::from_slice(&value)
+                .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
+            for bundle in deployment.bundles() {
+                unused.remove(bundle);
+            }
+        }
+        for bundle in &unused {
+            cluster
+                .bundles
+                .delete(bundle)
+                .await
+                .map_err(|e| anyhow!("cannot delete bundle {bundle}: {e}"))?;
+        }
+        Ok::<_, anyhow::Error>(unused.len())
+    };
+    match removed.await {
+        Ok(0) => {}
+        Ok(count) => println!(
+            "Deleted {count} bundle{} no kept version uses",
+            if count == 1 { "" } else { "s" }
+        ),
+        Err(error) => tracing::warn!("old bundles stay in the cluster: {error:#}"),
+    }
+}
+
+/// Adds `version` to `app`'s record, keeping its newest `keep` versions, retrying when
+/// another deploy changed it meanwhile. Returns the version's number, whether it is new, and
+/// the bundles of the versions dropped that no kept one uses.
+async fn record(
+    deployments: &kv::Store,
+    app: &str,
+    version: Version,
+    keep: usize,
+) -> Result<(u64, bool, BTreeSet<String>)> {
     loop {
         let entry = deployments.entry(app).await?;
         let (mut deployment, revision) = match &entry {
@@ -116,9 +168,14 @@ async fn record(deployments: &kv::Store, app: &str, version: Version) -> Result<
             None => (Deployment::default(), None),
         };
         deployment.app = app.to_string();
-        let (number, new) = deployment.deploy(version.clone());
+        let before: BTreeSet<String> = deployment.bundles().map(str::to_string).collect();
+        let (number, new) = deployment.deploy(version.clone(), keep);
         if !new {
-            return Ok((number, false));
+            return Ok((number, false, BTreeSet::new()));
+        }
+        let mut dropped = before;
+        for bundle in deployment.bundles() {
+            dropped.remove(bundle);
         }
         let json = serde_json::to_vec(&deployment)?;
         let written = match revision {
@@ -144,7 +201,7 @@ async fn record(deployments: &kv::Store, app: &str, version: Version) -> Result<
                 }),
         };
         match written {
-            Ok(()) => return Ok((number, true)),
+            Ok(()) => return Ok((number, true, dropped)),
             Err((true, _)) => continue,
             Err((false, error)) => bail!("cannot record the deployment of `{app}`: {error}"),
         }

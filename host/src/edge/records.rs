@@ -1,11 +1,13 @@
 //! The records the cluster keeps, as JSON values in its KV buckets: one [`Deployment`] per
 //! app and one [`NodeReport`] per live node.
 //!
-//! A deployment lists every version ever deployed and the stages that point at one, the way an
-//! API Gateway API has deployments and stages: `ledge deploy` adds a version and points the
+//! A deployment lists the versions deployed and the stages that point at one, the way an API
+//! Gateway API has deployments and stages: `ledge deploy` adds a version and points the
 //! [`DEFAULT_STAGE`] at it, so stages, rollbacks and canaries fit later without a migration.
+//! It keeps the newest versions and every one a stage runs; the record is one KV value, which
+//! NATS caps at 1 MiB by default, and each version carries its migrations' SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,10 @@ use crate::data::startup::Migration;
 
 /// The stage a plain `ledge deploy` updates and every node serves.
 pub const DEFAULT_STAGE: &str = "default";
+
+/// The most bytes a deployment record may take as JSON, well under NATS's default 1 MiB: past
+/// it, the oldest versions no stage runs are dropped too.
+const RECORD_BUDGET: usize = 256 * 1024;
 
 /// One app's deployments.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,8 +66,9 @@ impl Deployment {
     }
 
     /// Points the default stage at `bundle`: at the version already holding it if the stage
-    /// runs that one, else at a new version. Returns the number, and whether it is new.
-    pub fn deploy(&mut self, version: Version) -> (u64, bool) {
+    /// runs that one, else at a new version, keeping the newest `keep` versions (and those a
+    /// stage runs). Returns the number, and whether it is new.
+    pub fn deploy(&mut self, version: Version, keep: usize) -> (u64, bool) {
         if let Some((number, current)) = self.staged(DEFAULT_STAGE)
             && current.bundle == version.bundle
             && current.migrations == version.migrations
@@ -77,7 +84,30 @@ impl Deployment {
                 updated_at: now_millis(),
             },
         );
+        self.prune(keep);
         (number, true)
+    }
+
+    /// Drops the oldest versions no stage runs while there are more than `keep` or the record
+    /// outgrows [`RECORD_BUDGET`].
+    fn prune(&mut self, keep: usize) {
+        let staged: BTreeSet<u64> = self.stages.values().map(|stage| stage.version).collect();
+        let too_big = |deployment: &Self| {
+            serde_json::to_vec(deployment).is_ok_and(|json| json.len() > RECORD_BUDGET)
+        };
+        while self.versions.len() > keep || too_big(self) {
+            let Some(oldest) = self.versions.keys().find(|n| !staged.contains(n)).copied() else {
+                return;
+            };
+            self.versions.remove(&oldest);
+        }
+    }
+
+    /// The bundles its versions use.
+    pub fn bundles(&self) -> impl Iterator<Item = &str> {
+        self.versions
+            .values()
+            .map(|version| version.bundle.as_str())
     }
 }
 
@@ -160,8 +190,8 @@ mod tests {
     #[test]
     fn deploying_adds_a_version_and_moves_the_default_stage() {
         let mut deployment = Deployment::default();
-        assert_eq!(deployment.deploy(version("a")), (1, true));
-        assert_eq!(deployment.deploy(version("b")), (2, true));
+        assert_eq!(deployment.deploy(version("a"), 50), (1, true));
+        assert_eq!(deployment.deploy(version("b"), 50), (2, true));
         assert_eq!(deployment.staged(DEFAULT_STAGE).unwrap().0, 2);
         assert_eq!(deployment.versions.len(), 2);
     }
@@ -169,9 +199,9 @@ mod tests {
     #[test]
     fn deploying_the_running_bundle_again_changes_nothing() {
         let mut deployment = Deployment::default();
-        deployment.deploy(version("a"));
+        deployment.deploy(version("a"), 50);
         let before = deployment.clone();
-        assert_eq!(deployment.deploy(version("a")), (1, false));
+        assert_eq!(deployment.deploy(version("a"), 50), (1, false));
         assert_eq!(deployment, before);
     }
 
@@ -181,11 +211,44 @@ mod tests {
             app: "notes".into(),
             ..Deployment::default()
         };
-        deployment.deploy(version("a"));
+        deployment.deploy(version("a"), 50);
         let json = serde_json::to_vec(&deployment).unwrap();
         assert_eq!(
             serde_json::from_slice::<Deployment>(&json).unwrap(),
             deployment
         );
+    }
+
+    #[test]
+    fn the_oldest_versions_no_stage_runs_are_dropped() {
+        let mut deployment = Deployment::default();
+        for bundle in ["a", "b", "c"] {
+            deployment.deploy(version(bundle), 2);
+        }
+        assert_eq!(deployment.versions.keys().collect::<Vec<_>>(), [&2, &3]);
+        // A stage on an old version keeps it; numbers are never reused.
+        deployment.stages.insert(
+            "beta".into(),
+            Stage {
+                version: 2,
+                updated_at: 0,
+            },
+        );
+        assert_eq!(deployment.deploy(version("d"), 2), (4, true));
+        assert_eq!(deployment.versions.keys().collect::<Vec<_>>(), [&2, &4]);
+        assert_eq!(deployment.bundles().collect::<Vec<_>>(), ["b", "d"]);
+
+        // Versions whose migrations outgrow the record's budget are dropped sooner.
+        let mut deployment = Deployment::default();
+        for bundle in ["a", "b", "c"] {
+            let mut big = version(bundle);
+            big.migrations = vec![Migration {
+                name: "big.sql".into(),
+                database: "default".into(),
+                sql: "-".repeat(RECORD_BUDGET / 2),
+            }];
+            deployment.deploy(big, 50);
+        }
+        assert_eq!(deployment.versions.keys().collect::<Vec<_>>(), [&3]);
     }
 }
