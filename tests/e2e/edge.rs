@@ -383,6 +383,16 @@ fn an_api_key_quota_is_counted_across_every_node() {
         assert_eq!(status, 429, "{body}");
         assert!(body.contains("quota of 3 requests per day"), "{body}");
     }
+    // The counts go once their period is over (a month is the longest), not never.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lifetime = runtime.block_on(async {
+        let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let counts = jetstream.get_key_value("ledge-counts").await.unwrap();
+        let status = counts.status().await.unwrap();
+        (status.max_age(), status.values())
+    });
+    assert_eq!(lifetime.0, Duration::from_secs(32 * 24 * 3600));
+    assert_eq!(lifetime.1, 1, "one count");
 
     // A node that stops takes its report with it (reports would otherwise live 10 s).
     assert!(two.terminate().success());

@@ -26,6 +26,10 @@ pub const BUNDLES: &str = "ledge-bundles";
 pub const SNAPSHOTS: &str = "ledge-snapshots";
 /// How long a node's report lives unless it is put again: a node silent this long is gone.
 pub const NODE_REPORT_TTL: Duration = Duration::from_secs(10);
+/// How long a quota count lives after its last increment: longer than the longest quota
+/// period (a calendar month), so a count goes only once its period is over, and the bucket
+/// does not keep every period's counts for good.
+const COUNT_LIFETIME: Duration = Duration::from_secs(32 * 24 * 3600);
 /// How long reading a whole bucket may take.
 const READ_LIMIT: Duration = Duration::from_secs(10);
 /// How many copies a clustered hub keeps of each bucket, bundle and log: losing one server of
@@ -153,7 +157,7 @@ impl Cluster {
             COUNTS,
             "counts every node shares (API-key quotas)",
             1,
-            forever,
+            COUNT_LIFETIME,
         );
         let counts = counts.await?;
         let leases = bucket(
