@@ -41,8 +41,12 @@ const WATCH_AGAIN_AFTER: Duration = Duration::from_millis(100);
 const WATCHDOG_EVERY: Duration = Duration::from_millis(250);
 /// How long a bundle may take to fetch.
 const FETCH_LIMIT: Duration = Duration::from_secs(60);
-/// How long after a refusal a version is tried again.
+/// How long after its first refusal a version is tried again; each refusal after that
+/// doubles the wait, since what fails again and again (a corrupted bundle, a manifest too
+/// new) would otherwise be fetched anew every time.
 const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(10);
+/// The longest wait before a refused version is tried again.
+const RETRY_REFUSED_AT_MOST: Duration = Duration::from_secs(300);
 /// The file in the state directory naming what the node serves.
 const SERVED_FILE: &str = "served.json";
 
@@ -156,6 +160,8 @@ struct NodeApp {
     failed: Option<Failure>,
     /// When `failed` was last tried.
     failed_at: Option<Instant>,
+    /// How many times in a row `failed` was refused.
+    refusals: u32,
 }
 
 /// A version being served.
@@ -357,9 +363,10 @@ impl Node {
         Ok(())
     }
 
-    /// Tries again, for each app whose version was refused [`RETRY_REFUSED_AFTER`] ago or
-    /// more, what its record stages now: what failed may have been passing (a timeout, a
-    /// source URL down, a domain another app gave up, the writer of a migration away).
+    /// Tries again, for each app whose version was refused long enough ago
+    /// ([`retry_delay`]), what its record stages now: what failed may have been passing (a
+    /// timeout, a source URL down, a domain another app gave up, the writer of a migration
+    /// away).
     async fn retry_refused(&self, cluster: &Cluster) {
         let due: Vec<String> = {
             let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
@@ -367,7 +374,7 @@ impl Node {
                 .filter_map(|(name, app)| {
                     app.failed.as_ref()?;
                     let at = app.failed_at.as_mut()?;
-                    if at.elapsed() < RETRY_REFUSED_AFTER {
+                    if at.elapsed() < retry_delay(app.refusals) {
                         return None;
                     }
                     *at = Instant::now();
@@ -485,6 +492,7 @@ impl Node {
         let entry = apps.get_mut(name).expect("inserted above");
         entry.failed = None;
         entry.failed_at = None;
+        entry.refusals = 0;
         entry.replaced = previous.as_ref().map(|served| served.bundle.clone());
         self.save(&apps);
         self.remove_unused_bundles(&apps);
@@ -516,6 +524,15 @@ impl Node {
         tracing::error!("app `{name}`: version {number} is not served: {error}");
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         let app = apps.entry(name.to_string()).or_default();
+        let again = app
+            .failed
+            .as_ref()
+            .is_some_and(|failed| failed.version == number && failed.bundle == bundle);
+        app.refusals = if again {
+            app.refusals.saturating_add(1)
+        } else {
+            1
+        };
         app.failed = Some(Failure {
             version: number,
             bundle: bundle.to_string(),
@@ -651,6 +668,14 @@ impl Node {
     }
 }
 
+/// How long to wait before trying a version refused `refusals` times in a row again.
+fn retry_delay(refusals: u32) -> Duration {
+    let doublings = refusals.saturating_sub(1).min(16);
+    RETRY_REFUSED_AFTER
+        .saturating_mul(1 << doublings)
+        .min(RETRY_REFUSED_AT_MOST)
+}
+
 /// This machine's host name, for the default node name.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -665,4 +690,16 @@ fn host_name() -> String {
                     .collect()
             },
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_refused_again_and_again_is_tried_less_and_less_often() {
+        let delays: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_REFUSED_AT_MOST);
+    }
 }
