@@ -51,9 +51,34 @@ pub struct Optimization {
 
 impl Optimization {
     /// Compiles the component with the optimizing `engine` (the runtime's) and stores it in
-    /// the compile cache. Takes seconds for a big component: run it off the request path.
+    /// the compile cache, unless the cache has it by now (the same `.wasm` serves another
+    /// component, or a Redis trigger compiled it meanwhile). Takes seconds for a big
+    /// component: run it off the request path.
     pub fn compile(self, engine: &Engine) -> Result<Component> {
-        optimize(engine, &self.bytes, self.cache_entry.as_deref())
+        let entry = self.cache_entry.as_deref();
+        match entry.and_then(|entry| from_cache(engine, entry)) {
+            Some(component) => Ok(component),
+            None => optimize(engine, &self.bytes, entry),
+        }
+    }
+}
+
+/// The component cached as `entry`, if it is there and loads.
+fn from_cache(engine: &Engine, entry: &Path) -> Option<Component> {
+    if !entry.is_file() {
+        return None;
+    }
+    // SAFETY: the file was written by `Component::serialize` of an engine with the same
+    // compatibility hash (it is part of the file name) into ledge's own state directory.
+    match unsafe { Component::deserialize_file(engine, entry) } {
+        Ok(component) => Some(component),
+        Err(error) => {
+            tracing::warn!(
+                "ignoring unusable cache entry {}: {error:#}",
+                entry.display()
+            );
+            None
+        }
     }
 }
 
@@ -80,24 +105,15 @@ pub fn load_component(
     let engine = runtime.engine();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let cache_entry = cache_dir.map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, &bytes))));
-    if let Some(entry) = &cache_entry
-        && entry.is_file()
+    if let Some(component) = cache_entry
+        .as_deref()
+        .and_then(|entry| from_cache(engine, entry))
     {
-        // SAFETY: the file was written by `Component::serialize` of an engine with the same
-        // compatibility hash (it is part of the file name) into ledge's own state directory.
-        match unsafe { Component::deserialize_file(engine, entry) } {
-            Ok(component) => {
-                return Ok(LoadedComponent {
-                    component,
-                    outcome: CompileOutcome::CacheHit,
-                    optimization: None,
-                });
-            }
-            Err(error) => tracing::warn!(
-                "ignoring unusable cache entry {}: {error:#}",
-                entry.display()
-            ),
-        }
+        return Ok(LoadedComponent {
+            component,
+            outcome: CompileOutcome::CacheHit,
+            optimization: None,
+        });
     }
     let component_bytes = componentize(&bytes)?;
     let baseline = baseline
@@ -266,6 +282,7 @@ mod tests {
         std::fs::remove_dir_all(&cache).unwrap();
 
         let loaded = load_component(&runtime, &wasm, Some(&cache), true).unwrap();
+        let twin = load_component(&runtime, &wasm, Some(&cache), true).unwrap();
         assert_eq!(loaded.outcome, CompileOutcome::Baseline);
         assert!(!Engine::same(loaded.component.engine(), runtime.engine()));
         assert!(!cache.exists(), "baseline code is never cached");
@@ -275,6 +292,23 @@ mod tests {
             .compile(runtime.engine())
             .unwrap();
         assert!(Engine::same(optimized.engine(), runtime.engine()));
+        // The same `.wasm` optimized again comes from the cache, not a second compile.
+        let entry = std::fs::read_dir(&cache)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        twin.optimization
+            .unwrap()
+            .compile(runtime.engine())
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().modified().unwrap(),
+            written
+        );
         let loaded = load_component(&runtime, &wasm, Some(&cache), true).unwrap();
         assert_eq!(loaded.outcome, CompileOutcome::CacheHit);
         assert!(loaded.optimization.is_none());
