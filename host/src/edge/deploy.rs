@@ -66,7 +66,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     };
     let keep = usize::try_from(args.keep_versions).unwrap_or(usize::MAX);
     let (number, new, dropped) = record(&cluster.deployments, &app.name, version, keep).await?;
-    remove_unused_bundles(&cluster, dropped).await;
+    delete_dropped_bundles(&cluster, dropped).await;
     // A deploy running beside this one may have dropped the version that last used this
     // bundle, and deleted it after this one found it held.
     upload_unless_held(&cluster, &packed).await?;
@@ -115,7 +115,7 @@ async fn upload_unless_held(cluster: &Cluster, packed: &bundle::Bundle) -> Resul
 
 /// Deletes the bundles of `dropped` (those of the versions the record just dropped) that no
 /// version of any app uses. A failure leaves them, and is only a warning.
-async fn remove_unused_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
+async fn delete_dropped_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
     if dropped.is_empty() {
         return;
     }

@@ -356,6 +356,7 @@ impl Node {
             loaded,
         };
         self.install(name, served)?;
+        self.remove_unused_bundles();
         tracing::info!(
             "app `{name}`: serving version {number} after {} ms",
             started.elapsed().as_millis()
@@ -495,7 +496,6 @@ impl Node {
         entry.refusals = 0;
         entry.replaced = previous.as_ref().map(|served| served.bundle.clone());
         self.save(&apps);
-        self.remove_unused_bundles(&apps);
         drop(apps);
         // The old version is dropped here, its requests in flight still holding what they
         // need.
@@ -512,9 +512,10 @@ impl Node {
                 tracing::warn!("after removing app `{name}`: {error:#}");
             }
             self.save(&apps);
-            self.remove_unused_bundles(&apps);
+            drop(apps);
             tracing::info!("app `{name}`: no longer deployed");
             self.changed.notify_one();
+            self.remove_unused_bundles();
         }
     }
 
@@ -586,18 +587,26 @@ impl Node {
     /// Deletes the unpacked bundles, and their staged files, of every version that is neither
     /// served nor the one a served version replaced: a node that is deployed to often would
     /// otherwise keep every bundle it ever served. Switches run one at a time, so no bundle is
-    /// being unpacked meanwhile.
-    fn remove_unused_bundles(&self, apps: &BTreeMap<String, NodeApp>) {
-        let kept: Vec<&str> = apps
-            .values()
-            .flat_map(|app| {
-                [
-                    app.serving.as_ref().map(|s| s.bundle.as_str()),
-                    app.replaced.as_deref(),
-                ]
-            })
-            .flatten()
-            .collect();
+    /// being unpacked meanwhile; the deleting blocks this worker thread (the follower's), not
+    /// the apps' lock.
+    fn remove_unused_bundles(&self) {
+        let kept: Vec<String> = {
+            let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+            apps.values()
+                .flat_map(|app| {
+                    [
+                        app.serving.as_ref().map(|s| s.bundle.clone()),
+                        app.replaced.clone(),
+                    ]
+                })
+                .flatten()
+                .collect()
+        };
+        tokio::task::block_in_place(|| self.remove_bundles_but(&kept));
+    }
+
+    /// Deletes every unpacked bundle and staged directory not named in `kept`.
+    fn remove_bundles_but(&self, kept: &[String]) {
         for place in ["bundles", "staging"] {
             let Ok(entries) = std::fs::read_dir(self.state_dir.join(place)) else {
                 continue;
@@ -607,7 +616,7 @@ impl Node {
                 let Some(name) = name.to_str() else {
                     continue;
                 };
-                if bundle::check_digest(name).is_err() || kept.contains(&name) {
+                if bundle::check_digest(name).is_err() || kept.iter().any(|k| k == name) {
                     continue;
                 }
                 match std::fs::remove_dir_all(entry.path()) {
