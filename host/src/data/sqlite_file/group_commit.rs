@@ -9,6 +9,11 @@
 //! "acknowledged means durable" holds exactly as for a write alone (`synchronous = FULL`).
 //! The leader then goes on with whatever queued meanwhile, and stops when nothing waits.
 //!
+//! Under concurrent writes (the last batch held more than one write, and less than a window
+//! has passed since), the leader first gathers: it waits, for at most [`GATHER_WINDOW`], until
+//! as many writes wait as its last batch held. Bigger batches spread a commit's sync and
+//! thread switches over more writes; a lone writer, or one after a pause, never waits.
+//!
 //! Some failures end the whole transaction (a trigger's `RAISE(ROLLBACK)`, an interrupt, a
 //! full disk): the write that caused it fails, and the writes before it run again in a new
 //! transaction. A write that would leave a deferred foreign-key violation fails at once, as its
@@ -16,7 +21,7 @@
 //! is never batched.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -55,27 +60,56 @@ impl Committer for Local {
     }
 }
 
+/// The longest a leader waits for more writes before it starts a batch: about what one
+/// commit's sync takes on a local disk, so a batch waits at most about one commit longer.
+const GATHER_WINDOW: Duration = Duration::from_millis(1);
+
 /// The writes waiting for a file's next batch.
 #[derive(Default)]
-pub(super) struct Batches(Mutex<Waiting>);
+pub(super) struct Batches {
+    waiting: Mutex<Waiting>,
+    /// Signalled when a gathering leader has the writes it waits for.
+    gathered: Condvar,
+}
 
 #[derive(Default)]
 struct Waiting {
     writes: Vec<Box<dyn Pending>>,
     /// A leader is running, and will take what is queued.
     leading: bool,
+    /// How many writes the last batch took: what the leader gathers for before the next one.
+    last_batch: usize,
+    /// When the last leader retired, if none runs.
+    retired_at: Option<Instant>,
+    /// The leader is waiting in [`Batches::gather`].
+    gathering: bool,
 }
 
 impl Batches {
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues `write`; true if no leader is running, so the caller must start one.
     fn push(&self, write: Box<dyn Pending>) -> bool {
         let mut waiting = self.lock();
         waiting.writes.push(write);
-        !std::mem::replace(&mut waiting.leading, true)
+        if waiting.gathering && waiting.writes.len() == waiting.last_batch {
+            self.gathered.notify_one();
+        }
+        if std::mem::replace(&mut waiting.leading, true) {
+            return false;
+        }
+        // Writers that come back within a window after their answers keep the last batch's
+        // size; after a pause, a write starts a batch of its own at once.
+        if waiting
+            .retired_at
+            .take()
+            .is_some_and(|retired| retired.elapsed() > GATHER_WINDOW)
+        {
+            waiting.last_batch = 0;
+        }
+        true
     }
 
     /// When the longest-waiting write must have started; `None`, and the leader retired,
@@ -85,11 +119,34 @@ impl Batches {
         let mut waiting = self.lock();
         let start_by = waiting.writes.iter().map(|write| write.start_by()).min();
         waiting.leading = start_by.is_some();
+        if start_by.is_none() {
+            waiting.retired_at = Some(Instant::now());
+        }
         start_by
     }
 
+    /// Waits until as many writes wait as the last batch took, or until `until`.
+    fn gather(&self, until: Instant) {
+        let mut waiting = self.lock();
+        waiting.gathering = true;
+        while waiting.writes.len() < waiting.last_batch {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            waiting = self
+                .gathered
+                .wait_timeout(waiting, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        waiting.gathering = false;
+    }
+
     fn take(&self) -> Vec<Box<dyn Pending>> {
-        std::mem::take(&mut self.lock().writes)
+        let mut waiting = self.lock();
+        waiting.last_batch = waiting.writes.len();
+        std::mem::take(&mut waiting.writes)
     }
 
     /// The writes that waited their time for the writer, which fail as SQLite's busy timeout
@@ -165,6 +222,8 @@ fn lead(file: &Weak<SqliteFile>) {
             let Some(start_by) = file.batches.next_start_by_or_retire() else {
                 return;
             };
+            file.batches
+                .gather(start_by.min(Instant::now() + GATHER_WINDOW));
             let wait = start_by.saturating_duration_since(Instant::now());
             match file.lease_writer_within(wait) {
                 Ok(mut writer) => run_batches(&mut writer, file.batches.take()),
@@ -443,6 +502,69 @@ mod tests {
                 .collect()
         })
         .unwrap()
+    }
+
+    /// A queued write that changes nothing; nobody waits for its answer.
+    fn idle_write() -> Box<dyn Pending> {
+        let (reply, _) = oneshot::channel::<rusqlite::Result<((), u64)>>();
+        Box::new(Write {
+            work: |_: &Connection| Ok(()),
+            done: None,
+            reply,
+            call: Arc::new(Call::default()),
+            start_by: Instant::now() + Duration::from_secs(60),
+            keys: Vec::new(),
+            committer: Arc::new(Local),
+        })
+    }
+
+    #[test]
+    fn a_leader_gathers_as_many_writes_as_its_last_batch_took() {
+        let batches = Arc::new(Batches::default());
+        assert!(
+            batches.push(idle_write()),
+            "the first write starts a leader"
+        );
+        for _ in 0..2 {
+            assert!(!batches.push(idle_write()));
+        }
+        assert_eq!(batches.take().len(), 3);
+        // While the leader commits, one of its writers comes back; the others follow later.
+        assert!(!batches.push(idle_write()));
+        assert!(batches.next_start_by_or_retire().is_some());
+        let late = batches.clone();
+        let pushing = std::thread::spawn(move || {
+            for _ in 0..2 {
+                std::thread::sleep(Duration::from_millis(5));
+                late.push(idle_write());
+            }
+        });
+        // Far longer than the writes take to come, so that only their count ends the wait.
+        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert_eq!(batches.take().len(), 3);
+        pushing.join().unwrap();
+    }
+
+    #[test]
+    fn a_write_after_a_pause_or_alone_is_not_held_back() {
+        let batches = Batches::default();
+        batches.push(idle_write());
+        batches.push(idle_write());
+        assert_eq!(batches.take().len(), 2);
+        assert!(batches.next_start_by_or_retire().is_none());
+        batches.lock().retired_at = Some(Instant::now() - 2 * GATHER_WINDOW);
+        assert!(batches.push(idle_write()));
+        // The pause reset what the leader gathers for: one write is enough.
+        assert_eq!(batches.lock().last_batch, 0);
+        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert_eq!(batches.take().len(), 1);
+        // A batch of one gathers for one.
+        assert!(batches.next_start_by_or_retire().is_none());
+        batches.lock().retired_at = None;
+        assert!(batches.push(idle_write()));
+        assert_eq!(batches.lock().last_batch, 1);
+        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert_eq!(batches.take().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
