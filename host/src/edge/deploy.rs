@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use async_nats::jetstream::kv;
 use base64::Engine as _;
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
@@ -66,7 +67,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     };
     let keep = usize::try_from(args.keep_versions).unwrap_or(usize::MAX);
     let (number, new, dropped) = record(&cluster.deployments, &app.name, version, keep).await?;
-    delete_dropped_bundles(&cluster, dropped).await;
+    delete_unused_bundles(&cluster, dropped).await;
     // A deploy running beside this one may have dropped the version that last used this
     // bundle, and deleted it after this one found it held.
     upload_unless_held(&cluster, &packed).await?;
@@ -113,21 +114,30 @@ async fn upload_unless_held(cluster: &Cluster, packed: &bundle::Bundle) -> Resul
     Ok(())
 }
 
-/// Deletes the bundles of `dropped` (those of the versions the record just dropped) that no
-/// version of any app uses. A failure leaves them, and is only a warning.
-async fn delete_dropped_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
-    if dropped.is_empty() {
-        return;
-    }
+/// How long a bundle that no deployment record names stays in the cluster. A deploy records
+/// its version seconds after uploading its bundle, so such a bundle older than this is one
+/// of a deploy that failed or was stopped in between.
+const ORPHAN_AGE: time::Duration = time::Duration::hours(1);
+
+/// Deletes the bundles that no version of any app uses: those of `dropped` (the versions the
+/// record just dropped), and any held longer than [`ORPHAN_AGE`]. A failure leaves them, and
+/// is only a warning.
+async fn delete_unused_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
     let removed = async {
-        let mut unused = dropped;
+        let mut stored = Vec::new();
+        let mut listing = cluster.bundles.list().await?;
+        while let Some(object) = listing.next().await {
+            let object = object?;
+            stored.push((object.name, object.modified));
+        }
+        let mut deployments = Vec::new();
         for (app, value) in latest_values(&cluster.deployments).await? {
             let deployment: Deployment = serde_json::from_slice(&value)
                 .with_context(|| format!("the deployment record of `{app}` is unreadable"))?;
-            for bundle in deployment.bundles() {
-                unused.remove(bundle);
-            }
+            deployments.push(deployment);
         }
+        let used = deployments.iter().flat_map(Deployment::bundles).collect();
+        let unused = unused_bundles(dropped, stored, &used, time::OffsetDateTime::now_utc());
         for bundle in &unused {
             cluster
                 .bundles
@@ -145,6 +155,26 @@ async fn delete_dropped_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
         ),
         Err(error) => tracing::warn!("old bundles stay in the cluster: {error:#}"),
     }
+}
+
+/// Of the bundles `dropped` by a record and those `stored` (name, when last written), the
+/// ones no version uses (`used`): all of `dropped`, and the others once older than
+/// [`ORPHAN_AGE`] at `now` (one of unknown age stays).
+fn unused_bundles(
+    dropped: BTreeSet<String>,
+    stored: Vec<(String, Option<time::OffsetDateTime>)>,
+    used: &BTreeSet<&str>,
+    now: time::OffsetDateTime,
+) -> BTreeSet<String> {
+    let orphans = stored
+        .into_iter()
+        .filter(|(_, written)| written.is_some_and(|written| now - written > ORPHAN_AGE))
+        .map(|(name, _)| name);
+    dropped
+        .into_iter()
+        .chain(orphans)
+        .filter(|bundle| !used.contains(bundle.as_str()))
+        .collect()
 }
 
 /// Adds `version` to `app`'s record, keeping its newest `keep` versions, retrying when
@@ -438,4 +468,31 @@ async fn data_status(cluster: &Cluster, nodes: &[NodeReport]) -> BTreeMap<String
         }
     }
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unused_bundles_are_those_dropped_and_old_ones_no_record_names() {
+        let now = time::OffsetDateTime::now_utc();
+        let old = Some(now - ORPHAN_AGE - time::Duration::minutes(1));
+        let recent = Some(now - time::Duration::minutes(1));
+        let stored = vec![
+            ("kept".to_string(), old),
+            ("dropped".to_string(), recent),
+            ("dropped-but-used".to_string(), recent),
+            ("failed-long-ago".to_string(), old),
+            ("being-deployed".to_string(), recent),
+            ("of-unknown-age".to_string(), None),
+        ];
+        let dropped = ["dropped", "dropped-but-used"].map(String::from).into();
+        let used = ["kept", "dropped-but-used"].into();
+        let unused = unused_bundles(dropped, stored, &used, now);
+        assert_eq!(
+            unused,
+            ["dropped", "failed-long-ago"].map(String::from).into()
+        );
+    }
 }
