@@ -9,10 +9,12 @@
 //! "acknowledged means durable" holds exactly as for a write alone (`synchronous = FULL`).
 //! The leader then goes on with whatever queued meanwhile, and stops when nothing waits.
 //!
-//! Under concurrent writes (the last batch held more than one write, and less than a window
-//! has passed since), the leader first gathers: it waits, for at most [`GATHER_WINDOW`], until
-//! as many writes wait as its last batch held. Bigger batches spread a commit's sync and
-//! thread switches over more writes; a lone writer, or one after a pause, never waits.
+//! While writers keep coming (the leader's last batch held more than one write, and the
+//! leader is still running or retired less than [`GATHER_WINDOW`] ago), the leader first
+//! gathers: it waits, for at most that window, until as many writes wait as its last batch
+//! held. Bigger batches spread a commit's sync and thread switches over more writes. A write
+//! after a pause starts at once; a lone writer right after a burst waits at most one window,
+//! once, and the next batch gathers for one.
 //!
 //! Some failures end the whole transaction (a trigger's `RAISE(ROLLBACK)`, an interrupt, a
 //! full disk): the write that caused it fails, and the writes before it run again in a new
@@ -60,8 +62,9 @@ impl Committer for Local {
     }
 }
 
-/// The longest a leader waits for more writes before it starts a batch: about what one
-/// commit's sync takes on a local disk, so a batch waits at most about one commit longer.
+/// The longest a leader waits for more writes before it starts a batch (about what one
+/// commit's sync takes on a local disk, so a batch waits at most about one commit longer),
+/// and how soon after a leader retired a new one still gathers.
 const GATHER_WINDOW: Duration = Duration::from_millis(1);
 
 /// The writes waiting for a file's next batch.
@@ -125,14 +128,16 @@ impl Batches {
         start_by
     }
 
-    /// Waits until as many writes wait as the last batch took, or until `until`.
-    fn gather(&self, until: Instant) {
+    /// Waits until as many writes wait as the last batch took, or until `until`; whether
+    /// they did.
+    fn gather(&self, until: Instant) -> bool {
         let mut waiting = self.lock();
         waiting.gathering = true;
         while waiting.writes.len() < waiting.last_batch {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                waiting.gathering = false;
+                return false;
             }
             waiting = self
                 .gathered
@@ -141,6 +146,7 @@ impl Batches {
                 .0;
         }
         waiting.gathering = false;
+        true
     }
 
     fn take(&self) -> Vec<Box<dyn Pending>> {
@@ -540,9 +546,31 @@ mod tests {
             }
         });
         // Far longer than the writes take to come, so that only their count ends the wait.
-        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert!(batches.gather(Instant::now() + Duration::from_secs(60)));
         assert_eq!(batches.take().len(), 3);
         pushing.join().unwrap();
+        // Writers that do not come back: the wait ends at its time, with what came.
+        assert!(!batches.push(idle_write()));
+        assert!(!batches.gather(Instant::now() + Duration::from_millis(20)));
+        assert_eq!(batches.take().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_gathers_for_one_window_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, commits) = file(&dir);
+        // As if a batch of a hundred had just run: the next leader gathers for a hundred.
+        {
+            let mut waiting = file.batches.lock();
+            waiting.last_batch = 100;
+            waiting.retired_at = None;
+        }
+        // Its wait ends after one window, long before the writes' own time (the busy
+        // timeout, 5 s) would end it.
+        let alone = insert(&file, "INSERT INTO items (name) VALUES ('alone')");
+        let written = tokio::time::timeout(Duration::from_secs(4), alone).await;
+        assert!(matches!(written, Ok(Ok(Ok((1, 0))))), "{written:?}");
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
     }
 
     #[test]
@@ -556,14 +584,14 @@ mod tests {
         assert!(batches.push(idle_write()));
         // The pause reset what the leader gathers for: one write is enough.
         assert_eq!(batches.lock().last_batch, 0);
-        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert!(batches.gather(Instant::now() + Duration::from_secs(60)));
         assert_eq!(batches.take().len(), 1);
         // A batch of one gathers for one.
         assert!(batches.next_start_by_or_retire().is_none());
         batches.lock().retired_at = None;
         assert!(batches.push(idle_write()));
         assert_eq!(batches.lock().last_batch, 1);
-        batches.gather(Instant::now() + Duration::from_secs(60));
+        assert!(batches.gather(Instant::now() + Duration::from_secs(60)));
         assert_eq!(batches.take().len(), 1);
     }
 
