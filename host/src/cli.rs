@@ -307,8 +307,8 @@ pub struct DeployArgs {
     pub wait: Duration,
 
     /// How many of the app's newest versions its record keeps (and those a stage runs); the
-    /// bundles only older versions used are deleted from the cluster (and those no record
-    /// names, an hour after their upload).
+    /// bundles only older versions used are deleted from the cluster (and, by a later
+    /// deploy, those no record names once an hour old).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value = "50")]
     pub keep_versions: u64,
 

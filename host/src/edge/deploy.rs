@@ -94,16 +94,24 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     Ok(())
 }
 
-/// Uploads `packed` unless the object store holds exactly that bundle under its name (a
-/// deleted or damaged object is replaced).
+/// Uploads `packed` unless the object store holds exactly that bundle under its name, written
+/// less than half [`ORPHAN_AGE`] ago (a deleted or damaged object is replaced, and an old one
+/// written again so that no deploy takes it for a failed deploy's while this one records it).
 async fn upload_unless_held(cluster: &Cluster, packed: &bundle::Bundle) -> Result<()> {
     // The object store's own digest of what it holds.
     let stored = format!(
         "SHA-256={}",
         base64::engine::general_purpose::URL_SAFE.encode(Sha256::digest(&packed.bytes))
     );
+    let now = time::OffsetDateTime::now_utc();
     let held = cluster.bundles.info(&packed.digest).await;
-    if !held.is_ok_and(|info| !info.deleted && info.digest.as_deref() == Some(&stored)) {
+    if !held.is_ok_and(|info| {
+        !info.deleted
+            && info.digest.as_deref() == Some(&stored)
+            && info
+                .modified
+                .is_some_and(|written| now - written < ORPHAN_AGE / 2)
+    }) {
         let mut bytes = packed.bytes.as_slice();
         cluster
             .bundles
@@ -114,16 +122,21 @@ async fn upload_unless_held(cluster: &Cluster, packed: &bundle::Bundle) -> Resul
     Ok(())
 }
 
-/// How long a bundle that no deployment record names stays in the cluster. A deploy records
-/// its version seconds after uploading its bundle, so such a bundle older than this is one
-/// of a deploy that failed or was stopped in between.
+/// How long ago a bundle that no deployment record names must have been written before a
+/// deploy deletes it. A deploy writes its bundle (again, if the copy held is older than half
+/// this) seconds before it records its version, so such a bundle is one of a deploy that failed
+/// or was stopped in between. Ages come from the clocks of the machines that ran
+/// `ledge deploy`, which must agree within half of this.
 const ORPHAN_AGE: time::Duration = time::Duration::hours(1);
 
+/// How long deleting unused bundles may take before a deploy leaves the rest for the next.
+const SWEEP_LIMIT: Duration = Duration::from_secs(30);
+
 /// Deletes the bundles that no version of any app uses: those of `dropped` (the versions the
-/// record just dropped), and any held longer than [`ORPHAN_AGE`]. A failure leaves them, and
-/// is only a warning.
+/// record just dropped), and any written over [`ORPHAN_AGE`] ago. What it cannot delete stays,
+/// with a warning.
 async fn delete_unused_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
-    let removed = async {
+    let sweep = async {
         let mut stored = Vec::new();
         let mut listing = cluster.bundles.list().await?;
         while let Some(object) = listing.next().await {
@@ -138,22 +151,25 @@ async fn delete_unused_bundles(cluster: &Cluster, dropped: BTreeSet<String>) {
         }
         let used = deployments.iter().flat_map(Deployment::bundles).collect();
         let unused = unused_bundles(dropped, stored, &used, time::OffsetDateTime::now_utc());
+        let mut deleted = 0;
         for bundle in &unused {
-            cluster
-                .bundles
-                .delete(bundle)
-                .await
-                .map_err(|e| anyhow!("cannot delete bundle {bundle}: {e}"))?;
+            match cluster.bundles.delete(bundle).await {
+                Ok(()) => deleted += 1,
+                Err(error) => tracing::warn!("cannot delete unused bundle {bundle}: {error}"),
+            }
         }
-        Ok::<_, anyhow::Error>(unused.len())
+        Ok::<_, anyhow::Error>(deleted)
     };
-    match removed.await {
-        Ok(0) => {}
-        Ok(count) => println!(
+    match tokio::time::timeout(SWEEP_LIMIT, sweep).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(count)) => println!(
             "Deleted {count} bundle{} no kept version uses",
             if count == 1 { "" } else { "s" }
         ),
-        Err(error) => tracing::warn!("old bundles stay in the cluster: {error:#}"),
+        Ok(Err(error)) => tracing::warn!("unused bundles stay in the cluster: {error:#}"),
+        Err(_) => tracing::warn!(
+            "deleting unused bundles took over {SWEEP_LIMIT:?}; the next deploy deletes the rest"
+        ),
     }
 }
 
