@@ -730,6 +730,53 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         refused.body
     );
 
+    // Deferred foreign keys, in transactions opened from the edge: a COMMIT that would leave
+    // a pet without its owner is refused at the writer and nothing of it reaches any copy;
+    // one that adds the owner later in the transaction commits everywhere.
+    sql_until_done(
+        &eu,
+        "CREATE TABLE owners (id INTEGER PRIMARY KEY)\n\
+         CREATE TABLE pets (id INTEGER PRIMARY KEY, owner INTEGER \
+         REFERENCES owners(id) DEFERRABLE INITIALLY DEFERRED)",
+    );
+    let orphaned = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "BEGIN\nINSERT INTO pets (owner) VALUES (9)\nCOMMIT",
+        None,
+    );
+    assert_eq!(orphaned.status, 500, "{}", orphaned.body);
+    assert!(
+        orphaned.body.contains("FOREIGN KEY constraint failed"),
+        "{}",
+        orphaned.body
+    );
+    let adopted = call(
+        &eu,
+        "POST",
+        "/data/sql/default",
+        "BEGIN\nINSERT INTO pets (owner) VALUES (1)\nINSERT INTO owners (id) VALUES (1)\nCOMMIT",
+        None,
+    );
+    assert_eq!(adopted.status, 200, "{}", adopted.body);
+    let bookmark = adopted.bookmark.expect("a commit gives a bookmark");
+    for node in [&hub_1, &hub_2, &eu, &ap] {
+        let pets = call(
+            node,
+            "POST",
+            "/data/sql/default",
+            "SELECT id, owner FROM pets",
+            Some(&bookmark),
+        );
+        assert_eq!(
+            (pets.status, pets.body.as_str()),
+            (200, "id,owner\n[Value::Integer(1), Value::Integer(1)]"),
+            "{}",
+            node.url
+        );
+    }
+
     // A transaction opened from the edge and left idle past the writer's limit is rolled
     // back whole there; its later statements fail instead of committing on their own.
     let abandoned = call(
