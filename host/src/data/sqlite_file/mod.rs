@@ -527,4 +527,36 @@ mod tests {
         assert_eq!(full, 714);
         assert_eq!(count_quickly(&mut reader, point), Some(1));
     }
+
+    #[tokio::test]
+    async fn a_quick_read_that_finds_the_file_busy_is_handed_back_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SqliteFile::open(
+            &dir.path().join("busy.db"),
+            "SQL database",
+            |_| Ok(()),
+            BUSY_TIMEOUT,
+        )
+        .unwrap();
+        let busy_timeout = |db: &Connection| -> i64 {
+            db.query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+                .unwrap()
+        };
+        let mut reader = file.reader().await.unwrap();
+        // Here, a read does not wait for a lock: SQLite's "busy" comes back at once, and the
+        // read is handed back to run where it may wait.
+        let handed_back = reader.try_quick(|db| {
+            assert_eq!(busy_timeout(db), 0);
+            Err::<(), _>(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            ))
+        });
+        assert!(handed_back.is_none());
+        // The reader waits for locks again, as long as the file's busy timeout.
+        assert_eq!(busy_timeout(&reader), BUSY_TIMEOUT.as_millis() as i64);
+        // Any other failure is the read's own, and is kept.
+        let failed = reader.try_quick(|db| db.execute("SELECT * FROM nowhere", []));
+        assert!(matches!(failed, Some(Err(_))), "{failed:?}");
+    }
 }
