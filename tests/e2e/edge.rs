@@ -777,6 +777,47 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         );
     }
 
+    // A write forwarded while another edge's transaction holds the writer waits there for a
+    // while, then is answered "locked" before its sender stops waiting: the edge knows it was
+    // not applied. The transaction (busy for 6 s, never idle for its limit) then commits.
+    let holding_url = eu.at("/data/sql/default");
+    let holding = std::thread::spawn(move || {
+        let script = "BEGIN\nINSERT INTO owners (id) VALUES (2)\n!sleep 2000\nSELECT 1\n\
+                      !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT";
+        let response = client().post(holding_url).body(script).send().unwrap();
+        let bookmark = response.headers().get("ledge-bookmark").cloned();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap(), bookmark)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let waited = call(
+        &ap,
+        "POST",
+        "/data/sql/default",
+        "INSERT INTO owners (id) VALUES (3)",
+        None,
+    );
+    assert_eq!(waited.status, 500, "{}", waited.body);
+    assert!(
+        waited.body.contains("database is locked"),
+        "{}",
+        waited.body
+    );
+    let (held_status, held_body, bookmark) = holding.join().unwrap();
+    assert_eq!(held_status, 200, "{held_body}");
+    let bookmark = bookmark.expect("a commit gives a bookmark");
+    let owners = call(
+        &ap,
+        "POST",
+        "/data/sql/default",
+        "SELECT group_concat(id) FROM (SELECT id FROM owners ORDER BY id)",
+        Some(bookmark.to_str().unwrap()),
+    );
+    assert_eq!(
+        (owners.status, owners.body.as_str()),
+        (200, "group_concat(id)\n[Value::Text(\"1,2\")]")
+    );
+
     // A transaction opened from the edge and left idle past the writer's limit is rolled
     // back whole there; its later statements fail instead of committing on their own.
     let abandoned = call(
