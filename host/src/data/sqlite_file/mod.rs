@@ -492,6 +492,17 @@ pub fn canonical_file_path(path: &Path) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A new SQL database file in `dir`.
+    fn test_file(dir: &tempfile::TempDir) -> Arc<SqliteFile> {
+        SqliteFile::open(
+            &dir.path().join("test.db"),
+            "SQL database",
+            |_| Ok(()),
+            BUSY_TIMEOUT,
+        )
+        .unwrap()
+    }
+
     /// How many rows a read of `statement` on `reader` counts, quickly or not at all.
     fn count_quickly(reader: &mut Reader, statement: &str) -> Option<i64> {
         reader
@@ -502,13 +513,7 @@ mod tests {
     #[tokio::test]
     async fn a_point_read_runs_here_and_a_long_one_is_stopped_for_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
-        let file = SqliteFile::open(
-            &dir.path().join("quick.db"),
-            "SQL database",
-            |_| Ok(()),
-            BUSY_TIMEOUT,
-        )
-        .unwrap();
+        let file = test_file(&dir);
         file.write_blocking(|db| {
             db.execute_batch(
                 "CREATE TABLE items (id INTEGER PRIMARY KEY);
@@ -531,13 +536,7 @@ mod tests {
     #[tokio::test]
     async fn a_quick_read_that_finds_the_file_busy_is_handed_back_not_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let file = SqliteFile::open(
-            &dir.path().join("busy.db"),
-            "SQL database",
-            |_| Ok(()),
-            BUSY_TIMEOUT,
-        )
-        .unwrap();
+        let file = test_file(&dir);
         let busy_timeout = |db: &Connection| -> i64 {
             db.query_row("PRAGMA busy_timeout", [], |row| row.get(0))
                 .unwrap()
