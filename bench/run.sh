@@ -314,18 +314,20 @@ answers_200() {
   [ "$status" = 200 ]
 }
 
-# first_200 PORT PATH COMMAND...: starts COMMAND and prints the milliseconds until PATH on
-# PORT answers 200. The clock is bash's own and the pause between tries a `read -t` on a pipe
-# that never speaks, so that the wait forks nothing either.
-first_200() {
-  local port=$1 path=$2 begin end pid; shift 2
+# ms_until "PROBE ARGS..." COMMAND...: starts COMMAND (its output in startup.log) and prints
+# the milliseconds until PROBE (a function, run with its ARGS) succeeds. The clock is bash's
+# own and the pause between tries a `read -t` on a pipe that never speaks, so that the wait
+# forks nothing either.
+ms_until() {
+  local -a probe; read -ra probe <<<"$1"; shift
+  local begin end pid
   [ -p "$STATE/never" ] || mkfifo "$STATE/never"
   exec 4<>"$STATE/never"
   begin=$EPOCHREALTIME
   "$@" >"$STATE/startup.log" 2>&1 &
   pid=$!
-  until answers_200 "$port" "$path"; do
-    kill -0 "$pid" 2>/dev/null || { echo "exited before serving: $*"; cat "$STATE/startup.log"; exit 1; } >&2
+  until "${probe[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "exited before ${probe[*]}: $*"; cat "$STATE/startup.log"; exit 1; } >&2
     read -rt 0.001 -u 4 _ || true
   done
   end=$EPOCHREALTIME
@@ -334,20 +336,21 @@ first_200() {
   awk -v begin="$begin" -v end="$end" 'BEGIN {printf "%.0f\n", (end - begin) * 1000}'
 }
 
-# until_logged TEXT COMMAND...: runs COMMAND until its log shows TEXT, and prints how many ms
-# that took.
-until_logged() {
-  local text=$1 begin end pid; shift
-  begin=$EPOCHREALTIME
-  "$@" >"$STATE/startup.log" 2>&1 &
-  pid=$!
-  until grep -q "$text" "$STATE/startup.log"; do
-    kill -0 "$pid" 2>/dev/null || { echo "exited before logging $text: $*"; cat "$STATE/startup.log"; exit 1; } >&2
-    sleep 0.01
-  done
-  end=$EPOCHREALTIME
-  stop "$pid"
-  awk -v begin="$begin" -v end="$end" 'BEGIN {printf "%.0f\n", (end - begin) * 1000}'
+# first_200 PORT PATH COMMAND...: the milliseconds from starting COMMAND until PATH on PORT
+# answers 200.
+first_200() {
+  local port=$1 path=$2; shift 2
+  ms_until "answers_200 $port $path" "$@"
+}
+
+# logs_optimized: whether the server's log says that optimized code took over (read by bash
+# itself, forking nothing).
+logs_optimized() {
+  local line
+  while read -r line; do
+    [[ $line == *"new requests run the optimized code"* ]] && return 0
+  done <"$STATE/startup.log"
+  return 1
 }
 
 # Start-up: `ledge up` on the sample app to its first 200, compile cache warm (median of 5;
@@ -396,7 +399,7 @@ TOML
   rm -rf "$STATE/big-$language"
   optimized_only=$(first_200 "$PORT" "$path" "${BIG_UP[@]}" --baseline-compile-above off)
   rm -rf "$STATE/big-$language"
-  optimized_after=$(until_logged "new requests run the optimized code" "${BIG_UP[@]}")
+  optimized_after=$(ms_until logs_optimized "${BIG_UP[@]}")
   warm=$(for _ in 1 2 3; do first_200 "$PORT" "$path" "${BIG_UP[@]}"; done | sort -n | sed -n 2p)
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$language" "$(( $(stat -c %s "$wasm") / 1048576 ))" "$cold" "$warm" \
     "$optimized_only" "$optimized_after" >> "$STATE/big.tsv"
