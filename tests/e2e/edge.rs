@@ -455,12 +455,23 @@ fn call(node: &Ledge, method: &str, path: &str, body: &str, bookmark: Option<&st
     }
 }
 
+/// Runs SQL `script` (one statement per line) through `node`, presenting `bookmark` if given.
+fn sql(node: &Ledge, script: &str, bookmark: Option<&str>) -> Answer {
+    call(node, "POST", "/data/sql/default", script, bookmark)
+}
+
+/// Checks that `answer` is the guest's 500 for a failure whose message says `reason`.
+fn assert_failed(answer: &Answer, reason: &str) {
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert!(answer.body.contains(reason), "{}", answer.body);
+}
+
 /// Runs SQL `script` (one statement per line) through `node` until it succeeds, for up to
 /// 30 s (while a writer is being chosen, a write fails and says to retry).
 fn sql_until_done(node: &Ledge, script: &str) -> Answer {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = call(node, "POST", "/data/sql/default", script, None);
+        let answer = sql(node, script, None);
         if answer.status == 200 {
             return answer;
         }
@@ -478,10 +489,8 @@ fn sql_until_done(node: &Ledge, script: &str) -> Answer {
 fn items_at(node: &Ledge, count: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = call(
+        let answer = sql(
             node,
-            "POST",
-            "/data/sql/default",
             "SELECT id, name, at, noise FROM items ORDER BY id",
             None,
         );
@@ -558,13 +567,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         .expect("a write gives the client a bookmark");
 
     // Read-your-writes: with the bookmark, another node answers with the write at once.
-    let read = call(
-        &hub_2,
-        "POST",
-        "/data/sql/default",
-        "SELECT name FROM items",
-        Some(&bookmark),
-    );
+    let read = sql(&hub_2, "SELECT name FROM items", Some(&bookmark));
     assert_eq!(
         (read.status, read.body.as_str()),
         (200, "name\n[Value::Text(\"kettle\")]")
@@ -594,10 +597,8 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         "{stdout}"
     );
     for node in [&hub_1, &hub_2, &eu, &ap] {
-        let priced = call(
+        let priced = sql(
             node,
-            "POST",
-            "/data/sql/default",
             "SELECT price FROM items INDEXED BY items_by_price",
             None,
         );
@@ -614,13 +615,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         deployed && stdout.contains("version 2"),
         "{stdout}\n{stderr}"
     );
-    let recorded = call(
-        &ap,
-        "POST",
-        "/data/sql/default",
-        "SELECT name FROM _ledge_migrations",
-        None,
-    );
+    let recorded = sql(&ap, "SELECT name FROM _ledge_migrations", None);
     assert_eq!(recorded.body, "name\n[Value::Text(\"0002-price.sql\")]");
     // A migration edited after it ran is refused by every node, naming why; they keep serving
     // version 2, and take the next version once the file is as it was.
@@ -633,13 +628,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
             && stderr.contains("0002-price.sql was already applied to `default` with different"),
         "{stderr}"
     );
-    let priced = call(
-        &eu,
-        "POST",
-        "/data/sql/default",
-        "SELECT price FROM items",
-        None,
-    );
+    let priced = sql(&eu, "SELECT price FROM items", None);
     assert_eq!(priced.body, "price\n[Value::Integer(3)]");
     std::fs::write(&migration, applied).unwrap();
     let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
@@ -716,19 +705,8 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     );
 
     // A virtual table would not replicate: it is refused, saying why.
-    let refused = call(
-        &hub_1,
-        "POST",
-        "/data/sql/default",
-        "CREATE VIRTUAL TABLE docs USING fts5(body)",
-        None,
-    );
-    assert_eq!(refused.status, 500);
-    assert!(
-        refused.body.contains("cannot be replicated"),
-        "{}",
-        refused.body
-    );
+    let refused = sql(&hub_1, "CREATE VIRTUAL TABLE docs USING fts5(body)", None);
+    assert_failed(&refused, "cannot be replicated");
 
     // Deferred foreign keys, in transactions opened from the edge: a COMMIT that would leave
     // a pet without its owner is refused at the writer and nothing of it reaches any copy;
@@ -739,36 +717,21 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
          CREATE TABLE pets (id INTEGER PRIMARY KEY, owner INTEGER \
          REFERENCES owners(id) DEFERRABLE INITIALLY DEFERRED)",
     );
-    let orphaned = call(
+    let orphaned = sql(
         &eu,
-        "POST",
-        "/data/sql/default",
         "BEGIN\nINSERT INTO pets (owner) VALUES (9)\nCOMMIT",
         None,
     );
-    assert_eq!(orphaned.status, 500, "{}", orphaned.body);
-    assert!(
-        orphaned.body.contains("FOREIGN KEY constraint failed"),
-        "{}",
-        orphaned.body
-    );
-    let adopted = call(
+    assert_failed(&orphaned, "FOREIGN KEY constraint failed");
+    let adopted = sql(
         &eu,
-        "POST",
-        "/data/sql/default",
         "BEGIN\nINSERT INTO pets (owner) VALUES (1)\nINSERT INTO owners (id) VALUES (1)\nCOMMIT",
         None,
     );
     assert_eq!(adopted.status, 200, "{}", adopted.body);
     let bookmark = adopted.bookmark.expect("a commit gives a bookmark");
     for node in [&hub_1, &hub_2, &eu, &ap] {
-        let pets = call(
-            node,
-            "POST",
-            "/data/sql/default",
-            "SELECT id, owner FROM pets",
-            Some(&bookmark),
-        );
+        let pets = sql(node, "SELECT id, owner FROM pets", Some(&bookmark));
         assert_eq!(
             (pets.status, pets.body.as_str()),
             (200, "id,owner\n[Value::Integer(1), Value::Integer(1)]"),
@@ -790,26 +753,13 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (status, response.text().unwrap(), bookmark)
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let waited = call(
-        &ap,
-        "POST",
-        "/data/sql/default",
-        "INSERT INTO owners (id) VALUES (3)",
-        None,
-    );
-    assert_eq!(waited.status, 500, "{}", waited.body);
-    assert!(
-        waited.body.contains("database is locked"),
-        "{}",
-        waited.body
-    );
+    let waited = sql(&ap, "INSERT INTO owners (id) VALUES (3)", None);
+    assert_failed(&waited, "database is locked");
     let (held_status, held_body, bookmark) = holding.join().unwrap();
     assert_eq!(held_status, 200, "{held_body}");
     let bookmark = bookmark.expect("a commit gives a bookmark");
-    let owners = call(
+    let owners = sql(
         &ap,
-        "POST",
-        "/data/sql/default",
         "SELECT group_concat(id) FROM (SELECT id FROM owners ORDER BY id)",
         Some(bookmark.to_str().unwrap()),
     );
@@ -820,20 +770,13 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
 
     // A transaction opened from the edge and left idle past the writer's limit is rolled
     // back whole there; its later statements fail instead of committing on their own.
-    let abandoned = call(
+    let abandoned = sql(
         &eu,
-        "POST",
-        "/data/sql/default",
         "BEGIN\nINSERT INTO items (name) VALUES ('lost')\n!sleep 6000\n\
          INSERT INTO items (name) VALUES ('lost')\nCOMMIT",
         None,
     );
-    assert_eq!(abandoned.status, 500, "{}", abandoned.body);
-    assert!(
-        abandoned.body.contains("rolled back at the writer"),
-        "{}",
-        abandoned.body
-    );
+    assert_failed(&abandoned, "rolled back at the writer");
     assert_eq!(items_at(&eu, 1), everywhere);
 
     // Either hub node may be the writer: kill one, then the other, writing through the leaf
@@ -864,13 +807,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let count = call(
-            &eu,
-            "POST",
-            "/data/sql/default",
-            "SELECT count(*) FROM items",
-            None,
-        );
+        let count = sql(&eu, "SELECT count(*) FROM items", None);
         if count.body != "count(*)\n[Value::Integer(7)]" {
             break;
         }
@@ -925,13 +862,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     assert!(written_in_ap.bookmark.is_some());
     wait_until_stale(&eu);
     assert_eq!(items_at(&eu, 207), rows);
-    let failed = call(
-        &eu,
-        "POST",
-        "/data/sql/default",
-        "INSERT INTO items (name) VALUES ('bowl')",
-        None,
-    );
+    let failed = sql(&eu, "INSERT INTO items (name) VALUES ('bowl')", None);
     assert_eq!(failed.status, 500, "{}", failed.body);
     assert_eq!(failed.retry_after.as_deref(), Some("1"));
     eu_link.heal();
@@ -948,15 +879,8 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     hub_nats.stop();
     assert_eq!(items_at(&eu, 209), rows);
     wait_until_stale(&eu);
-    let failed = call(
-        &eu,
-        "POST",
-        "/data/sql/default",
-        "INSERT INTO items (name) VALUES ('saucer')",
-        None,
-    );
-    assert_eq!(failed.status, 500, "{}", failed.body);
-    assert!(failed.body.contains("cannot be reached"), "{}", failed.body);
+    let failed = sql(&eu, "INSERT INTO items (name) VALUES ('saucer')", None);
+    assert_failed(&failed, "cannot be reached");
     assert_eq!(failed.retry_after.as_deref(), Some("1"));
     hub_nats.restart();
     sql_until_done(&eu, "INSERT INTO items (name) VALUES ('saucer')");
@@ -992,13 +916,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     force_lease(&hub_nats, database, "intruder");
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
-        let answer = call(
-            &eu,
-            "POST",
-            "/data/sql/default",
-            "INSERT INTO items (name) VALUES ('jug')",
-            None,
-        );
+        let answer = sql(&eu, "INSERT INTO items (name) VALUES ('jug')", None);
         if answer.status != 200 {
             break answer;
         }
@@ -1014,10 +932,8 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         refused.body
     );
     let written = sql_until_done(&eu, "INSERT INTO items (name) VALUES ('jug')");
-    let counted = call(
+    let counted = sql(
         &hub_1,
-        "POST",
-        "/data/sql/default",
         "SELECT count(*) FROM items",
         written.bookmark.as_deref(),
     );
