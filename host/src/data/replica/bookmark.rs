@@ -8,9 +8,16 @@
 //! through its [`Consistency`]: the bookmarks of the requests it serves now. Reads wait for
 //! the highest of them and writes raise all of them: never stale, at worst a little more
 //! waiting.
+//!
+//! A presented position is only a claim: a bookmark from before a log was made anew, or one
+//! made up, may name a position past the log's end, which no copy ever reaches. The writer
+//! has applied every acknowledged position, so once it has waited for a floor and answers
+//! below it, the positions presented past its answer are lowered to it
+//! ([`Consistency::log_ends_at`]): the request's later reads and the client's next request
+//! stop waiting for them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use http::HeaderMap;
@@ -29,10 +36,16 @@ const MAX_PRESENTED: usize = 32;
 /// How long a browser keeps the cookie: past it, replication has long caught up.
 const COOKIE_MAX_AGE_SECONDS: u32 = 60;
 
+/// Counts the bookmarks presented so far in this process: a bookmark presented before the
+/// count a question to the writer was asked at holds only positions acknowledged before it.
+static PRESENTED: AtomicU64 = AtomicU64::new(0);
+
 /// The positions one request has seen or written, by file id.
 #[derive(Debug, Default)]
 pub struct Bookmark {
-    positions: Mutex<BTreeMap<String, u64>>,
+    positions: Mutex<BTreeMap<String, Position>>,
+    /// [`PRESENTED`] when the request presented it.
+    presented_at: u64,
     /// A write or a read at the writer failed because the writer could not be reached.
     writer_unreachable: AtomicBool,
     /// A read came from a copy out of touch with its log.
@@ -44,7 +57,10 @@ impl Bookmark {
     /// two for each file. Anything unreadable, and anything past [`MAX_PRESENTED`] positions,
     /// is left out.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let bookmark = Self::default();
+        let bookmark = Self {
+            presented_at: PRESENTED.fetch_add(1, Ordering::SeqCst),
+            ..Self::default()
+        };
         let header = headers.get_all(HEADER).into_iter();
         let cookies = headers.get_all(COOKIE).into_iter().flat_map(|value| {
             let value = value.to_str().unwrap_or_default();
@@ -64,9 +80,11 @@ impl Bookmark {
             if let Some((id, position)) = item.trim().split_once('-')
                 && id.len() == 16
                 && id.bytes().all(|b| b.is_ascii_hexdigit())
-                && let Ok(position) = position.parse()
+                && let Ok(position @ 1..) = position.parse::<u64>()
             {
-                bookmark.raise(id, position);
+                let mut positions = bookmark.lock();
+                let at = positions.entry(id.to_string()).or_default();
+                at.presented = at.presented.max(position);
             }
         }
         bookmark
@@ -83,7 +101,7 @@ impl Bookmark {
 
     /// The position reads of file `id` must include.
     pub fn floor(&self, id: &str) -> u64 {
-        self.lock().get(id).copied().unwrap_or(0)
+        self.lock().get(id).map_or(0, Position::floor)
     }
 
     /// Records that file `id` is at `position` for this request.
@@ -93,7 +111,25 @@ impl Bookmark {
         }
         let mut positions = self.lock();
         let at = positions.entry(id.to_string()).or_default();
-        *at = (*at).max(position);
+        at.seen = at.seen.max(position);
+    }
+
+    /// The log of file `id` ends at `end`, as the writer answered a question asked when
+    /// [`asked`] gave `asked`: if this bookmark was presented before that, a position it
+    /// presented past `end` was never acknowledged and is lowered to `end`. Whether it was.
+    fn log_ends_at(&self, id: &str, end: u64, asked: u64) -> bool {
+        if self.presented_at >= asked {
+            return false;
+        }
+        let mut positions = self.lock();
+        let Some(at) = positions.get_mut(id).filter(|at| at.presented > end) else {
+            return false;
+        };
+        at.presented = end;
+        if at.floor() == 0 {
+            positions.remove(id);
+        }
+        true
     }
 
     /// Records that the writer could not be reached.
@@ -113,7 +149,7 @@ impl Bookmark {
         (!positions.is_empty()).then(|| {
             positions
                 .iter()
-                .map(|(id, position)| format!("{id}-{position}"))
+                .map(|(id, position)| format!("{id}-{}", position.floor()))
                 .collect::<Vec<_>>()
                 .join(".")
         })
@@ -145,9 +181,29 @@ impl Bookmark {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Position>> {
         self.positions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What a bookmark holds for one file: the position the client presented, and the highest
+/// one this request's writes and reads at the writer have seen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Position {
+    presented: u64,
+    seen: u64,
+}
+
+impl Position {
+    fn floor(&self) -> u64 {
+        self.presented.max(self.seen)
+    }
+}
+
+/// Taken before a question to the writer (before its floor is read): only bookmarks
+/// presented before it can be judged by the answer ([`Consistency::log_ends_at`]).
+pub fn asked() -> u64 {
+    PRESENTED.load(Ordering::SeqCst)
 }
 
 /// What one instance's data calls read at and raise: the bookmarks of the requests it is
@@ -172,6 +228,17 @@ impl Consistency {
     pub fn raise(&self, id: &str, position: u64) {
         self.live()
             .for_each(|bookmark| bookmark.raise(id, position));
+    }
+
+    /// The writer, having waited for its copy to apply what it was asked to, answered that the
+    /// log of file `id` ends at `end`; the question was asked when [`asked`] gave `asked`.
+    /// Lowers the positions past `end` that requests presented before then (a bookmark from
+    /// before the log was made anew, or a made-up one); whether there were any.
+    pub fn log_ends_at(&self, id: &str, end: u64, asked: u64) -> bool {
+        self.live()
+            .filter(|bookmark| bookmark.log_ends_at(id, end, asked))
+            .count()
+            > 0
     }
 
     /// Records that the writer could not be reached.
@@ -240,6 +307,43 @@ mod tests {
         bookmark.read_stale();
         bookmark.annotate(http::StatusCode::OK, &mut headers);
         assert_eq!(headers[STALE_HEADER], "1");
+    }
+
+    #[test]
+    fn a_position_past_the_log_end_is_lowered_only_where_it_was_presented_before_asking() {
+        let presented = |text: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER, text.parse().unwrap());
+            Arc::new(Bookmark::from_headers(&headers))
+        };
+        let consistency = Consistency::default();
+        let (made_up, written) = (presented(format!("{A}-99")), presented(format!("{A}-99")));
+        written.raise(A, 20);
+        consistency.enter(&made_up);
+        consistency.enter(&written);
+        let question = asked();
+        // Presented after the question: the answer may predate its position.
+        let later = presented(format!("{A}-50.{B}-3"));
+        consistency.enter(&later);
+
+        assert!(consistency.log_ends_at(A, 12, question));
+        assert_eq!(made_up.encode().unwrap(), format!("{A}-12"));
+        assert_eq!(written.floor(A), 20, "a position this request wrote stays");
+        assert_eq!(later.floor(A), 50);
+        assert!(
+            !consistency.log_ends_at(A, 12, question),
+            "nothing left past 12"
+        );
+        assert!(!consistency.log_ends_at(B, 0, question));
+
+        assert!(consistency.log_ends_at(A, 0, asked()));
+        assert_eq!(
+            made_up.encode(),
+            None,
+            "an empty log leaves nothing to carry"
+        );
+        assert_eq!((written.floor(A), later.floor(A)), (20, 0));
+        assert_eq!(later.floor(B), 3);
     }
 
     #[test]

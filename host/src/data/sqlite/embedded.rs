@@ -36,7 +36,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use super::replicated::{self, RemoteConnections};
 use super::{LastWrite, QueryResult, SqlConnection, SqlDatabase, SqlError, Value};
 use crate::data::replica::bookmark::Consistency;
-use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Kind, Replica, first_keyword};
+use crate::data::replica::{self, Capture, Kind, Replica, first_keyword};
 use crate::data::sqlite_file::{
     BUSY_TIMEOUT, Call, Committer, Local, Reader, SqliteFile, WriterLease, off_thread,
 };
@@ -284,13 +284,7 @@ impl SqlConnection for EmbeddedConnection {
                 replicated::execute_elsewhere(self, &mut state, replica, statement, params).await?
             }
             Some(replica) if state.transaction.is_none() => {
-                // The writer's copy has what it committed, but a write the writer before it
-                // committed as its term ended may still be on its way from the log: wait for
-                // it as a read elsewhere would, then read here either way.
-                let floor = self.consistency.floor(&replica.id);
-                if floor > replica.applied() {
-                    replica.reached(floor, CATCH_UP_WAIT).await;
-                }
+                replica.catch_up_as_writer(&self.consistency).await;
                 self.execute_here(&mut state, statement, params).await?
             }
             _ => self.execute_here(&mut state, statement, params).await?,

@@ -8,9 +8,9 @@
 //! `COMMIT`/`END` commit.
 //!
 //! On any other node ([`execute_elsewhere`]), a read runs on the local copy once it has applied
-//! what the caller's bookmark asks for (waiting up to [`CATCH_UP_WAIT`]), and everything else
-//! (writes, transaction control, and every statement of a transaction) is forwarded to the
-//! writer, which runs it on a connection of its own named after the guest's
+//! what the caller's bookmark asks for (waiting up to [`replica::CATCH_UP_WAIT`]), and
+//! everything else (writes, transaction control, and every statement of a transaction) is
+//! forwarded to the writer, which runs it on a connection of its own named after the guest's
 //! ([`RemoteConnections`]). A transaction opened that way holds the writer until it ends, or
 //! until [`REMOTE_IDLE_LIMIT`] passes without a statement (its node or request is gone), when
 //! the writer rolls it back.
@@ -27,7 +27,8 @@ use super::embedded::{
     ConnectionState, EmbeddedConnection, EmbeddedDatabase, Run, controls_transaction,
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
-use crate::data::replica::{self, CATCH_UP_WAIT, Capture, Entry, FORWARD_LIMIT, Replica};
+use crate::data::replica::bookmark;
+use crate::data::replica::{self, Capture, Entry, FORWARD_LIMIT, Replica};
 use crate::data::sqlite_file::{has_deferred_violations, off_thread};
 
 /// How long the writer keeps another node's open transaction between two of its statements.
@@ -144,6 +145,8 @@ struct Statement {
     since: LastWrite,
     /// The guest connection is inside a transaction opened at the writer.
     in_transaction: bool,
+    /// The position the guest's bookmark asks for, which the writer's copy reaches first.
+    floor: u64,
 }
 
 /// The writer's answer: the result, the position it left, and whether the connection is
@@ -159,28 +162,32 @@ pub(super) async fn execute_elsewhere(
     statement: String,
     params: Vec<Value>,
 ) -> Result<(QueryResult, u64), SqlError> {
+    let asked = bookmark::asked();
     if !state.remote_transaction
         && let Some(result) =
             read_here(connection, replica, &statement, &params, state.last_write).await?
     {
         return Ok((result, 0));
     }
+    let floor = connection.consistency.floor(&replica.id);
     let request = Forwarded::Statement(Statement {
         connection: connection.remote_id.clone(),
         statement,
         params,
         since: state.last_write,
         in_transaction: state.remote_transaction,
+        floor,
     });
     let (result, position, in_transaction) = forward(connection, state, replica, &request).await?;
+    replica.writer_at(&connection.consistency, floor, position, asked);
     state.last_write = result.last_write;
     state.remote_transaction = in_transaction;
     Ok((result, position))
 }
 
 /// Runs `statement` on this copy if it is a read and the copy has applied what the
-/// connection's bookmark asks for (waiting up to [`CATCH_UP_WAIT`]); `None` if the writer
-/// must run it (a write, or a table this copy does not have yet).
+/// connection's bookmark asks for (waiting up to [`replica::CATCH_UP_WAIT`]); `None` if the
+/// writer must run it (a write, or a table this copy does not have yet).
 async fn read_here(
     connection: &EmbeddedConnection,
     replica: &Replica,
@@ -193,8 +200,11 @@ async fn read_here(
         let prepared = reader.prepare_cached(statement);
         prepared.is_ok_and(|prepared| prepared.readonly()) && !controls_transaction(statement)
     };
-    let floor = connection.consistency.floor(&replica.id);
-    if !is_read || !(floor <= replica.applied() || replica.reached(floor, CATCH_UP_WAIT).await) {
+    if !is_read
+        || !replica
+            .caught_up(connection.consistency.floor(&replica.id))
+            .await
+    {
         return Ok(None);
     }
     replica.read_locally(&connection.consistency);
@@ -272,6 +282,7 @@ impl RemoteConnections {
             params,
             since,
             in_transaction,
+            floor,
         } = request;
         // A statement in progress is no idleness: counting it keeps the idle timer of the one
         // before (which would fire while this one waits for the writer) from rolling back. A
@@ -304,6 +315,9 @@ impl RemoteConnections {
                 connection
             }
         };
+        if let Some(replica) = &database.replica {
+            replica.caught_up(floor).await;
+        }
         let mut state = connection.state.lock().await;
         state.last_write = since;
         let ran = connection.execute_here(&mut state, statement, params).await;
