@@ -975,6 +975,79 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     }
 }
 
+#[test]
+fn a_write_whose_acknowledgement_from_the_log_was_lost_is_settled_by_asking_the_log() {
+    let hub_nats = NatsServer::start();
+    // The only node of the hub region, so the writer, reaches the hub through a link whose
+    // answers the test holds back.
+    let mut link = FaultProxy::to(hub_nats.port);
+    let ap_leaf = NatsServer::leaf_of(&hub_nats, "ap");
+    let states = tempfile::tempdir().unwrap();
+    let through_link = format!("nats://127.0.0.1:{}", link.port);
+    let writer = node(&through_link, false, "hub", "hub-1", states.path());
+    let ap = node(&ap_leaf.url(), true, "ap", "ap-1", states.path());
+    wait_for_live_nodes(&hub_nats, 2);
+    let app = tempfile::tempdir().unwrap();
+    data_app(app.path());
+    let (deployed, stdout, stderr) = deploy(app.path(), &hub_nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    sql_until_done(
+        &writer,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, at TEXT, noise INTEGER)",
+    );
+
+    // The log stores the write, but its acknowledgement comes back after the writer stopped
+    // waiting for it (2 s): the writer asks the log, finds its entry there, commits it and
+    // answers. It is applied once, everywhere.
+    let settled = written_while_answers_are_late(
+        &mut link,
+        &writer,
+        "INSERT INTO items (name) VALUES ('kettle')",
+        Duration::from_secs(1),
+    );
+    assert_eq!(settled.status, 200, "{}\n{}", settled.body, writer.stderr());
+    assert!(
+        writer
+            .stderr()
+            .contains("the log stored the entry whose acknowledgement was lost"),
+        "{}",
+        writer.stderr()
+    );
+    let rows = items_at(&writer, 1);
+    assert_eq!(items_at(&ap, 1), rows);
+
+    // Answers held back for longer than the writer keeps asking (3 s more): the write fails
+    // saying that its outcome is unknown, and as the log has it, every copy applies it.
+    sql_until_done(&writer, "INSERT INTO items (name) VALUES ('cup')");
+    let unknown = written_while_answers_are_late(
+        &mut link,
+        &writer,
+        "INSERT INTO items (name) VALUES ('teapot')",
+        Duration::from_secs(6),
+    );
+    assert_failed(&unknown, "whether it stored the write is unknown");
+    let rows = items_at(&writer, 3);
+    assert!(rows.contains("teapot"), "{rows}");
+    assert_eq!(items_at(&ap, 3), rows);
+}
+
+/// Runs SQL `script` through `writer` while the answers `link` passes back come 3 s late, for
+/// the first `for_how_long` of it.
+fn written_while_answers_are_late(
+    link: &mut FaultProxy,
+    writer: &Ledge,
+    script: &str,
+    for_how_long: Duration,
+) -> Answer {
+    link.delay_answers(Duration::from_secs(3));
+    std::thread::scope(|scope| {
+        let written = scope.spawn(|| sql(writer, script, None));
+        std::thread::sleep(for_how_long);
+        link.delay_answers(Duration::ZERO);
+        written.join().unwrap()
+    })
+}
+
 /// Rewrites the writer lease of replicated file `id` to name `holder`, as an operator could
 /// by hand.
 fn force_lease(nats: &NatsServer, id: &str, holder: &str) {

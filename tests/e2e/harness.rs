@@ -779,6 +779,12 @@ impl FaultProxy {
         self.command(&format!("delay {}", delay.as_millis()));
     }
 
+    /// Holds the bytes coming back from upstream for `delay` more from now on: requests
+    /// arrive, their answers come late.
+    pub fn delay_answers(&mut self, delay: Duration) {
+        self.command(&format!("answers {}", delay.as_millis()));
+    }
+
     /// Partitions: closes every open connection and each new one.
     pub fn cut(&mut self) {
         self.command("cut");

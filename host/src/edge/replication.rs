@@ -216,7 +216,13 @@ impl FileLink {
         let deadline = Instant::now() + SETTLE_LIMIT;
         loop {
             match self.stored_after(reached, after, id).await {
-                Ok(Some(true)) => return Ok(after + 1),
+                Ok(Some(true)) => {
+                    tracing::info!(
+                        "{}: the log stored the entry whose acknowledgement was lost ({error})",
+                        self.names.stream
+                    );
+                    return Ok(after + 1);
+                }
                 Ok(Some(false)) => return Err(LinkError::Fenced),
                 Ok(None) => return Err(LinkError::Unreachable(format!("the log: {error}"))),
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(RETRY_AFTER).await,

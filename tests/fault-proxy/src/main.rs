@@ -10,6 +10,8 @@
 //! the link while it runs (the end of input changes nothing):
 //!
 //! - `delay <ms>`: the one-way delay from now on;
+//! - `answers <ms>`: a delay from now on for the bytes coming back from upstream only, on
+//!   top of the one-way delay (requests arrive, their answers come late);
 //! - `cut`: a partition: every open connection is closed and new ones are closed at once;
 //! - `heal`: connections are accepted and passed on again.
 //!
@@ -28,6 +30,8 @@ use tokio::time::Instant;
 struct Link {
     /// The one-way delay in milliseconds.
     delay_ms: AtomicU64,
+    /// The further delay of bytes coming back from upstream, in milliseconds.
+    answers_ms: AtomicU64,
     /// Whether the link is cut; a change closes every open connection.
     cut: watch::Sender<bool>,
 }
@@ -51,6 +55,7 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(&listen).await?;
     let link = Arc::new(Link {
         delay_ms: AtomicU64::new(delay_ms),
+        answers_ms: AtomicU64::new(0),
         cut: watch::Sender::new(false),
     });
     tokio::spawn(obey(link.clone()));
@@ -80,6 +85,7 @@ async fn obey(link: Arc<Link>) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next().map(str::parse::<u64>)) {
             (Some("delay"), Some(Ok(ms))) => link.delay_ms.store(ms, Ordering::Relaxed),
+            (Some("answers"), Some(Ok(ms))) => link.answers_ms.store(ms, Ordering::Relaxed),
             (Some("cut"), None) => {
                 link.cut.send_replace(true);
             }
@@ -87,7 +93,9 @@ async fn obey(link: Arc<Link>) {
                 link.cut.send_replace(false);
             }
             _ => {
-                eprintln!("fault-proxy: unknown command `{line}` (delay <ms>, cut, heal)");
+                eprintln!(
+                    "fault-proxy: unknown command `{line}` (delay <ms>, answers <ms>, cut, heal)"
+                );
                 continue;
             }
         }
@@ -101,22 +109,25 @@ async fn relay(client: TcpStream, server: TcpStream, link: &Link) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::select! {
-        _ = one_way(client_read, server_write, link) => {}
-        _ = one_way(server_read, client_write, link) => {}
+        _ = one_way(client_read, server_write, link, None) => {}
+        _ = one_way(server_read, client_write, link, Some(&link.answers_ms)) => {}
     }
 }
 
-/// Reads from `from` and writes each chunk to `to` once it has been held for the delay.
+/// Reads from `from` and writes each chunk to `to` once it has been held for the delay, and
+/// for the delay in `more_ms` too if given. Chunks leave in the order they came.
 async fn one_way(
     mut from: impl AsyncReadExt + Unpin,
     mut to: impl AsyncWriteExt + Unpin,
     link: &Link,
+    more_ms: Option<&AtomicU64>,
 ) {
     let (held, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let read = async move {
         let mut buffer = vec![0; 64 * 1024];
         while let Ok(read @ 1..) = from.read(&mut buffer).await {
-            let delay = Duration::from_millis(link.delay_ms.load(Ordering::Relaxed));
+            let more_ms = more_ms.map_or(0, |ms| ms.load(Ordering::Relaxed));
+            let delay = Duration::from_millis(link.delay_ms.load(Ordering::Relaxed) + more_ms);
             if held
                 .send((Instant::now() + delay, buffer[..read].to_vec()))
                 .is_err()
