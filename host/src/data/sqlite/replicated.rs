@@ -195,20 +195,33 @@ async fn read_here(
     params: &[Value],
     since: LastWrite,
 ) -> Result<Option<QueryResult>, SqlError> {
+    let floor = connection.consistency.floor(&replica.id);
+    let mut reader = connection.file.reader().await?;
     let is_read = {
-        let reader = connection.file.reader().await?;
         let prepared = reader.prepare_cached(statement);
         prepared.is_ok_and(|prepared| prepared.readonly()) && !controls_transaction(statement)
     };
-    if !is_read
-        || !replica
-            .caught_up(connection.consistency.floor(&replica.id))
-            .await
-    {
+    if !is_read {
         return Ok(None);
     }
+    if floor > replica.applied() {
+        // Not held while the copy catches up: other requests read meanwhile.
+        drop(reader);
+        if !replica.caught_up(floor).await {
+            return Ok(None);
+        }
+        reader = connection.file.reader().await?;
+    }
     replica.read_locally(&connection.consistency);
-    let reader = connection.file.reader().await?;
+    let run = Run {
+        statement,
+        params,
+        since,
+    };
+    // As on a file of its own (`execute_here`): a short read runs on this thread.
+    if let Some(result) = reader.try_quick(|db| run.on(db)) {
+        return Ok(Some(result?));
+    }
     let (statement, params) = (statement.to_string(), params.to_vec());
     let result = off_thread(move |call| {
         let run = Run {
