@@ -14,14 +14,17 @@
 #     bar: p99 < 10 ms);
 #   - reads at the eu node, 20 ms from its writer, against the same routes on a plain
 #     `ledge up`: a key-value get and an indexed SELECT, in alternated paired rounds (bars:
-#     throughput >= 0.9 of `ledge up`, p99 within 1 ms of it);
+#     throughput >= 0.9 of `ledge up`, p99 within 1 ms of it), at CONNECTIONS clients and at
+#     LIGHT_CONNECTIONS (8), where p99 is the read path's own rather than two saturated
+#     cores' run queue;
 #   - heal: after a 2 s hub outage, the time from the hub's return until a write at the hub's
 #     node succeeds, and until it is read at both edge nodes (bar: < 5 s).
 # Deploy figures are `ledge deploy`'s own wall time until every live node reports the new
 # version, the median of RUNS rounds. Writes bench/last-edge.md.
 #
 # Usage: bench/edge.sh   (RUNS=5 rounds, DATA_WRITES=1000 data writes, EU_DELAY_MS=20;
-#                         DURATION=5s CONNECTIONS=64 THREADS=2 for the read load)
+#                         DURATION=5s CONNECTIONS=64 LIGHT_CONNECTIONS=8 THREADS=2 for the
+#                         read load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +32,7 @@ RUNS=${RUNS:-5}
 EU_DELAY_MS=${EU_DELAY_MS:-20}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
+LIGHT_CONNECTIONS=${LIGHT_CONNECTIONS:-8}
 THREADS=${THREADS:-2}
 OUT=bench/last-edge.md
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
@@ -206,11 +210,15 @@ read_pair() {
     paste <(echo "$up") <(echo "$eu") | awk -F'\t' '{printf "%.3f\t%.2f\n", $4 / $1, $6 - $3}' >>"$WORK/pair.tsv"
   done
   paste <(median "$WORK/up.tsv") <(median "$WORK/eu.tsv") <(median "$WORK/pair.tsv") | awk -F'\t' -v name="$name" \
-    '{printf "| %s | %.0f | %s | %.0f | %s | %.2f (%s) | %+.2f ms (%s) |\n", name, $1, $3, $4, $6, $7, ($7 >= 0.9 ? "met" : "NOT met"), $8, ($8 <= 1 ? "met" : "NOT met")}'
+    -v clients="$CONNECTIONS" \
+    '{printf "| %s | %s | %.0f | %s | %.0f | %s | %.2f (%s) | %+.2f ms (%s) |\n", name, clients, $1, $3, $4, $6, $7, ($7 >= 0.9 ? "met" : "NOT met"), $8, ($8 <= 1 ? "met" : "NOT met")}'
 }
 READS=$(
-  read_pair "key-value get" /bench-data/data/kv/default/greeting
-  WRK_SCRIPT=bench/wrk/select.lua read_pair "indexed SELECT" /bench-data/data/sql/default
+  for clients in "$CONNECTIONS" "$LIGHT_CONNECTIONS"; do
+    CONNECTIONS=$clients read_pair "key-value get" /bench-data/data/kv/default/greeting
+    CONNECTIONS=$clients WRK_SCRIPT=bench/wrk/select.lua read_pair "indexed SELECT" \
+      /bench-data/data/sql/default
+  done
 )
 
 # Heal: a 2 s hub outage, then the time from the hub's return until a write at the hub's node
@@ -268,10 +276,10 @@ done
   echo "|---|---:|---:|"
   echo "$DATA"
   echo
-  echo "Reads at the eu node against the same route on a plain \`ledge up\` ($CONNECTIONS clients, $DURATION each, $RUNS paired rounds; bars: >= 0.9 of the throughput, p99 within 1 ms):"
+  echo "Reads at the eu node against the same route on a plain \`ledge up\` ($DURATION each, $RUNS paired rounds; bars: >= 0.9 of the throughput, p99 within 1 ms):"
   echo
-  echo "| read | ledge up req/s | p99 | eu node req/s | p99 | eu/up throughput | eu - up p99 |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| read | clients | ledge up req/s | p99 | eu node req/s | p99 | eu/up throughput | eu - up p99 |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   echo "$READS"
   echo
   echo "| data heal after a 2 s hub outage (bar: < 5 s) | median | all rounds (ms) |"
