@@ -240,17 +240,15 @@ impl FileLink {
     /// holds nothing after `after`.
     async fn stored_after(&self, reached: &Reached, after: u64, id: &str) -> Result<Option<bool>> {
         let ask = async {
-            let mut log = reached.jetstream.get_stream(&self.names.stream).await?;
-            if log.info().await?.state.last_sequence <= after {
+            let log = reached.jetstream.get_stream(&self.names.stream).await?;
+            if log.cached_info().state.last_sequence <= after {
                 return Ok(None);
             }
             let entry = log.get_raw_message(after + 1).await?;
             let stored_id = entry.headers.get(async_nats::header::NATS_MESSAGE_ID);
             Ok(Some(stored_id.is_some_and(|stored| stored.as_str() == id)))
         };
-        tokio::time::timeout(RETRY_AFTER * 5, ask)
-            .await
-            .map_err(|_| anyhow!("no answer in {:?}", RETRY_AFTER * 5))?
+        within_question_limit(ask).await
     }
 
     fn reached(&self) -> Result<Reached, LinkError> {
@@ -298,6 +296,17 @@ impl Link for FileLink {
         }
     }
 
+    async fn log_end(&self) -> Result<u64, LinkError> {
+        let reached = self.reached()?;
+        let ask = async {
+            let log = reached.jetstream.get_stream(&self.names.stream).await?;
+            Ok(log.cached_info().state.last_sequence)
+        };
+        within_question_limit(ask)
+            .await
+            .map_err(|error| LinkError::Unreachable(format!("the log: {error:#}")))
+    }
+
     async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
         let reached = self.reached()?;
         if reached.client.connection_state() != async_nats::connection::State::Connected {
@@ -322,6 +331,15 @@ impl Link for FileLink {
             ))),
         }
     }
+}
+
+/// `ask`, a question to the hub's JetStream, or a failure once it has gone unanswered for
+/// [`RETRY_AFTER`] five times over.
+async fn within_question_limit<T>(ask: impl Future<Output = Result<T>>) -> Result<T> {
+    let limit = RETRY_AFTER * 5;
+    tokio::time::timeout(limit, ask)
+        .await
+        .map_err(|_| anyhow!("no answer in {limit:?}"))?
 }
 
 /// What the task of one file works with.

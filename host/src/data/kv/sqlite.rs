@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::read_cache::{Lookup, ReadCache};
 use super::{KvError, KvStore, SharedStore, check_sizes, parse_counter};
-use crate::data::replica::bookmark::{self, Consistency};
+use crate::data::replica::bookmark::Consistency;
 use crate::data::replica::{self, Applied, FORWARD_LIMIT, Kind, Replica, Replication};
 use crate::data::sqlite_file::{BUSY_TIMEOUT, Committer, Local, SqliteFile, canonical_file_path};
 
@@ -176,26 +176,15 @@ enum Outcome {
     Swapped(bool),
 }
 
-/// What another node asks the writer. A read carries the position its bookmark asks for
-/// (its floor), which the writer's copy reaches before it answers.
+/// What another node asks the writer.
 #[derive(Debug, Serialize, Deserialize)]
 enum Forwarded {
     /// A read its copy could not answer in time.
-    Get { key: String, floor: u64 },
+    Get(String),
     /// Every key, read at the writer.
-    Keys { floor: u64 },
+    Keys,
     /// A write.
     Write(Write),
-}
-
-impl Forwarded {
-    /// The position the writer's copy must reach before it answers (0 for a write).
-    fn floor(&self) -> u64 {
-        match self {
-            Self::Get { floor, .. } | Self::Keys { floor } => *floor,
-            Self::Write(_) => 0,
-        }
-    }
 }
 
 /// The writer's answer, with its position afterwards.
@@ -296,9 +285,8 @@ impl SqliteStore {
     ) -> Result<Outcome, KvError> {
         let (outcome, position) = match &self.replica {
             Some(replica) if !replica.is_writer() => {
-                let asked = bookmark::asked();
                 match self
-                    .forward(replica, Forwarded::Write(write), consistency, asked)
+                    .forward(replica, Forwarded::Write(write), consistency)
                     .await?
                 {
                     (Answer::Wrote(outcome), position) => (outcome, position),
@@ -313,16 +301,13 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    /// Sends `request` to the writer of `replica` and records its answer in `consistency`
-    /// (asked when [`bookmark::asked`] gave `asked`).
+    /// Sends `request` to the writer of `replica` and raises `consistency` to its answer.
     async fn forward(
         &self,
         replica: &Replica,
         request: Forwarded,
         consistency: Option<&Consistency>,
-        asked: u64,
     ) -> Result<(Answer, u64), KvError> {
-        let floor = request.floor();
         let request = postcard::to_stdvec(&request).map_err(|e| KvError::Backend(e.to_string()))?;
         let answer = match replica.forward(request.into(), FORWARD_LIMIT).await {
             Ok(answer) => answer,
@@ -337,7 +322,7 @@ impl SqliteStore {
             .map_err(|e| KvError::Backend(format!("the writer's answer is unreadable: {e}")))?;
         let (answer, position) = reply?;
         if let Some(consistency) = consistency {
-            replica.writer_at(consistency, floor, position, asked);
+            consistency.raise(&replica.id, position);
         }
         Ok((answer, position))
     }
@@ -347,14 +332,15 @@ impl SqliteStore {
     async fn fresh_here(&self, consistency: Option<&Consistency>) -> bool {
         match (&self.replica, consistency) {
             (Some(replica), Some(consistency)) if !replica.is_writer() => {
-                let fresh = replica.caught_up(consistency.floor(&replica.id)).await;
+                let fresh = replica.caught_up(consistency).await;
                 if fresh {
                     replica.read_locally(consistency);
                 }
                 fresh
             }
             (Some(replica), Some(consistency)) => {
-                replica.catch_up_as_writer(consistency).await;
+                // The writer reads its own copy either way; see `Replica::caught_up`.
+                replica.caught_up(consistency).await;
                 true
             }
             _ => true,
@@ -368,16 +354,13 @@ impl SqliteStore {
         key: &str,
         consistency: Option<&Consistency>,
     ) -> Result<Option<Arc<[u8]>>, KvError> {
-        let asked = bookmark::asked();
         if let Some(replica) = &self.replica
             && !self.fresh_here(consistency).await
         {
-            let floor = floor_of(replica, consistency);
-            let request = Forwarded::Get {
-                key: key.into(),
-                floor,
-            };
-            return match self.forward(replica, request, consistency, asked).await? {
+            return match self
+                .forward(replica, Forwarded::Get(key.into()), consistency)
+                .await?
+            {
                 (Answer::Value(value), _) => Ok(value.map(Into::into)),
                 _ => Err(another_answer()),
             };
@@ -401,14 +384,10 @@ impl SqliteStore {
     }
 
     async fn keys_at(&self, consistency: Option<&Consistency>) -> Result<Vec<String>, KvError> {
-        let asked = bookmark::asked();
         if let Some(replica) = &self.replica
             && !self.fresh_here(consistency).await
         {
-            let request = Forwarded::Keys {
-                floor: floor_of(replica, consistency),
-            };
-            return match self.forward(replica, request, consistency, asked).await? {
+            return match self.forward(replica, Forwarded::Keys, consistency).await? {
                 (Answer::Keys(keys), _) => Ok(keys),
                 _ => Err(another_answer()),
             };
@@ -425,15 +404,12 @@ impl SqliteStore {
 
     async fn answer(&self, request: Forwarded) -> Reply {
         let position = || self.replica.as_ref().map_or(0, |replica| replica.applied());
-        if let Some(replica) = &self.replica {
-            replica.caught_up(request.floor()).await;
-        }
         Ok(match request {
-            Forwarded::Get { key, .. } => {
+            Forwarded::Get(key) => {
                 let value = self.read_key(&key, None).await?;
                 (Answer::Value(value.map(|value| value.to_vec())), position())
             }
-            Forwarded::Keys { .. } => (Answer::Keys(self.keys_at(None).await?), position()),
+            Forwarded::Keys => (Answer::Keys(self.keys_at(None).await?), position()),
             Forwarded::Write(write) => {
                 let (outcome, position) = self.write_here(write).await?;
                 (Answer::Wrote(outcome), position)
@@ -543,11 +519,6 @@ impl KvStore for Bound {
             _ => self,
         }
     }
-}
-
-/// The position `consistency` asks reads of `replica` to include (0 outside a request).
-fn floor_of(replica: &Replica, consistency: Option<&Consistency>) -> u64 {
-    consistency.map_or(0, |consistency| consistency.floor(&replica.id))
 }
 
 /// A writer's answer of the wrong kind for the call (a writer of another ledge version).

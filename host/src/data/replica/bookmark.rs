@@ -10,11 +10,11 @@
 //! waiting.
 //!
 //! A presented position is only a claim: a bookmark from before a log was made anew, or one
-//! made up, may name a position past the log's end, which no copy ever reaches. The writer
-//! has applied every acknowledged position, so once it has waited for a floor and answers
-//! below it, the positions presented past its answer are lowered to it
-//! ([`Consistency::log_ends_at`]): the request's later reads and the client's next request
-//! stop waiting for them.
+//! made up, may name a position past the log's end, which no copy ever reaches. Every
+//! acknowledged write is in the log, so when a copy has not reached a floor in time and the
+//! log, asked where it ends, ends below it, the positions presented past that end are lowered
+//! to it ([`Consistency::log_ends_at`]): the request's later reads and the client's next
+//! request stop waiting for them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,7 +37,7 @@ const MAX_PRESENTED: usize = 32;
 const COOKIE_MAX_AGE_SECONDS: u32 = 60;
 
 /// Counts the bookmarks presented so far in this process: a bookmark presented before the
-/// count a question to the writer was asked at holds only positions acknowledged before it.
+/// count a question to the log was asked at holds only positions acknowledged before it.
 static PRESENTED: AtomicU64 = AtomicU64::new(0);
 
 /// The positions one request has seen or written, by file id.
@@ -114,9 +114,9 @@ impl Bookmark {
         at.seen = at.seen.max(position);
     }
 
-    /// The log of file `id` ends at `end`, as the writer answered a question asked when
-    /// [`asked`] gave `asked`: if this bookmark was presented before that, a position it
-    /// presented past `end` was never acknowledged and is lowered to `end`. Whether it was.
+    /// The log of file `id` ends at `end`, as it answered a question asked when [`asked`]
+    /// gave `asked`: if this bookmark was presented before that, a position it presented past
+    /// `end` was never acknowledged and is lowered to `end`. Whether it was.
     fn log_ends_at(&self, id: &str, end: u64, asked: u64) -> bool {
         if self.presented_at >= asked {
             return false;
@@ -200,8 +200,8 @@ impl Position {
     }
 }
 
-/// Taken before a question to the writer (before its floor is read): only bookmarks
-/// presented before it can be judged by the answer ([`Consistency::log_ends_at`]).
+/// Taken before a question to the log about a floor (before the floor is read): only
+/// bookmarks presented before it can be judged by the answer ([`Consistency::log_ends_at`]).
 pub fn asked() -> u64 {
     PRESENTED.load(Ordering::SeqCst)
 }
@@ -230,10 +230,9 @@ impl Consistency {
             .for_each(|bookmark| bookmark.raise(id, position));
     }
 
-    /// The writer, having waited for its copy to apply what it was asked to, answered that the
-    /// log of file `id` ends at `end`; the question was asked when [`asked`] gave `asked`.
-    /// Lowers the positions past `end` that requests presented before then (a bookmark from
-    /// before the log was made anew, or a made-up one); whether there were any.
+    /// The log of file `id` ends at `end`, as it answered a question asked when [`asked`] gave
+    /// `asked`. Lowers the positions past `end` that requests presented before then (a
+    /// bookmark from before the log was made anew, or a made-up one); whether there were any.
     pub fn log_ends_at(&self, id: &str, end: u64, asked: u64) -> bool {
         self.live()
             .filter(|bookmark| bookmark.log_ends_at(id, end, asked))

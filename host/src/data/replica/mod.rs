@@ -87,6 +87,9 @@ pub trait Link: Send + Sync {
 
     /// Sends `request` to the writer and returns its answer, by `deadline` at the latest.
     async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError>;
+
+    /// The log's last position, asked of the hub now.
+    async fn log_end(&self) -> Result<u64, LinkError>;
 }
 
 /// Why the cluster could not do what was asked.
@@ -403,37 +406,32 @@ impl Replica {
             .is_ok_and(|reached| reached.is_ok())
     }
 
-    /// Waits up to [`CATCH_UP_WAIT`] until this copy has applied `floor`; whether it has.
-    pub async fn caught_up(&self, floor: u64) -> bool {
-        floor <= self.applied() || self.reached(floor, CATCH_UP_WAIT).await
-    }
-
-    /// On the writer, before a read at `consistency`: waits as [`Replica::caught_up`] for what
-    /// it asks, since a write the writer before committed as its term ended may still be on
-    /// its way from the log. What it asks for past what the copy then has lies past the log's
-    /// end (see [`Replica::writer_at`]).
-    pub async fn catch_up_as_writer(&self, consistency: &Consistency) {
+    /// Waits up to [`CATCH_UP_WAIT`] until this copy has applied what `consistency` asks of
+    /// it; whether it has. If it has not, asks the log where it ends: every acknowledged
+    /// write is in the log, so a position presented past its end is none the log ever had (a
+    /// bookmark from before the log was made anew, or a made-up one). Such positions are
+    /// lowered to the end, so reads stop waiting for them, and the copy may have that much.
+    /// On the writer the wait matters too: a write the writer before it committed as its term
+    /// ended may still be on its way from the log.
+    pub async fn caught_up(&self, consistency: &Consistency) -> bool {
+        // Taken before the floor is read: the log's end, asked for later, is past every
+        // position presented before it.
         let asked = bookmark::asked();
         let floor = consistency.floor(&self.id);
-        if !self.caught_up(floor).await {
-            self.writer_at(consistency, floor, self.applied(), asked);
+        if floor <= self.applied() || self.reached(floor, CATCH_UP_WAIT).await {
+            return true;
         }
-    }
-
-    /// Records in `consistency` the writer's answer to a question asked when
-    /// [`bookmark::asked`] gave `asked`: this file is at `position`, reached after waiting for
-    /// `floor`. Every acknowledged write is in the writer's copy by then, so a position
-    /// presented past the answer is none the log ever had (a bookmark from before the log was
-    /// made anew, or a made-up one): it is lowered, so reads stop waiting for it.
-    pub fn writer_at(&self, consistency: &Consistency, floor: u64, position: u64, asked: u64) {
-        consistency.raise(&self.id, position);
-        if floor > position && consistency.log_ends_at(&self.id, position, asked) {
+        let Ok(end) = self.link().log_end().await else {
+            return false;
+        };
+        if floor > end && consistency.log_ends_at(&self.id, end, asked) {
             tracing::warn!(
                 "{}: a request presented a bookmark at position {floor}, past the end of the \
-                 log ({position}); it now holds {position}",
+                 log ({end}); it now holds {end}",
                 self.name
             );
         }
+        consistency.floor(&self.id) <= self.applied()
     }
 
     /// Forwards `request` to the writer.

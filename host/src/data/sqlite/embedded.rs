@@ -284,7 +284,8 @@ impl SqlConnection for EmbeddedConnection {
                 replicated::execute_elsewhere(self, &mut state, replica, statement, params).await?
             }
             Some(replica) if state.transaction.is_none() => {
-                replica.catch_up_as_writer(&self.consistency).await;
+                // The writer reads its own copy either way; see `Replica::caught_up`.
+                replica.caught_up(&self.consistency).await;
                 self.execute_here(&mut state, statement, params).await?
             }
             _ => self.execute_here(&mut state, statement, params).await?,

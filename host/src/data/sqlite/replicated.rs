@@ -27,7 +27,6 @@ use super::embedded::{
     ConnectionState, EmbeddedConnection, EmbeddedDatabase, Run, controls_transaction,
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
-use crate::data::replica::bookmark;
 use crate::data::replica::{self, Capture, Entry, FORWARD_LIMIT, Replica};
 use crate::data::sqlite_file::{has_deferred_violations, off_thread};
 
@@ -145,8 +144,6 @@ struct Statement {
     since: LastWrite,
     /// The guest connection is inside a transaction opened at the writer.
     in_transaction: bool,
-    /// The position the guest's bookmark asks for, which the writer's copy reaches first.
-    floor: u64,
 }
 
 /// The writer's answer: the result, the position it left, and whether the connection is
@@ -162,24 +159,20 @@ pub(super) async fn execute_elsewhere(
     statement: String,
     params: Vec<Value>,
 ) -> Result<(QueryResult, u64), SqlError> {
-    let asked = bookmark::asked();
     if !state.remote_transaction
         && let Some(result) =
             read_here(connection, replica, &statement, &params, state.last_write).await?
     {
         return Ok((result, 0));
     }
-    let floor = connection.consistency.floor(&replica.id);
     let request = Forwarded::Statement(Statement {
         connection: connection.remote_id.clone(),
         statement,
         params,
         since: state.last_write,
         in_transaction: state.remote_transaction,
-        floor,
     });
     let (result, position, in_transaction) = forward(connection, state, replica, &request).await?;
-    replica.writer_at(&connection.consistency, floor, position, asked);
     state.last_write = result.last_write;
     state.remote_transaction = in_transaction;
     Ok((result, position))
@@ -195,7 +188,6 @@ async fn read_here(
     params: &[Value],
     since: LastWrite,
 ) -> Result<Option<QueryResult>, SqlError> {
-    let floor = connection.consistency.floor(&replica.id);
     let mut reader = connection.file.reader().await?;
     let is_read = {
         let prepared = reader.prepare_cached(statement);
@@ -204,10 +196,10 @@ async fn read_here(
     if !is_read {
         return Ok(None);
     }
-    if floor > replica.applied() {
+    if connection.consistency.floor(&replica.id) > replica.applied() {
         // Not held while the copy catches up: other requests read meanwhile.
         drop(reader);
-        if !replica.caught_up(floor).await {
+        if !replica.caught_up(&connection.consistency).await {
             return Ok(None);
         }
         reader = connection.file.reader().await?;
@@ -295,7 +287,6 @@ impl RemoteConnections {
             params,
             since,
             in_transaction,
-            floor,
         } = request;
         // A statement in progress is no idleness: counting it keeps the idle timer of the one
         // before (which would fire while this one waits for the writer) from rolling back. A
@@ -328,9 +319,6 @@ impl RemoteConnections {
                 connection
             }
         };
-        if let Some(replica) = &database.replica {
-            replica.caught_up(floor).await;
-        }
         let mut state = connection.state.lock().await;
         state.last_write = since;
         let ran = connection.execute_here(&mut state, statement, params).await;
