@@ -241,7 +241,7 @@ impl FileLink {
     async fn stored_after(&self, reached: &Reached, after: u64, id: &str) -> Result<Option<bool>> {
         let ask = async {
             let log = reached.jetstream.get_stream(&self.names.stream).await?;
-            if log.cached_info().state.last_sequence <= after {
+            if last_sequence(&log)? <= after {
                 return Ok(None);
             }
             let entry = log.get_raw_message(after + 1).await?;
@@ -298,9 +298,14 @@ impl Link for FileLink {
 
     async fn log_end(&self) -> Result<u64, LinkError> {
         let reached = self.reached()?;
+        if reached.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(LinkError::Unreachable(
+                "this node is disconnected from NATS".into(),
+            ));
+        }
         let ask = async {
             let log = reached.jetstream.get_stream(&self.names.stream).await?;
-            Ok(log.cached_info().state.last_sequence)
+            last_sequence(&log)
         };
         within_question_limit(ask)
             .await
@@ -331,6 +336,20 @@ impl Link for FileLink {
             ))),
         }
     }
+}
+
+/// The last position of `log` as its info, just fetched, says; a failure if a replicated
+/// stream had no leader when asked, since a lagging replica may have answered.
+fn last_sequence(log: &stream::Stream) -> Result<u64> {
+    let info = log.cached_info();
+    if info
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.leader.is_none())
+    {
+        anyhow::bail!("the log has no leader now");
+    }
+    Ok(info.state.last_sequence)
 }
 
 /// `ask`, a question to the hub's JetStream, or a failure once it has gone unanswered for
