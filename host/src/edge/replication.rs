@@ -256,6 +256,18 @@ impl FileLink {
             LinkError::Unreachable("this node has not reached the cluster yet".into())
         })
     }
+
+    /// What this node reaches the cluster through, if it is connected now: a question sent
+    /// while disconnected would only wait out its limit.
+    fn connected(&self) -> Result<Reached, LinkError> {
+        let reached = self.reached()?;
+        if reached.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(LinkError::Unreachable(
+                "this node is disconnected from NATS".into(),
+            ));
+        }
+        Ok(reached)
+    }
 }
 
 #[async_trait::async_trait]
@@ -297,12 +309,7 @@ impl Link for FileLink {
     }
 
     async fn log_end(&self) -> Result<u64, LinkError> {
-        let reached = self.reached()?;
-        if reached.client.connection_state() != async_nats::connection::State::Connected {
-            return Err(LinkError::Unreachable(
-                "this node is disconnected from NATS".into(),
-            ));
-        }
+        let reached = self.connected()?;
         let ask = async {
             let log = reached.jetstream.get_stream(&self.names.stream).await?;
             last_sequence(&log)
@@ -313,12 +320,7 @@ impl Link for FileLink {
     }
 
     async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
-        let reached = self.reached()?;
-        if reached.client.connection_state() != async_nats::connection::State::Connected {
-            return Err(LinkError::Unreachable(
-                "this node is disconnected from NATS".into(),
-            ));
-        }
+        let reached = self.connected()?;
         let request = reached
             .client
             .request(Subject::from(self.names.writes.as_str()), request);

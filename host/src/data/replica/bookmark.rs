@@ -234,6 +234,7 @@ impl Consistency {
     /// `asked`. Lowers the positions past `end` that requests presented before then (a
     /// bookmark from before the log was made anew, or a made-up one); whether there were any.
     pub fn log_ends_at(&self, id: &str, end: u64, asked: u64) -> bool {
+        // Counted, not `any`: every bookmark is judged, not only up to the first one lowered.
         self.live()
             .filter(|bookmark| bookmark.log_ends_at(id, end, asked))
             .count()
