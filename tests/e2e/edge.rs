@@ -700,6 +700,19 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (200, "price\n[Value::Integer(4)]")
     );
     assert_eq!(read.bookmark.as_deref(), Some(real.as_str()));
+    // A write forwarded with it: the writer finds the position past the log's end and runs
+    // it rather than wait for it.
+    let wrote = sql(
+        &ap,
+        "UPDATE items SET price = 5",
+        Some(&past_the_end(&real)),
+    );
+    assert_eq!(wrote.status, 200, "{}", wrote.body);
+    let read = sql(&eu, "SELECT price FROM items", wrote.bookmark.as_deref());
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, "price\n[Value::Integer(5)]")
+    );
 
     // Written in one edge region, read in the other with the bookmark: fresh every time.
     written_then_read_fresh(&eu, &ap, "fresh", "round", 1000);

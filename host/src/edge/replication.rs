@@ -11,7 +11,9 @@
 //!   it. The holder first applies the whole log, then answers the writes other nodes forward
 //!   on `ledge.write.<id>` (core NATS request/reply, which crosses leaf connections), and
 //!   renews the lease every [`RENEW_EVERY`]; its term ends when a renewal fails, or when the
-//!   lease could expire before one gets through ([`TERM_MARGIN`] early).
+//!   lease could expire before one gets through ([`TERM_MARGIN`] early). A forwarded request
+//!   carries its sender's bookmark of the file ([`FLOOR_HEADER`]), and the writer answers it
+//!   once its own copy has applied that far, or refuses it ([`REFUSED_HEADER`]).
 //!
 //! Every node (the writer too) follows the log with an ordered pull consumer from the position
 //! after the one its copy has applied, and applies each entry in order. A follower that stops
@@ -31,7 +33,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, kv, object_store, stream};
-use async_nats::{RequestErrorKind, Subject};
+use async_nats::{HeaderMap, RequestErrorKind, Subject};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use tokio::sync::watch;
@@ -69,6 +71,11 @@ const COMPACT_CHECK_EVERY: Duration = Duration::from_secs(1);
 const SETTLE_LIMIT: Duration = Duration::from_secs(3);
 /// How long to wait before trying the cluster again after a failure.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// On a forwarded request: the position the writer's copy must have applied before it
+/// answers (the sender's bookmark of the file).
+const FLOOR_HEADER: &str = "Ledge-Floor";
+/// On the writer's answer: why it refused the request (its copy did not reach the floor).
+const REFUSED_HEADER: &str = "Ledge-Refused";
 
 /// What a node reaches the cluster through, once it has.
 #[derive(Clone)]
@@ -319,13 +326,26 @@ impl Link for FileLink {
             .map_err(|error| LinkError::Unreachable(format!("the log: {error:#}")))
     }
 
-    async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
+    async fn forward(
+        &self,
+        request: Bytes,
+        floor: u64,
+        deadline: Duration,
+    ) -> Result<Bytes, LinkError> {
         let reached = self.connected()?;
+        let mut headers = HeaderMap::new();
+        if floor > 0 {
+            headers.insert(FLOOR_HEADER, floor.to_string());
+        }
+        let subject = Subject::from(self.names.writes.as_str());
         let request = reached
             .client
-            .request(Subject::from(self.names.writes.as_str()), request);
+            .request_with_headers(subject, headers, request);
         match tokio::time::timeout(deadline, request).await {
-            Ok(Ok(answer)) => Ok(answer.payload),
+            Ok(Ok(answer)) => match header(&answer.headers, REFUSED_HEADER) {
+                Some(reason) => Err(LinkError::Unreachable(reason.to_string())),
+                None => Ok(answer.payload),
+            },
             Ok(Err(error)) if error.kind() == RequestErrorKind::NoResponders => {
                 Err(LinkError::Unreachable(
                     "no node holds the writer's lease (is a node of the hub region running?)"
@@ -338,6 +358,11 @@ impl Link for FileLink {
             ))),
         }
     }
+}
+
+/// The value of the header `name` of a message, if it has one.
+fn header<'a>(headers: &'a Option<HeaderMap>, name: &str) -> Option<&'a str> {
+    headers.as_ref()?.get(name).map(|value| value.as_str())
 }
 
 /// The last position of `log` as its info, just fetched, says; a failure if a replicated
@@ -655,9 +680,10 @@ impl File {
                         // lease's holder, or as "no responders" to its sender.
                         let _ = requests.unsubscribe().await;
                         let subject = Subject::from(self.names.writes.as_str());
+                        let headers = request.headers.unwrap_or_default();
                         let _ = reached
                             .client
-                            .publish_with_reply(subject, reply, request.payload)
+                            .publish_with_reply_and_headers(subject, reply, headers, request.payload)
                             .await;
                         anyhow::bail!("its term ended before the lease was renewed");
                     }
@@ -666,8 +692,21 @@ impl File {
                         let Some(replica) = replica.upgrade() else {
                             return;
                         };
-                        if let Some(answer) = replica.serve(request.payload).await {
-                            let _ = client.publish(reply, answer).await;
+                        let floor = header(&request.headers, FLOOR_HEADER)
+                            .and_then(|floor| floor.parse().ok())
+                            .unwrap_or(0);
+                        match replica.serve(request.payload, floor).await {
+                            Some(Ok(answer)) => {
+                                let _ = client.publish(reply, answer).await;
+                            }
+                            Some(Err(reason)) => {
+                                let mut headers = HeaderMap::new();
+                                headers.insert(REFUSED_HEADER, reason);
+                                let _ = client
+                                    .publish_with_headers(reply, headers, Bytes::new())
+                                    .await;
+                            }
+                            None => {}
                         }
                     });
                 }

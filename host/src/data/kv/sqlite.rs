@@ -301,7 +301,8 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    /// Sends `request` to the writer of `replica` and raises `consistency` to its answer.
+    /// Sends `request` to the writer of `replica`, answered once it has applied what
+    /// `consistency` asks for, and raises `consistency` to its answer.
     async fn forward(
         &self,
         replica: &Replica,
@@ -309,7 +310,8 @@ impl SqliteStore {
         consistency: Option<&Consistency>,
     ) -> Result<(Answer, u64), KvError> {
         let request = postcard::to_stdvec(&request).map_err(|e| KvError::Backend(e.to_string()))?;
-        let answer = match replica.forward(request.into(), FORWARD_LIMIT).await {
+        let floor = consistency.map_or(0, |consistency| consistency.floor(&replica.id));
+        let answer = match replica.forward(request.into(), floor, FORWARD_LIMIT).await {
             Ok(answer) => answer,
             Err(error) => {
                 if let Some(consistency) = consistency {

@@ -85,8 +85,14 @@ pub trait Link: Send + Sync {
     /// writes made elsewhere.
     fn is_current(&self) -> bool;
 
-    /// Sends `request` to the writer and returns its answer, by `deadline` at the latest.
-    async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError>;
+    /// Sends `request` to the writer and returns its answer, by `deadline` at the latest. The
+    /// writer answers once its copy has applied `floor` ([`Replica::serve`]).
+    async fn forward(
+        &self,
+        request: Bytes,
+        floor: u64,
+        deadline: Duration,
+    ) -> Result<Bytes, LinkError>;
 
     /// The log's last position, asked of the hub now.
     async fn log_end(&self) -> Result<u64, LinkError>;
@@ -381,8 +387,11 @@ impl Replica {
         *self.on_applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
-    /// Answers a request another node forwarded, if this node's file has a writer.
-    pub async fn serve(&self, request: Bytes) -> Option<Bytes> {
+    /// Answers a request another node forwarded, if this node's file has a writer, once this
+    /// copy has applied `floor` (the sender's bookmark): a write the writer before this one
+    /// committed as its term ended may still be on its way from the log. Refused, saying why,
+    /// if the copy does not get there within [`CATCH_UP_WAIT`] and the log has that position.
+    pub async fn serve(&self, request: Bytes, floor: u64) -> Option<Result<Bytes, String>> {
         let writer = self
             .writers
             .lock()
@@ -390,7 +399,18 @@ impl Replica {
             .iter()
             .rev()
             .find_map(Weak::upgrade)?;
-        Some(writer.serve(request).await)
+        // Asked first: a floor past what the writer has applied is rare, and past the log's
+        // end (a made-up bookmark) it would otherwise cost every write its full wait.
+        let holds = floor <= self.applied()
+            || self.log_ends_before(floor).await.is_some()
+            || self.reached(floor, CATCH_UP_WAIT).await;
+        if !holds {
+            return Some(Err(format!(
+                "{}: the writer's copy has not yet applied position {floor} of its log",
+                self.name
+            )));
+        }
+        Some(Ok(writer.serve(request).await))
     }
 
     /// The position applied to this copy.
@@ -421,10 +441,9 @@ impl Replica {
         if floor <= self.applied() || self.reached(floor, CATCH_UP_WAIT).await {
             return true;
         }
-        let Ok(end) = self.link().log_end().await else {
-            return false;
-        };
-        if floor > end && consistency.log_ends_at(&self.id, end, asked) {
+        if let Some(end) = self.log_ends_before(floor).await
+            && consistency.log_ends_at(&self.id, end, asked)
+        {
             tracing::warn!(
                 "{}: a request presented a bookmark at position {floor}, past the end of the \
                  log ({end}); it now holds {end}",
@@ -434,9 +453,22 @@ impl Replica {
         consistency.floor(&self.id) <= self.applied()
     }
 
-    /// Forwards `request` to the writer.
-    pub async fn forward(&self, request: Bytes, deadline: Duration) -> Result<Bytes, LinkError> {
-        self.link().forward(request, deadline).await
+    /// Where the log ends, asked of the hub now, if that is before `floor`: no write was
+    /// ever acknowledged at `floor`, so nothing there is worth waiting for.
+    async fn log_ends_before(&self, floor: u64) -> Option<u64> {
+        let end = self.link().log_end().await.ok()?;
+        (end < floor).then_some(end)
+    }
+
+    /// Forwards `request` to the writer, to be answered once its copy has applied `floor`
+    /// (the caller's bookmark of this file; 0 for none).
+    pub async fn forward(
+        &self,
+        request: Bytes,
+        floor: u64,
+        deadline: Duration,
+    ) -> Result<Bytes, LinkError> {
+        self.link().forward(request, floor, deadline).await
     }
 
     /// Runs `work` as one replicated write transaction on the writer connection `db`, on this
@@ -745,6 +777,94 @@ mod tests {
         apply_entry(&mut copy, 1, &entry).unwrap();
         assert_eq!(rows(&copy), [(1, "old".into()), (2, "kept".into())]);
         assert_eq!(rows(&copy), rows(&writer));
+    }
+
+    /// The link of a node that holds the writer's lease, to a log that ends at its position.
+    struct LogEndingAt(u64);
+
+    #[async_trait::async_trait]
+    impl Link for LogEndingAt {
+        fn is_writer(&self) -> bool {
+            true
+        }
+
+        async fn append(&self, _: u64, _: Bytes) -> Result<u64, LinkError> {
+            Err(LinkError::Unreachable("not in this test".into()))
+        }
+
+        fn is_current(&self) -> bool {
+            true
+        }
+
+        async fn forward(&self, _: Bytes, _: u64, _: Duration) -> Result<Bytes, LinkError> {
+            Err(LinkError::Unreachable("not in this test".into()))
+        }
+
+        async fn log_end(&self) -> Result<u64, LinkError> {
+            Ok(self.0)
+        }
+    }
+
+    impl Replication for LogEndingAt {
+        fn link(&self, _: &Arc<Replica>) -> Arc<dyn Link> {
+            Arc::new(Self(self.0))
+        }
+    }
+
+    /// Answers each request with the request itself.
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl Writer for Echo {
+        async fn serve(&self, request: Bytes) -> Bytes {
+            request
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_answers_a_forwarded_request_once_its_copy_has_the_senders_bookmark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        let file = SqliteFile::open(&path, "database", |_| Ok(()), Duration::from_secs(1)).unwrap();
+        let replica = Replica::open(&LogEndingAt(2), "app", Kind::Sql, "default", file).unwrap();
+        let echo: Arc<dyn Writer> = Arc::new(Echo);
+        replica.serve_with(Arc::downgrade(&echo));
+        let request = Bytes::from_static(b"SELECT 1");
+
+        // Without a bookmark, or with one past the log's end (made up), it answers now.
+        assert_eq!(
+            replica.serve(request.clone(), 0).await,
+            Some(Ok(request.clone()))
+        );
+        assert_eq!(
+            replica.serve(request.clone(), 9).await,
+            Some(Ok(request.clone()))
+        );
+
+        // An entry the log has and this copy has not: refused after the wait, saying why.
+        let refused = replica
+            .serve(request.clone(), 1)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.contains("not yet applied position 1"), "{refused}");
+
+        // An entry on its way: answered once it is applied, not before.
+        let entry = Bytes::from(postcard::to_stdvec(&Entry::default()).unwrap());
+        let applying = {
+            let replica = replica.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                replica.apply(1, entry).await.unwrap();
+            }
+        };
+        let serving = async {
+            let answer = replica.serve(request.clone(), 1).await;
+            (answer, replica.applied())
+        };
+        let ((answer, applied), ()) = tokio::join!(serving, applying);
+        assert_eq!(answer, Some(Ok(request)));
+        assert_eq!(applied, 1);
     }
 
     #[test]

@@ -227,8 +227,8 @@ async fn read_here(
     Ok(Some(result))
 }
 
-/// Sends `request` to the writer and reads its answer; without one, `state` notes that the
-/// writer may have run it.
+/// Sends `request` to the writer (answered once it has applied what the connection's bookmark
+/// asks for) and reads its answer; without one, `state` notes that the writer may have run it.
 async fn forward(
     connection: &EmbeddedConnection,
     state: &mut ConnectionState,
@@ -236,8 +236,9 @@ async fn forward(
     request: &Forwarded,
 ) -> Answer {
     let request = postcard::to_stdvec(request).map_err(|e| SqlError::Io(e.to_string()))?;
+    let floor = connection.consistency.floor(&replica.id);
     let answer = replica
-        .forward(request.into(), FORWARD_LIMIT)
+        .forward(request.into(), floor, FORWARD_LIMIT)
         .await
         .map_err(|error| {
             connection.consistency.writer_unreachable();
@@ -261,7 +262,7 @@ pub(super) fn close_elsewhere(connection: &EmbeddedConnection, replica: &Arc<Rep
     };
     let replica = replica.clone();
     runtime.spawn(async move {
-        let _ = replica.forward(request.into(), FORWARD_LIMIT).await;
+        let _ = replica.forward(request.into(), 0, FORWARD_LIMIT).await;
     });
 }
 
