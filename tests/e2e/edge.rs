@@ -700,8 +700,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (200, "price\n[Value::Integer(4)]")
     );
     assert_eq!(read.bookmark.as_deref(), Some(real.as_str()));
-    // A write forwarded with it: the writer finds the position past the log's end and runs
-    // it rather than wait for it.
+    // A write forwarded with it: the writer, finding the position past the log's end, runs
+    // it (it carries the sender's bookmark, which the writer's copy must have applied). The
+    // bookmark given back still holds the made-up position, which the next read lowers.
     let wrote = sql(
         &ap,
         "UPDATE items SET price = 5",
@@ -713,6 +714,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (read.status, read.body.as_str()),
         (200, "price\n[Value::Integer(5)]")
     );
+    let (id, position) = real.split_once('-').unwrap();
+    let after_the_write = format!("{id}-{}", position.parse::<u64>().unwrap() + 1);
+    assert_eq!(read.bookmark, Some(after_the_write));
 
     // Written in one edge region, read in the other with the bookmark: fresh every time.
     written_then_read_fresh(&eu, &ap, "fresh", "round", 1000);

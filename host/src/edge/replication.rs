@@ -343,7 +343,7 @@ impl Link for FileLink {
             .request_with_headers(subject, headers, request);
         match tokio::time::timeout(deadline, request).await {
             Ok(Ok(answer)) => match header(&answer.headers, REFUSED_HEADER) {
-                Some(reason) => Err(LinkError::Unreachable(reason.to_string())),
+                Some(reason) => Err(LinkError::Behind(reason.to_string())),
                 None => Ok(answer.payload),
             },
             Ok(Err(error)) if error.kind() == RequestErrorKind::NoResponders => {

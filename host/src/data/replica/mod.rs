@@ -107,6 +107,10 @@ pub enum LinkError {
     /// The writer (or the hub holding the log) cannot be reached now.
     #[error("the writer cannot be reached: {0}")]
     Unreachable(String),
+    /// The writer refused a request: its copy has not yet applied what the sender's bookmark
+    /// asks for. The request did not run.
+    #[error("the writer's copy is behind: {0}")]
+    Behind(String),
 }
 
 /// The answer a writer gives to a forwarded request, in each caller's own types.
@@ -389,8 +393,10 @@ impl Replica {
 
     /// Answers a request another node forwarded, if this node's file has a writer, once this
     /// copy has applied `floor` (the sender's bookmark): a write the writer before this one
-    /// committed as its term ended may still be on its way from the log. Refused, saying why,
-    /// if the copy does not get there within [`CATCH_UP_WAIT`] and the log has that position.
+    /// committed as its term ended may still be on its way from the log. A floor past the
+    /// log's end (a made-up bookmark) is no reason to wait. Refused, saying why, if the copy
+    /// does not get there within [`CATCH_UP_WAIT`] (asking the log included) and the log has
+    /// that position, or could not be asked.
     pub async fn serve(&self, request: Bytes, floor: u64) -> Option<Result<Bytes, String>> {
         let writer = self
             .writers
@@ -402,12 +408,15 @@ impl Replica {
         // Asked first: a floor past what the writer has applied is rare, and past the log's
         // end (a made-up bookmark) it would otherwise cost every write its full wait.
         let holds = floor <= self.applied()
-            || self.log_ends_before(floor).await.is_some()
-            || self.reached(floor, CATCH_UP_WAIT).await;
+            || tokio::time::timeout(CATCH_UP_WAIT, async {
+                self.log_ends_before(floor).await.is_some()
+                    || self.reached(floor, CATCH_UP_WAIT).await
+            })
+            .await
+            .unwrap_or(false);
         if !holds {
             return Some(Err(format!(
-                "{}: the writer's copy has not yet applied position {floor} of its log",
-                self.name
+                "it has not yet applied position {floor} of the log"
             )));
         }
         Some(Ok(writer.serve(request).await))
@@ -779,8 +788,9 @@ mod tests {
         assert_eq!(rows(&copy), rows(&writer));
     }
 
-    /// The link of a node that holds the writer's lease, to a log that ends at its position.
-    struct LogEndingAt(u64);
+    /// The link of a node that holds the writer's lease, to a log that ends at its position
+    /// (`None`: the hub does not answer).
+    struct LogEndingAt(Option<u64>);
 
     #[async_trait::async_trait]
     impl Link for LogEndingAt {
@@ -801,7 +811,8 @@ mod tests {
         }
 
         async fn log_end(&self) -> Result<u64, LinkError> {
-            Ok(self.0)
+            self.0
+                .ok_or_else(|| LinkError::Unreachable("the hub does not answer".into()))
         }
     }
 
@@ -824,11 +835,16 @@ mod tests {
     #[tokio::test]
     async fn the_writer_answers_a_forwarded_request_once_its_copy_has_the_senders_bookmark() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("copy.db");
-        let file = SqliteFile::open(&path, "database", |_| Ok(()), Duration::from_secs(1)).unwrap();
-        let replica = Replica::open(&LogEndingAt(2), "app", Kind::Sql, "default", file).unwrap();
         let echo: Arc<dyn Writer> = Arc::new(Echo);
-        replica.serve_with(Arc::downgrade(&echo));
+        let writer = |name: &str, log: LogEndingAt| {
+            let path = dir.path().join(name);
+            let file =
+                SqliteFile::open(&path, "database", |_| Ok(()), Duration::from_secs(1)).unwrap();
+            let replica = Replica::open(&log, "app", Kind::Sql, name, file).unwrap();
+            replica.serve_with(Arc::downgrade(&echo));
+            replica
+        };
+        let replica = writer("copy", LogEndingAt(Some(2)));
         let request = Bytes::from_static(b"SELECT 1");
 
         // Without a bookmark, or with one past the log's end (made up), it answers now.
@@ -848,6 +864,15 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(refused.contains("not yet applied position 1"), "{refused}");
+
+        // Where the hub cannot say where the log ends, even a made-up bookmark is refused.
+        let unasked = writer("unasked", LogEndingAt(None));
+        let refused = unasked
+            .serve(request.clone(), 9)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.contains("not yet applied position 9"), "{refused}");
 
         // An entry on its way: answered once it is applied, not before.
         let entry = Bytes::from(postcard::to_stdvec(&Entry::default()).unwrap());

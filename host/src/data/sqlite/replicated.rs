@@ -27,15 +27,17 @@ use super::embedded::{
     ConnectionState, EmbeddedConnection, EmbeddedDatabase, Run, controls_transaction,
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
-use crate::data::replica::{self, Capture, Entry, FORWARD_LIMIT, Replica};
+use crate::data::replica::{self, Capture, Entry, FORWARD_LIMIT, LinkError, Replica};
 use crate::data::sqlite_file::{has_deferred_violations, off_thread};
 
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long a statement another node forwards waits at the writer for another transaction
-/// (at most; the busy timeout if shorter): it is answered before its sender stops waiting
-/// ([`FORWARD_LIMIT`]), so the sender knows whether it opened a transaction there.
+/// (at most; the busy timeout if shorter): with the wait for the sender's bookmark before it
+/// ([`replica::CATCH_UP_WAIT`], see [`Replica::serve`]), it is answered before its sender
+/// stops waiting ([`FORWARD_LIMIT`]), so the sender knows whether it opened a transaction
+/// there.
 const FORWARDED_WRITER_WAIT: Duration = Duration::from_secs(3);
 
 /// Runs one statement on the writer connection `writer` of a replicated database; `capture`
@@ -236,13 +238,21 @@ async fn forward(
     request: &Forwarded,
 ) -> Answer {
     let request = postcard::to_stdvec(request).map_err(|e| SqlError::Io(e.to_string()))?;
-    let floor = connection.consistency.floor(&replica.id);
+    // Inside a transaction open at the writer, the writer's copy cannot move (the transaction
+    // holds it), and what the transaction reads was fixed at its BEGIN, which carried the
+    // bookmark: waiting there for a bookmark raised since could only fail, even a ROLLBACK.
+    let floor = if state.remote_transaction {
+        0
+    } else {
+        connection.consistency.floor(&replica.id)
+    };
     let answer = replica
         .forward(request.into(), floor, FORWARD_LIMIT)
         .await
         .map_err(|error| {
             connection.consistency.writer_unreachable();
-            state.lost_at_writer = true;
+            // Refused before it ran; any other failure may have come after.
+            state.lost_at_writer |= !matches!(error, LinkError::Behind(_));
             SqlError::Unavailable(format!("{}: {error}", replica.name))
         })?;
     postcard::from_bytes::<Answer>(&answer)
