@@ -811,6 +811,33 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         (200, "group_concat(id)\n[Value::Text(\"1,2\")]")
     );
 
+    // A new version deployed while an edge's transaction is open at the writer: the request
+    // finishes on the version it began on. The writer's new version answers forwarded
+    // statements from the moment it is opened (its migrations, which need the writer, run
+    // once the transaction ends), so it takes the transaction's later statements and commits
+    // it.
+    let holding_url = eu.at("/data/sql/default");
+    let holding = std::thread::spawn(move || {
+        let script = "BEGIN\nINSERT INTO owners (id) VALUES (4)\n!sleep 2000\nSELECT 1\n\
+                      !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT";
+        let response = client().post(holding_url).body(script).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let manifest = app.path().join("spin.toml");
+    let mut edited = std::fs::read_to_string(&manifest).unwrap();
+    edited.push_str("# version 7: deployed while a transaction is open\n");
+    std::fs::write(&manifest, edited).unwrap();
+    let (deployed, stdout, stderr) = deploy_with(app.path(), &hub_nats, &["--sqlite", &sqlite]);
+    assert!(
+        deployed && stdout.contains("shop version 7 is served by 4 nodes"),
+        "{stdout}\n{stderr}"
+    );
+    let (held_status, held_body) = holding.join().unwrap();
+    assert_eq!(held_status, 200, "{held_body}\n{}", hub_1.stderr());
+    let owners = sql_until_done(&hub_1, "SELECT count(*) FROM owners WHERE id = 4");
+    assert_eq!(owners.body, "count(*)\n[Value::Integer(1)]");
+
     // A transaction opened from the edge and left idle past the writer's limit is rolled
     // back whole there; its later statements fail instead of committing on their own.
     let abandoned = sql(

@@ -83,6 +83,7 @@ fn open_backend(
     if let Some((app, replication)) = opening.replication {
         let replica = Replica::open(replication, app, Kind::Sql, label, database.file.clone())?;
         database.committer = replica.clone();
+        database.remote = RemoteConnections::of(&replica);
         database.replica = Some(replica);
     }
     let database = Arc::new(database);
@@ -101,7 +102,8 @@ pub struct EmbeddedDatabase {
     pub(super) replica: Option<Arc<Replica>>,
     /// How batches of autocommit writes commit: through the log when it is replicated.
     committer: Arc<dyn Committer>,
-    /// The connections other nodes hold here while this node is the writer.
+    /// The connections other nodes hold here while this node is the writer (shared with every
+    /// other version of the app open on the file).
     pub(super) remote: RemoteConnections,
 }
 

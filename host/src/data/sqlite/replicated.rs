@@ -16,7 +16,7 @@
 //! the writer rolls it back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -279,7 +279,13 @@ pub(super) fn close_elsewhere(connection: &EmbeddedConnection, replica: &Arc<Rep
 /// The connections other nodes' guests hold at the writer, by name: kept while a transaction
 /// is open in one.
 #[derive(Default)]
-pub struct RemoteConnections(Arc<Mutex<HashMap<String, Remote>>>);
+pub struct RemoteConnections(Arc<Remotes>);
+
+type Remotes = Mutex<HashMap<String, Remote>>;
+
+/// The remote connections of each replicated database open in this process, by its id.
+static REMOTES_BY_DATABASE: LazyLock<Mutex<HashMap<String, Weak<Remotes>>>> =
+    LazyLock::new(Mutex::default);
 
 struct Remote {
     connection: Arc<EmbeddedConnection>,
@@ -288,6 +294,22 @@ struct Remote {
 }
 
 impl RemoteConnections {
+    /// The connections other nodes hold at `replica`'s database: one set for every version
+    /// of the app open on it, so that a transaction another node opened here goes on across a
+    /// swap of versions (the newest version answers its next statement).
+    pub fn of(replica: &Replica) -> Self {
+        let mut by_database = REMOTES_BY_DATABASE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(remotes) = by_database.get(&replica.id).and_then(Weak::upgrade) {
+            return Self(remotes);
+        }
+        let remotes = Arc::default();
+        by_database.retain(|_, remotes| remotes.strong_count() > 0);
+        by_database.insert(replica.id.clone(), Arc::downgrade(&remotes));
+        Self(remotes)
+    }
+
     /// Runs a forwarded statement on the connection named `id`. A statement of a transaction
     /// this writer no longer holds (rolled back when idle, or begun at a writer before it)
     /// fails rather than run on its own; a `ROLLBACK` of one succeeds, as it is done.
