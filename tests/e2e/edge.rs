@@ -821,7 +821,9 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         let script = "BEGIN\nINSERT INTO owners (id) VALUES (4)\n!sleep 2000\nSELECT 1\n\
                       !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT";
         let response = client().post(holding_url).body(script).send().unwrap();
-        (response.status().as_u16(), response.text().unwrap())
+        let bookmark = response.headers().get("ledge-bookmark").cloned();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap(), bookmark)
     });
     std::thread::sleep(Duration::from_millis(500));
     let manifest = app.path().join("spin.toml");
@@ -833,9 +835,20 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
         deployed && stdout.contains("shop version 7 is served by 4 nodes"),
         "{stdout}\n{stderr}"
     );
-    let (held_status, held_body) = holding.join().unwrap();
-    assert_eq!(held_status, 200, "{held_body}\n{}", hub_1.stderr());
-    let owners = sql_until_done(&hub_1, "SELECT count(*) FROM owners WHERE id = 4");
+    let (held_status, held_body, bookmark) = holding.join().unwrap();
+    assert_eq!(
+        held_status,
+        200,
+        "{held_body}\nhub 1:\n{}\nhub 2:\n{}",
+        hub_1.stderr(),
+        hub_2.stderr()
+    );
+    let bookmark = bookmark.expect("a commit gives a bookmark");
+    let owners = sql(
+        &ap,
+        "SELECT count(*) FROM owners WHERE id = 4",
+        Some(bookmark.to_str().unwrap()),
+    );
     assert_eq!(owners.body, "count(*)\n[Value::Integer(1)]");
 
     // A transaction opened from the edge and left idle past the writer's limit is rolled

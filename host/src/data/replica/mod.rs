@@ -408,6 +408,7 @@ impl Replica {
         // Asked first: a floor past what the writer has applied is rare, and past the log's
         // end (a made-up bookmark) it would otherwise cost every write its full wait.
         let holds = floor <= self.applied()
+            // One limit for the question and the wait together (the inner one never binds).
             || tokio::time::timeout(CATCH_UP_WAIT, async {
                 self.log_ends_before(floor).await.is_some()
                     || self.reached(floor, CATCH_UP_WAIT).await

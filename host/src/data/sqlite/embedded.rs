@@ -83,7 +83,7 @@ fn open_backend(
     if let Some((app, replication)) = opening.replication {
         let replica = Replica::open(replication, app, Kind::Sql, label, database.file.clone())?;
         database.committer = replica.clone();
-        database.remote = RemoteConnections::of(&replica);
+        database.remote = RemoteConnections::at(&database.file);
         database.replica = Some(replica);
     }
     let database = Arc::new(database);

@@ -16,6 +16,7 @@
 //! the writer rolls it back.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use super::embedded::{
 };
 use super::{LastWrite, QueryResult, SqlError, Value};
 use crate::data::replica::{self, Capture, Entry, FORWARD_LIMIT, LinkError, Replica};
-use crate::data::sqlite_file::{has_deferred_violations, off_thread};
+use crate::data::sqlite_file::{SqliteFile, has_deferred_violations, off_thread};
 
 /// How long the writer keeps another node's open transaction between two of its statements.
 const REMOTE_IDLE_LIMIT: Duration = Duration::from_secs(5);
@@ -250,6 +251,7 @@ async fn forward(
         .forward(request.into(), floor, FORWARD_LIMIT)
         .await
         .map_err(|error| {
+            // A refusal too: the writer cannot answer now, so a 5xx says when to retry.
             connection.consistency.writer_unreachable();
             // Refused before it ran; any other failure may have come after.
             state.lost_at_writer |= !matches!(error, LinkError::Behind(_));
@@ -277,14 +279,16 @@ pub(super) fn close_elsewhere(connection: &EmbeddedConnection, replica: &Arc<Rep
 }
 
 /// The connections other nodes' guests hold at the writer, by name: kept while a transaction
-/// is open in one.
+/// is open in one. One set per replicated database file, shared by every version of the app
+/// open on it ([`RemoteConnections::at`]).
 #[derive(Default)]
 pub struct RemoteConnections(Arc<Remotes>);
 
 type Remotes = Mutex<HashMap<String, Remote>>;
 
-/// The remote connections of each replicated database open in this process, by its id.
-static REMOTES_BY_DATABASE: LazyLock<Mutex<HashMap<String, Weak<Remotes>>>> =
+/// The remote connections of each replicated database open in this process, by its file's
+/// canonical path.
+static REMOTES_BY_FILE: LazyLock<Mutex<HashMap<PathBuf, Weak<Remotes>>>> =
     LazyLock::new(Mutex::default);
 
 struct Remote {
@@ -294,19 +298,17 @@ struct Remote {
 }
 
 impl RemoteConnections {
-    /// The connections other nodes hold at `replica`'s database: one set for every version
-    /// of the app open on it, so that a transaction another node opened here goes on across a
-    /// swap of versions (the newest version answers its next statement).
-    pub fn of(replica: &Replica) -> Self {
-        let mut by_database = REMOTES_BY_DATABASE
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(remotes) = by_database.get(&replica.id).and_then(Weak::upgrade) {
+    /// The connections other nodes hold at the replicated database in `file`: one set for
+    /// every version of the app open on it, so that a transaction another node opened here
+    /// goes on across a swap of versions (the newest version answers its next statement).
+    pub fn at(file: &SqliteFile) -> Self {
+        let mut by_file = REMOTES_BY_FILE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(remotes) = by_file.get(file.path()).and_then(Weak::upgrade) {
             return Self(remotes);
         }
         let remotes = Arc::default();
-        by_database.retain(|_, remotes| remotes.strong_count() > 0);
-        by_database.insert(replica.id.clone(), Arc::downgrade(&remotes));
+        by_file.retain(|_, remotes| remotes.strong_count() > 0);
+        by_file.insert(file.path().to_path_buf(), Arc::downgrade(&remotes));
         Self(remotes)
     }
 
