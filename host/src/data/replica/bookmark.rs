@@ -206,6 +206,13 @@ pub fn asked() -> u64 {
     PRESENTED.load(Ordering::SeqCst)
 }
 
+/// Counts a position presented to this node from elsewhere (the floor of a request another
+/// node forwarded) and returns [`asked`] after it: only a question asked from now on may
+/// judge it.
+pub fn presented_elsewhere() -> u64 {
+    PRESENTED.fetch_add(1, Ordering::SeqCst) + 1
+}
+
 /// What one instance's data calls read at and raise: the bookmarks of the requests it is
 /// serving now.
 #[derive(Debug, Default)]

@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -307,6 +309,18 @@ pub struct Replica {
     /// What runs after an entry or a snapshot is applied (the key-value read cache drops what
     /// changed).
     on_applied: Mutex<Option<AppliedHook>>,
+    /// The last question of where the log ends, shared by the reads that may use its answer.
+    log_end: Mutex<Option<LogEndQuestion>>,
+}
+
+/// A question to the hub of where a log ends, on its way or answered.
+#[derive(Clone)]
+struct LogEndQuestion {
+    /// [`bookmark::asked`] before it was sent: the answer judges the bookmarks presented
+    /// before this count.
+    asked: u64,
+    /// The log's last position, if the hub answered.
+    end: Shared<BoxFuture<'static, Option<u64>>>,
 }
 
 /// The replicas open in this process, by their file's path: two versions of an app (during a
@@ -349,6 +363,7 @@ impl Replica {
             link: OnceLock::new(),
             writers: Mutex::default(),
             on_applied: Mutex::new(None),
+            log_end: Mutex::new(None),
         });
         let _ = replica.link.set(replication.link(&replica));
         open_replicas.retain(|_, replica| replica.strong_count() > 0);
@@ -410,7 +425,8 @@ impl Replica {
         let holds = floor <= self.applied()
             // One limit for the question and the wait together (the inner one never binds).
             || tokio::time::timeout(CATCH_UP_WAIT, async {
-                self.log_ends_before(floor).await.is_some()
+                let arrived = bookmark::presented_elsewhere();
+                self.log_ends_before(floor, arrived).await.is_some()
                     || self.reached(floor, CATCH_UP_WAIT).await
             })
             .await
@@ -451,7 +467,7 @@ impl Replica {
         if floor <= self.applied() || self.reached(floor, CATCH_UP_WAIT).await {
             return true;
         }
-        if let Some(end) = self.log_ends_before(floor).await
+        if let Some((end, asked)) = self.log_ends_before(floor, asked).await
             && consistency.log_ends_at(&self.id, end, asked)
         {
             tracing::warn!(
@@ -463,11 +479,37 @@ impl Replica {
         consistency.floor(&self.id) <= self.applied()
     }
 
-    /// Where the log ends, asked of the hub now, if that is before `floor`: no write was
-    /// ever acknowledged at `floor`, so nothing there is worth waiting for.
-    async fn log_ends_before(&self, floor: u64) -> Option<u64> {
-        let end = self.link().log_end().await.ok()?;
-        (end < floor).then_some(end)
+    /// Where the log ends, if that is before `floor`, by a question sent after `asked`
+    /// bookmarks were presented (see [`Replica::log_end_after`]): no write was ever
+    /// acknowledged at `floor`, so nothing there is worth waiting for. Also returns the count
+    /// the question was sent at, which is not below `asked`.
+    async fn log_ends_before(&self, floor: u64, asked: u64) -> Option<(u64, u64)> {
+        let (end, asked) = self.log_end_after(asked).await?;
+        (end < floor).then_some((end, asked))
+    }
+
+    /// Where the log ends, by a question to the hub sent after `asked` bookmarks were
+    /// presented, and the count it was sent at. Reads that wait on a made-up bookmark together
+    /// share one question: the last one serves every read whose bookmark was presented before
+    /// it was sent (positions presented earlier were acknowledged, if ever, before it was
+    /// asked), and only a read presented since sends a new one.
+    async fn log_end_after(&self, asked: u64) -> Option<(u64, u64)> {
+        let question = {
+            let mut last = self.log_end.lock().unwrap_or_else(|p| p.into_inner());
+            match &*last {
+                Some(question) if question.asked >= asked => question.clone(),
+                _ => {
+                    let link = self.link.get()?.clone();
+                    let question = LogEndQuestion {
+                        asked: bookmark::asked(),
+                        end: async move { link.log_end().await.ok() }.boxed().shared(),
+                    };
+                    *last = Some(question.clone());
+                    question
+                }
+            }
+        };
+        Some((question.end.await?, question.asked))
     }
 
     /// Forwards `request` to the writer, to be answered once its copy has applied `floor`
@@ -789,9 +831,22 @@ mod tests {
         assert_eq!(rows(&copy), rows(&writer));
     }
 
-    /// The link of a node that holds the writer's lease, to a log that ends at its position
-    /// (`None`: the hub does not answer).
-    struct LogEndingAt(Option<u64>);
+    /// The link of a node that holds the writer's lease, to a log that ends at `end` (`None`:
+    /// the hub does not answer), counting the questions of where it ends.
+    #[derive(Clone, Default)]
+    struct LogEndingAt {
+        end: Option<u64>,
+        questions: Arc<AtomicU64>,
+    }
+
+    impl LogEndingAt {
+        fn new(end: Option<u64>) -> Self {
+            Self {
+                end,
+                ..Self::default()
+            }
+        }
+    }
 
     #[async_trait::async_trait]
     impl Link for LogEndingAt {
@@ -812,14 +867,16 @@ mod tests {
         }
 
         async fn log_end(&self) -> Result<u64, LinkError> {
-            self.0
+            self.questions.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.end
                 .ok_or_else(|| LinkError::Unreachable("the hub does not answer".into()))
         }
     }
 
     impl Replication for LogEndingAt {
         fn link(&self, _: &Arc<Replica>) -> Arc<dyn Link> {
-            Arc::new(Self(self.0))
+            Arc::new(self.clone())
         }
     }
 
@@ -845,7 +902,7 @@ mod tests {
             replica.serve_with(Arc::downgrade(&echo));
             replica
         };
-        let replica = writer("copy", LogEndingAt(Some(2)));
+        let replica = writer("copy", LogEndingAt::new(Some(2)));
         let request = Bytes::from_static(b"SELECT 1");
 
         // Without a bookmark, or with one past the log's end (made up), it answers now.
@@ -867,7 +924,7 @@ mod tests {
         assert!(refused.contains("not yet applied position 1"), "{refused}");
 
         // Where the hub cannot say where the log ends, even a made-up bookmark is refused.
-        let unasked = writer("unasked", LogEndingAt(None));
+        let unasked = writer("unasked", LogEndingAt::new(None));
         let refused = unasked
             .serve(request.clone(), 9)
             .await
@@ -891,6 +948,43 @@ mod tests {
         let ((answer, applied), ()) = tokio::join!(serving, applying);
         assert_eq!(answer, Some(Ok(request)));
         assert_eq!(applied, 1);
+    }
+
+    #[tokio::test]
+    async fn reads_waiting_on_made_up_bookmarks_together_share_one_question_to_the_hub() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy");
+        let file = SqliteFile::open(&path, "database", |_| Ok(()), Duration::from_secs(1)).unwrap();
+        let log = LogEndingAt::new(Some(2));
+        let replica = Replica::open(&log, "app", Kind::Sql, "copy", file).unwrap();
+        let presenting = |position: u64| {
+            let mut headers = http::HeaderMap::new();
+            let bookmark = format!("{}-{position}", replica.id);
+            headers.insert(bookmark::HEADER, bookmark.parse().unwrap());
+            let bookmark = Arc::new(bookmark::Bookmark::from_headers(&headers));
+            let consistency = Consistency::default();
+            consistency.enter(&bookmark);
+            (bookmark, consistency)
+        };
+        let requests: Vec<_> = (0..4).map(|n| presenting(50 + n)).collect();
+
+        let caught_up = futures::future::join_all(
+            requests
+                .iter()
+                .map(|(_, consistency)| replica.caught_up(consistency)),
+        )
+        .await;
+        assert_eq!(caught_up, [false; 4], "the copy is at 0, the log ends at 2");
+        assert_eq!(log.questions.load(Ordering::SeqCst), 1);
+        for (bookmark, _) in &requests {
+            assert_eq!(bookmark.floor(&replica.id), 2);
+        }
+
+        // A bookmark presented after the question was sent needs a question of its own.
+        let (later, consistency) = presenting(70);
+        assert!(!replica.caught_up(&consistency).await);
+        assert_eq!(log.questions.load(Ordering::SeqCst), 2);
+        assert_eq!(later.floor(&replica.id), 2);
     }
 
     #[test]
