@@ -786,15 +786,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     // A write forwarded while another edge's transaction holds the writer waits there for a
     // while, then is answered "locked" before its sender stops waiting: the edge knows it was
     // not applied. The transaction (busy for 6 s, never idle for its limit) then commits.
-    let holding_url = eu.at("/data/sql/default");
-    let holding = std::thread::spawn(move || {
-        let script = "BEGIN\nINSERT INTO owners (id) VALUES (2)\n!sleep 2000\nSELECT 1\n\
-                      !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT";
-        let response = client().post(holding_url).body(script).send().unwrap();
-        let bookmark = response.headers().get("ledge-bookmark").cloned();
-        let status = response.status().as_u16();
-        (status, response.text().unwrap(), bookmark)
-    });
+    let holding = holding_a_transaction(&eu, 2);
     std::thread::sleep(Duration::from_millis(1500));
     let waited = sql(&ap, "INSERT INTO owners (id) VALUES (3)", None);
     assert_failed(&waited, "database is locked");
@@ -816,15 +808,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     // statements from the moment it is opened (its migrations, which need the writer, run
     // once the transaction ends), so it takes the transaction's later statements and commits
     // it.
-    let holding_url = eu.at("/data/sql/default");
-    let holding = std::thread::spawn(move || {
-        let script = "BEGIN\nINSERT INTO owners (id) VALUES (4)\n!sleep 2000\nSELECT 1\n\
-                      !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT";
-        let response = client().post(holding_url).body(script).send().unwrap();
-        let bookmark = response.headers().get("ledge-bookmark").cloned();
-        let status = response.status().as_u16();
-        (status, response.text().unwrap(), bookmark)
-    });
+    let holding = holding_a_transaction(&eu, 4);
     std::thread::sleep(Duration::from_millis(500));
     let manifest = app.path().join("spin.toml");
     let mut edited = std::fs::read_to_string(&manifest).unwrap();
@@ -1086,6 +1070,26 @@ fn a_write_whose_acknowledgement_from_the_log_was_lost_is_settled_by_asking_the_
     let rows = items_at(&writer, 3);
     assert!(rows.contains("teapot"), "{rows}");
     assert_eq!(items_at(&ap, 3), rows);
+}
+
+/// Opens a transaction through `node` that adds owner `id` and stays open for 6 s (a
+/// statement every 2 s, never idle for the writer's limit), then commits; the request's
+/// status, body and bookmark.
+fn holding_a_transaction(
+    node: &Ledge,
+    id: u32,
+) -> std::thread::JoinHandle<(u16, String, Option<reqwest::header::HeaderValue>)> {
+    let url = node.at("/data/sql/default");
+    std::thread::spawn(move || {
+        let script = format!(
+            "BEGIN\nINSERT INTO owners (id) VALUES ({id})\n!sleep 2000\nSELECT 1\n\
+             !sleep 2000\nSELECT 1\n!sleep 2000\nCOMMIT"
+        );
+        let response = client().post(url).body(script).send().unwrap();
+        let bookmark = response.headers().get("ledge-bookmark").cloned();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap(), bookmark)
+    })
 }
 
 /// Runs SQL `script` through `writer` while the answers `link` passes back come 3 s late, for
