@@ -36,8 +36,9 @@ const MAX_PRESENTED: usize = 32;
 /// How long a browser keeps the cookie: past it, replication has long caught up.
 const COOKIE_MAX_AGE_SECONDS: u32 = 60;
 
-/// Counts the bookmarks presented so far in this process: a bookmark presented before the
-/// count a question to the log was asked at holds only positions acknowledged before it.
+/// Counts the bookmarks presented so far in this process (and the floors other nodes forwarded
+/// here): a bookmark presented before the count a question to the log was asked at holds only
+/// positions acknowledged before it.
 static PRESENTED: AtomicU64 = AtomicU64::new(0);
 
 /// The positions one request has seen or written, by file id.
@@ -200,8 +201,9 @@ impl Position {
     }
 }
 
-/// Taken before a question to the log about a floor (before the floor is read): only
-/// bookmarks presented before it can be judged by the answer ([`Consistency::log_ends_at`]).
+/// The count of bookmarks presented so far: taken before a floor is read, and again as a
+/// question to the log is sent; only bookmarks presented before the question's count can be
+/// judged by its answer ([`Consistency::log_ends_at`]).
 pub fn asked() -> u64 {
     PRESENTED.load(Ordering::SeqCst)
 }
@@ -209,7 +211,7 @@ pub fn asked() -> u64 {
 /// Counts a position presented to this node from elsewhere (the floor of a request another
 /// node forwarded) and returns [`asked`] after it: only a question asked from now on may
 /// judge it.
-pub fn presented_elsewhere() -> u64 {
+pub fn count_presented_elsewhere() -> u64 {
     PRESENTED.fetch_add(1, Ordering::SeqCst) + 1
 }
 

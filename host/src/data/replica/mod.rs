@@ -310,7 +310,7 @@ pub struct Replica {
     /// changed).
     on_applied: Mutex<Option<AppliedHook>>,
     /// The last question of where the log ends, shared by the reads that may use its answer.
-    log_end: Mutex<Option<LogEndQuestion>>,
+    last_log_end_question: Mutex<Option<LogEndQuestion>>,
 }
 
 /// A question to the hub of where a log ends, on its way or answered.
@@ -363,7 +363,7 @@ impl Replica {
             link: OnceLock::new(),
             writers: Mutex::default(),
             on_applied: Mutex::new(None),
-            log_end: Mutex::new(None),
+            last_log_end_question: Mutex::new(None),
         });
         let _ = replica.link.set(replication.link(&replica));
         open_replicas.retain(|_, replica| replica.strong_count() > 0);
@@ -425,7 +425,7 @@ impl Replica {
         let holds = floor <= self.applied()
             // One limit for the question and the wait together (the inner one never binds).
             || tokio::time::timeout(CATCH_UP_WAIT, async {
-                let arrived = bookmark::presented_elsewhere();
+                let arrived = bookmark::count_presented_elsewhere();
                 self.log_ends_before(floor, arrived).await.is_some()
                     || self.reached(floor, CATCH_UP_WAIT).await
             })
@@ -492,12 +492,18 @@ impl Replica {
     /// presented, and the count it was sent at. Reads that wait on a made-up bookmark together
     /// share one question: the last one serves every read whose bookmark was presented before
     /// it was sent (positions presented earlier were acknowledged, if ever, before it was
-    /// asked), and only a read presented since sends a new one.
+    /// asked), unless the hub did not answer it; a read presented since sends a new one. (A
+    /// forwarded floor counts as presented when it arrives, so the writer asks anew for each.)
     async fn log_end_after(&self, asked: u64) -> Option<(u64, u64)> {
         let question = {
-            let mut last = self.log_end.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .last_log_end_question
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             match &*last {
-                Some(question) if question.asked >= asked => question.clone(),
+                Some(question) if question.asked >= asked && question.end.peek() != Some(&None) => {
+                    question.clone()
+                }
                 _ => {
                     let link = self.link.get()?.clone();
                     let question = LogEndQuestion {
@@ -835,16 +841,21 @@ mod tests {
     /// the hub does not answer), counting the questions of where it ends.
     #[derive(Clone, Default)]
     struct LogEndingAt {
-        end: Option<u64>,
+        end: Arc<Mutex<Option<u64>>>,
         questions: Arc<AtomicU64>,
     }
 
     impl LogEndingAt {
         fn new(end: Option<u64>) -> Self {
             Self {
-                end,
+                end: Arc::new(Mutex::new(end)),
                 ..Self::default()
             }
+        }
+
+        /// The log now ends at `end` (more writes were acknowledged).
+        fn grows_to(&self, end: u64) {
+            *self.end.lock().unwrap() = Some(end);
         }
     }
 
@@ -869,8 +880,8 @@ mod tests {
         async fn log_end(&self) -> Result<u64, LinkError> {
             self.questions.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            self.end
-                .ok_or_else(|| LinkError::Unreachable("the hub does not answer".into()))
+            let end = *self.end.lock().unwrap();
+            end.ok_or_else(|| LinkError::Unreachable("the hub does not answer".into()))
         }
     }
 
@@ -980,11 +991,13 @@ mod tests {
             assert_eq!(bookmark.floor(&replica.id), 2);
         }
 
-        // A bookmark presented after the question was sent needs a question of its own.
+        // A bookmark presented after the question was sent may hold a write acknowledged
+        // since: the old answer does not judge it, a question of its own does.
+        log.grows_to(80);
         let (later, consistency) = presenting(70);
         assert!(!replica.caught_up(&consistency).await);
         assert_eq!(log.questions.load(Ordering::SeqCst), 2);
-        assert_eq!(later.floor(&replica.id), 2);
+        assert_eq!(later.floor(&replica.id), 70, "a genuine position stays");
     }
 
     #[test]
