@@ -624,8 +624,14 @@ impl File {
             Ok(revision) => Some(revision),
             Err(_) => {
                 let lease = reached.leases.entry(&self.names.lease).await.ok()??;
-                (lease.operation == kv::Operation::Put && lease.value == node)
-                    .then_some(lease.revision)
+                let ours = lease.operation == kv::Operation::Put && lease.value == node;
+                if ours {
+                    tracing::info!(
+                        "{}: the lease still names this node, which takes it back",
+                        self.name
+                    );
+                }
+                ours.then_some(lease.revision)
             }
         }
     }
