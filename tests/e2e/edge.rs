@@ -401,9 +401,12 @@ fn an_api_key_quota_is_counted_across_every_node() {
     assert_eq!(nodes[0]["node"], "hub-1");
 }
 
-/// An app of the data guests (spin-sdk 5 at `/data`, spin-sdk 7 at `/p3`) sharing a
-/// replicated key-value store and database.
-fn data_app(dir: &Path) {
+/// Deploys, through the hub `nats`, an app of the data guests (spin-sdk 5 at `/data`,
+/// spin-sdk 7 at `/p3`) sharing a replicated key-value store and database; the app's
+/// directory.
+fn deploy_data_app(nats: &NatsServer) -> tempfile::TempDir {
+    let app = tempfile::tempdir().unwrap();
+    let dir = app.path();
     std::fs::write(
         dir.join("spin.toml"),
         "spin_manifest_version = 2\n[application]\nname = \"shop\"\n\
@@ -417,6 +420,9 @@ fn data_app(dir: &Path) {
     .unwrap();
     std::fs::copy(&guests().data_p2, dir.join("data.wasm")).unwrap();
     std::fs::copy(&guests().data_p3, dir.join("data3.wasm")).unwrap();
+    let (deployed, stdout, stderr) = deploy(dir, nats);
+    assert!(deployed, "{stdout}\n{stderr}");
+    app
 }
 
 /// What one request through the data guest answered: status, body and the bookmark it gave.
@@ -554,10 +560,7 @@ fn data_written_on_any_node_is_read_on_every_node_and_survives_its_writer() {
     let eu = node(&eu_leaf.url(), true, "eu", "eu-1", states.path());
     let ap = node(&ap_leaf.url(), true, "ap", "ap-1", states.path());
     wait_for_live_nodes(&hub_nats, 4);
-    let app = tempfile::tempdir().unwrap();
-    data_app(app.path());
-    let (deployed, stdout, stderr) = deploy(app.path(), &hub_nats);
-    assert!(deployed, "{stdout}\n{stderr}");
+    let app = deploy_data_app(&hub_nats);
 
     // Schema and rows written through the leaf region commit at the hub's writer; values the
     // writer computed (time, random, rowid) are the same on every copy.
@@ -1042,10 +1045,7 @@ fn a_write_whose_acknowledgement_from_the_log_was_lost_is_settled_by_asking_the_
     let writer = node(&through_link, false, "hub", "hub-1", states.path());
     let ap = node(&ap_leaf.url(), true, "ap", "ap-1", states.path());
     wait_for_live_nodes(&hub_nats, 2);
-    let app = tempfile::tempdir().unwrap();
-    data_app(app.path());
-    let (deployed, stdout, stderr) = deploy(app.path(), &hub_nats);
-    assert!(deployed, "{stdout}\n{stderr}");
+    deploy_data_app(&hub_nats);
     sql_until_done(
         &writer,
         "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, at TEXT, noise INTEGER)",
